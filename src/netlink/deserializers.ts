@@ -1,0 +1,101 @@
+/**
+ * The attribute decoders a user can enable (`--deserializers`), and the `idiag_ext` bitmask of
+ * the dump request derived from them.
+ *
+ * @module
+ */
+import {
+  INET_DIAG_BBRINFO,
+  INET_DIAG_CGROUP_ID,
+  INET_DIAG_CLASS_ID,
+  INET_DIAG_CONG,
+  INET_DIAG_DCTCPINFO,
+  INET_DIAG_INFO,
+  INET_DIAG_MEMINFO,
+  INET_DIAG_SHUTDOWN,
+  INET_DIAG_SKMEMINFO,
+  INET_DIAG_SOCKOPT,
+  INET_DIAG_TCLASS,
+  INET_DIAG_TOS,
+  INET_DIAG_VEGASINFO,
+} from "./constants.ts";
+
+/** Decoder name (as on the command line) → the inet_diag attribute type it decodes. */
+export const DECODERS: Readonly<Record<string, number>> = {
+  meminfo: INET_DIAG_MEMINFO,
+  info: INET_DIAG_INFO,
+  vegas: INET_DIAG_VEGASINFO,
+  cong: INET_DIAG_CONG,
+  tos: INET_DIAG_TOS,
+  tc: INET_DIAG_TCLASS,
+  skmem: INET_DIAG_SKMEMINFO,
+  shut: INET_DIAG_SHUTDOWN,
+  dctcp: INET_DIAG_DCTCPINFO,
+  bbr: INET_DIAG_BBRINFO,
+  classid: INET_DIAG_CLASS_ID,
+  cgroup: INET_DIAG_CGROUP_ID,
+  sockopt: INET_DIAG_SOCKOPT,
+};
+
+/** Every decoder name, in the reference's order. */
+export const DECODER_NAMES: readonly string[] = Object.keys(DECODERS);
+
+/** Error for a `--deserializers` value that names an unknown decoder. */
+export class DeserializerSpecError extends Error {
+  /** Creates the error for `spec`, naming `bad`. */
+  constructor(readonly spec: string, readonly bad: string) {
+    super(
+      `Unknown deserializer "${bad}" in "${spec}": valid names are default, all, or a comma list of ${
+        DECODER_NAMES.join(", ")
+      }`,
+    );
+    this.name = "DeserializerSpecError";
+  }
+}
+
+/**
+ * Parses a `--deserializers` value into a bitmask of enabled attribute types
+ * (bit N set = attribute type N decoded).
+ *
+ * `default` enables every decoder but meminfo (deprecated, duplicates skmem), `all` every one,
+ * `""` none, and a comma list exactly the decoders it names.
+ *
+ * @example
+ * ```ts
+ * const mask = parseDeserializers("info,cong"); // (1 << 2) | (1 << 4)
+ * ```
+ */
+export function parseDeserializers(spec: string): number {
+  const s = spec.trim();
+  if (s === "all") return DECODER_NAMES.reduce((m, n) => m | (1 << DECODERS[n]), 0);
+  if (s === "default") {
+    return DECODER_NAMES.filter((n) => n !== "meminfo").reduce((m, n) => m | (1 << DECODERS[n]), 0);
+  }
+  let mask = 0;
+  for (const raw of s.split(",")) {
+    const name = raw.trim();
+    if (name === "") continue;
+    const type = DECODERS[name];
+    if (type === undefined) throw new DeserializerSpecError(spec, name);
+    mask |= 1 << type;
+  }
+  return mask;
+}
+
+/**
+ * The `idiag_ext` byte for a decoder mask: bit (N−1) for each enabled extension N in 1..8, and the
+ * VEGASINFO bit whenever vegas, dctcp or bbr is enabled (the kernel gates all three congestion
+ * control info attributes behind that one bit). The other attributes are sent unconditionally.
+ *
+ * @example
+ * ```ts
+ * idiagExt(parseDeserializers("default")); // 0xfe
+ * ```
+ */
+export function idiagExt(mask: number): number {
+  let ext = 0;
+  for (let t = 1; t <= 8; t++) if (mask & (1 << t)) ext |= 1 << (t - 1);
+  const ccInfo = (1 << INET_DIAG_VEGASINFO) | (1 << INET_DIAG_DCTCPINFO) | (1 << INET_DIAG_BBRINFO);
+  if (mask & ccInfo) ext |= 1 << (INET_DIAG_VEGASINFO - 1);
+  return ext;
+}

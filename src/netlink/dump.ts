@@ -1,0 +1,154 @@
+/**
+ * The dump driver: sends an inet_diag dump request per address family and reads the multipart
+ * reply until NLMSG_DONE, into one preallocated receive buffer. Pure over a
+ * {@link NetlinkTransport}, so the FFI socket (or a test double built on real captured
+ * datagrams) plugs in.
+ *
+ * @module
+ */
+import { AF_INET, AF_INET6, DUMP_REQUEST_LEN } from "./constants.ts";
+import { TruncatedDatagramError } from "./errors.ts";
+import { PARSE_DONE, PARSE_INTR, parseDatagram, type ParseOptions, ParseStats } from "./parse.ts";
+import { writeDumpRequest } from "./request.ts";
+import { SocketView } from "./socket_view.ts";
+
+/** What the dump driver needs from a netlink socket. */
+export interface NetlinkTransport {
+  /** Port id the kernel assigned to the socket (replies carry it in nlmsg_pid). */
+  readonly portId: number;
+  /** Sends one request datagram to the kernel. */
+  send(msg: Uint8Array): void;
+  /** Receives one datagram into `buf`; returns its length. Throws on error or timeout. */
+  recv(buf: Uint8Array): number;
+  /** Whether the last received datagram was truncated (MSG_TRUNC). */
+  readonly lastTruncated: boolean;
+}
+
+/** Where dumped sockets go. */
+export interface DumpSink {
+  /** One socket; `view` is only valid during the call. */
+  onSocket(view: SocketView): void;
+  /** Called before each family's dump: remember the position to roll back to. */
+  checkpoint(): void;
+  /** Drop what was received since the last checkpoint (the dump is retried). */
+  rollback(): void;
+}
+
+/** Options of {@link Dumper}. */
+export interface DumperOptions {
+  /** Receive buffer size in bytes (at least 32 KiB; default 32 KiB). */
+  bufferSize?: number;
+  /** Bitmask of attribute types to decode (bit N = type N). */
+  mask: number;
+  /** `idiag_ext` of the request. */
+  ext: number;
+  /** Address families to dump; default AF_INET then AF_INET6. */
+  families?: readonly number[];
+  /** First nlmsg_seq; every request uses the next one. */
+  seq?: number;
+  /** Retries of a family's dump interrupted by NLM_F_DUMP_INTR before its data is kept as is. */
+  maxIntrRetries?: number;
+  /** Sees every datagram sent and received (for captures). */
+  onDatagram?: (bytes: Uint8Array, outgoing: boolean) => void;
+}
+
+/** Minimum receive buffer: the kernel fills up to 32 KiB per dump datagram. */
+export const MIN_RECV_BUFFER = 32 * 1024;
+
+/**
+ * Dumps the TCP sockets of a netlink socket's namespace. Reuse one per namespace socket (or one
+ * for all, since dumps are sequential): its buffers are allocated once.
+ */
+export class Dumper {
+  /** The receive buffer (off-heap, stable address for FFI). */
+  readonly recvBuf: Uint8Array;
+  /** Counters over every dump made. */
+  readonly stats: ParseStats = new ParseStats();
+  /** Dumps restarted because of NLM_F_DUMP_INTR. */
+  intrRetries = 0;
+  /** Dumps kept although still interrupted after the last retry. */
+  intrGaveUp = 0;
+  /** Next nlmsg_seq. */
+  seq: number;
+  private readonly recvDv: DataView;
+  private readonly reqBuf: Uint8Array = new Uint8Array(new ArrayBuffer(DUMP_REQUEST_LEN));
+  private readonly view = new SocketView();
+  private readonly opts: DumperOptions;
+  private readonly families: readonly number[];
+
+  /** @param opts see {@link DumperOptions} */
+  constructor(opts: DumperOptions) {
+    const size = opts.bufferSize ?? MIN_RECV_BUFFER;
+    if (size < MIN_RECV_BUFFER) {
+      throw new RangeError(`Receive buffer must be at least ${MIN_RECV_BUFFER} bytes: got ${size}`);
+    }
+    this.opts = opts;
+    this.families = opts.families ?? [AF_INET, AF_INET6];
+    this.seq = opts.seq ?? 666;
+    this.recvBuf = new Uint8Array(new ArrayBuffer(size));
+    this.recvDv = new DataView(this.recvBuf.buffer);
+  }
+
+  /**
+   * Dumps every configured family through `t` into `sink`. Returns the number of sockets
+   * delivered. Kernel errors (NetlinkError), transport errors (OsError, e.g. EAGAIN on a receive
+   * timeout), truncation (TruncatedDatagramError) and broken framing (DecodeError) are thrown.
+   */
+  dump(t: NetlinkTransport, sink: DumpSink): number {
+    let total = 0;
+    for (const family of this.families) {
+      const maxRetries = this.opts.maxIntrRetries ?? 3;
+      for (let attempt = 0;; attempt++) {
+        sink.checkpoint();
+        const { sockets, intr } = this.dumpFamily(t, family, sink);
+        if (!intr) {
+          total += sockets;
+          break;
+        }
+        if (attempt >= maxRetries) {
+          this.intrGaveUp++;
+          total += sockets;
+          break;
+        }
+        this.intrRetries++;
+        sink.rollback();
+      }
+    }
+    return total;
+  }
+
+  private dumpFamily(
+    t: NetlinkTransport,
+    family: number,
+    sink: DumpSink,
+  ): { sockets: number; intr: boolean } {
+    const seq = this.seq;
+    this.seq = (this.seq + 1) >>> 0;
+    writeDumpRequest(this.reqBuf, 0, { family, ext: this.opts.ext, seq });
+    this.opts.onDatagram?.(this.reqBuf, true);
+    t.send(this.reqBuf);
+    const popts: ParseOptions = { mask: this.opts.mask, expectSeq: seq, expectPid: t.portId };
+    const stats = this.stats;
+    const before = stats.sockets;
+    const onSocket = (v: SocketView) => sink.onSocket(v);
+    let intr = false;
+    for (;;) {
+      const n = t.recv(this.recvBuf);
+      if (t.lastTruncated) throw new TruncatedDatagramError(this.recvBuf.length);
+      this.opts.onDatagram?.(this.recvBuf.subarray(0, n), false);
+      const status = parseDatagram(
+        this.view,
+        this.recvBuf,
+        this.recvDv,
+        0,
+        n,
+        popts,
+        stats,
+        onSocket,
+      );
+      if (status & PARSE_INTR) intr = true;
+      if (status & PARSE_DONE) break;
+    }
+    return { sockets: stats.sockets - before, intr };
+  }
+}

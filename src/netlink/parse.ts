@@ -1,0 +1,226 @@
+/**
+ * Walks netlink datagrams of an inet_diag dump: `nlmsghdr` → `inet_diag_msg` → `rtattr`s, over a
+ * DataView of the receive buffer, without allocating per message.
+ *
+ * Layering: this module only finds messages and attributes and validates their framing; the
+ * record layer (`src/record/`) reads fields out of the located payloads.
+ *
+ * @module
+ */
+import {
+  INET_DIAG_MSG_LEN,
+  MAX_ATTR_TYPE,
+  NLM_F_DUMP_INTR,
+  NLM_F_REQUEST,
+  NLMSG_DONE,
+  NLMSG_ERROR,
+  NLMSG_HDRLEN,
+  RTA_HDRLEN,
+  SOCK_DIAG_BY_FAMILY,
+} from "./constants.ts";
+import { DecodeError, NetlinkError } from "./errors.ts";
+import { errnoName } from "./errno.ts";
+import { SocketView } from "./socket_view.ts";
+
+/** Counters of what a parse met. Plain numbers: no allocation while counting. */
+export class ParseStats {
+  /** Datagrams walked. */
+  datagrams = 0;
+  /** Netlink messages walked (all types). */
+  messages = 0;
+  /** inet_diag messages handed out as sockets. */
+  sockets = 0;
+  /** Messages with NLM_F_REQUEST (captured requests, not replies), skipped. */
+  requests = 0;
+  /** Messages of other types (NOOP, OVERRUN, unknown), skipped by length. */
+  skippedType = 0;
+  /** Messages whose nlmsg_seq was not the one expected (late replies of an older dump), skipped. */
+  seqMismatch = 0;
+  /** Messages whose nlmsg_pid was not our port id, skipped. */
+  pidMismatch = 0;
+  /** inet_diag messages shorter than struct inet_diag_msg, skipped. */
+  shortInetDiagMsg = 0;
+  /** Attributes with a bad length (below 4, or past the message end): the rest of the message's attributes are dropped. */
+  attrErrors = 0;
+  /** Attributes shorter than their struct: the fields that do not fit are left absent. */
+  attrShort = 0;
+  /** Attributes skipped because no enabled decoder wants them (or an unknown type). */
+  attrSkipped = 0;
+  /** Messages that carried NLM_F_DUMP_INTR. */
+  dumpIntr = 0;
+
+  /** Adds another stats object into this one. */
+  add(o: ParseStats): void {
+    for (const k of Object.keys(this) as (keyof ParseStats)[]) {
+      const v = o[k];
+      if (typeof v === "number") (this[k] as number) += v;
+    }
+  }
+}
+
+/** Nominal payload size of each attribute's struct; shorter payloads are counted in `attrShort`. */
+export const NOMINAL_ATTR_LEN: Int32Array = (() => {
+  const a = new Int32Array(MAX_ATTR_TYPE);
+  a[1] = 16; // inet_diag_meminfo
+  a[2] = 192; // tcp_info as of 4.15; newer kernels send more
+  a[3] = 16; // tcpvegas_info
+  a[4] = 1; // congestion control name
+  a[5] = 1; // tos
+  a[6] = 1; // tclass
+  a[7] = 36; // u32[SK_MEMINFO_VARS = 9]
+  a[8] = 1; // shutdown
+  a[9] = 16; // tcp_dctcp_info
+  a[16] = 20; // tcp_bbr_info
+  a[17] = 4; // class id
+  a[21] = 8; // cgroup id
+  a[22] = 2; // sockopt bitfield
+  return a;
+})();
+
+/** What to accept while parsing. */
+export interface ParseOptions {
+  /** Bitmask of attribute types to locate (bit N = type N); others are skipped. */
+  mask: number;
+  /** Expected nlmsg_seq, or -1 to accept any (captures). */
+  expectSeq: number;
+  /** Expected nlmsg_pid (our port id), or -1 to accept any (captures). */
+  expectPid: number;
+  /** Name of the byte source for error messages. */
+  source?: string;
+  /** Added to offsets in error messages (e.g. the datagram's offset in a capture file). */
+  baseOffset?: number;
+}
+
+/** Bit of {@link parseDatagram}'s result: NLMSG_DONE was seen. */
+export const PARSE_DONE = 1;
+/** Bit of {@link parseDatagram}'s result: a message carried NLM_F_DUMP_INTR. */
+export const PARSE_INTR = 2;
+
+/**
+ * Locates the attributes of one inet_diag message (payload `[start, end)` after the 72-byte
+ * header) into `view`. Malformed attributes never throw: they are counted, and the ones that can
+ * not be framed end the walk.
+ */
+export function locateAttributes(
+  view: SocketView,
+  dv: DataView,
+  start: number,
+  end: number,
+  mask: number,
+  stats: ParseStats,
+): void {
+  const attrOff = view.attrOff;
+  const attrLen = view.attrLen;
+  attrOff.fill(-1);
+  let off = start;
+  while (end - off >= RTA_HDRLEN) {
+    const rlen = dv.getUint16(off, true);
+    const type = dv.getUint16(off + 2, true) & 0x3fff; // drop NLA_F_NESTED / NLA_F_NET_BYTEORDER
+    if (rlen < RTA_HDRLEN || rlen > end - off) {
+      stats.attrErrors++;
+      return;
+    }
+    if (type < MAX_ATTR_TYPE && (mask & (1 << type)) !== 0) {
+      const plen = rlen - RTA_HDRLEN;
+      if (plen < NOMINAL_ATTR_LEN[type]) stats.attrShort++;
+      attrOff[type] = off + RTA_HDRLEN;
+      attrLen[type] = plen;
+    } else {
+      stats.attrSkipped++;
+    }
+    off += (rlen + 3) & ~3;
+  }
+  if (off < end) stats.attrErrors++; // 1–3 stray bytes that cannot hold an attribute header
+}
+
+/**
+ * Walks one datagram `[start, end)` of `u8`/`dv` and calls `onSocket` for each inet_diag reply
+ * message, with `view` pointing at it. Returns a bitmask of {@link PARSE_DONE} and
+ * {@link PARSE_INTR}. Parsing stops at NLMSG_DONE.
+ *
+ * Throws {@link DecodeError} when the netlink framing itself is broken, and {@link NetlinkError}
+ * when the kernel reports an error.
+ */
+export function parseDatagram(
+  view: SocketView,
+  u8: Uint8Array,
+  dv: DataView,
+  start: number,
+  end: number,
+  opts: ParseOptions,
+  stats: ParseStats,
+  onSocket: (view: SocketView) => void,
+): number {
+  stats.datagrams++;
+  view.u8 = u8;
+  view.dv = dv;
+  let off = start;
+  let index = 0;
+  let status = 0;
+  while (off < end) {
+    if (end - off < NLMSG_HDRLEN) {
+      throw new DecodeError(
+        `Truncated netlink header (${end - off} bytes left)`,
+        (opts.baseOffset ?? 0) + off,
+        opts.source,
+      );
+    }
+    const len = dv.getUint32(off, true);
+    if (len < NLMSG_HDRLEN || len > end - off) {
+      throw new DecodeError(
+        `Bad nlmsg_len ${len} (${end - off} bytes left)`,
+        (opts.baseOffset ?? 0) + off,
+        opts.source,
+      );
+    }
+    const type = dv.getUint16(off + 4, true);
+    const flags = dv.getUint16(off + 6, true);
+    const next = Math.min(end, off + ((len + 3) & ~3));
+    stats.messages++;
+    if ((flags & NLM_F_REQUEST) !== 0) {
+      stats.requests++;
+    } else if (opts.expectSeq >= 0 && dv.getUint32(off + 8, true) !== opts.expectSeq) {
+      stats.seqMismatch++;
+    } else if (opts.expectPid >= 0 && dv.getUint32(off + 12, true) !== opts.expectPid) {
+      stats.pidMismatch++;
+    } else {
+      if ((flags & NLM_F_DUMP_INTR) !== 0) {
+        stats.dumpIntr++;
+        status |= PARSE_INTR;
+      }
+      if (type === SOCK_DIAG_BY_FAMILY) {
+        if (len < NLMSG_HDRLEN + INET_DIAG_MSG_LEN) {
+          stats.shortInetDiagMsg++;
+        } else {
+          const msg = off + NLMSG_HDRLEN;
+          view.msg = msg;
+          view.index = index++;
+          locateAttributes(view, dv, msg + INET_DIAG_MSG_LEN, off + len, opts.mask, stats);
+          stats.sockets++;
+          onSocket(view);
+        }
+      } else if (type === NLMSG_DONE) {
+        if (len >= NLMSG_HDRLEN + 4) {
+          const err = dv.getInt32(off + NLMSG_HDRLEN, true);
+          if (err < 0) throw new NetlinkError(-err, errnoName(-err), "NLMSG_DONE");
+        }
+        return status | PARSE_DONE;
+      } else if (type === NLMSG_ERROR) {
+        if (len < NLMSG_HDRLEN + 4) {
+          throw new DecodeError(
+            "Truncated NLMSG_ERROR",
+            (opts.baseOffset ?? 0) + off,
+            opts.source,
+          );
+        }
+        const err = dv.getInt32(off + NLMSG_HDRLEN, true);
+        if (err < 0) throw new NetlinkError(-err, errnoName(-err), "NLMSG_ERROR");
+        stats.skippedType++; // an ACK (error 0)
+      } else {
+        stats.skippedType++;
+      }
+    }
+    off = next;
+  }
+  return status;
+}

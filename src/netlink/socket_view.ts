@@ -1,0 +1,49 @@
+/**
+ * A zero-copy view of one inet_diag reply message: where its `inet_diag_msg` and each attribute
+ * payload start in the receive buffer. One view is reused for every socket; nothing is copied or
+ * allocated per socket.
+ *
+ * @module
+ */
+import { MAX_ATTR_TYPE } from "./constants.ts";
+
+/** One inet_diag message in a buffer. Fields are valid until the next message is decoded. */
+export class SocketView {
+  /** The buffer holding the message. */
+  u8: Uint8Array = new Uint8Array(0);
+  /** DataView over the same bytes as `u8`. */
+  dv: DataView = new DataView(new ArrayBuffer(0));
+  /** Offset of the 72-byte `inet_diag_msg`. */
+  msg = 0;
+  /** Index of the message within its datagram (the record's `record_counter`). */
+  index = 0;
+  /** Payload offset of each attribute type, or -1 when absent. */
+  readonly attrOff: Int32Array = new Int32Array(MAX_ATTR_TYPE).fill(-1);
+  /** Payload length of each attribute type (valid where `attrOff` ≥ 0). */
+  readonly attrLen: Int32Array = new Int32Array(MAX_ATTR_TYPE);
+
+  /** idiag_family: 2 or 10. */
+  get family(): number {
+    return this.u8[this.msg];
+  }
+  /** idiag_state. */
+  get state(): number {
+    return this.u8[this.msg + 1];
+  }
+  /** Source port (host order). */
+  get sport(): number {
+    return this.dv.getUint16(this.msg + 4, false);
+  }
+  /** Destination port (host order). */
+  get dport(): number {
+    return this.dv.getUint16(this.msg + 6, false);
+  }
+  /** Socket inode. */
+  get inode(): number {
+    return this.dv.getUint32(this.msg + 68, true);
+  }
+  /** Whether attribute `type` is present. */
+  has(type: number): boolean {
+    return this.attrOff[type] >= 0;
+  }
+}
