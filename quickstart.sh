@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# xtcp2 quick start. Run as root on Debian (or any Linux with Node.js and npm):
+#   ./quickstart.sh          install Deno if missing, then collect this host once (JSON lines)
+#   ./quickstart.sh test     install the test dependencies, then run the whole test suite
+#   ./quickstart.sh bench    run the benchmarks and refresh the README's performance table
+set -euo pipefail
+cd "$(dirname "$0")"
+
+DENO_VERSION=2.9.6
+
+ensure_deno() {
+  if command -v deno >/dev/null 2>&1 && deno --version | grep -q '^deno 2\.'; then
+    return
+  fi
+  if [ ! -x .deno/node_modules/deno/deno ]; then
+    echo "quickstart: installing Deno ${DENO_VERSION} from npm into .deno/" >&2
+    command -v npm >/dev/null 2>&1 || { echo "quickstart: npm is required to install Deno" >&2; exit 1; }
+    npm install --silent --no-audit --no-fund --prefix .deno "deno@${DENO_VERSION}" >&2
+  fi
+  export PATH="$PWD/.deno/node_modules/.bin:$PATH"
+  deno --version | head -n 1 >&2
+}
+
+ensure_apt() {
+  # Packages the tests use: ip/ss (iproute2), tshark (reads our pcap captures).
+  local missing=()
+  command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+  command -v ss >/dev/null 2>&1 || missing+=(iproute2)
+  command -v tshark >/dev/null 2>&1 || missing+=(tshark)
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+      echo "quickstart: missing ${missing[*]}; run as root or install them" >&2
+      exit 1
+    fi
+    echo "quickstart: installing ${missing[*]} (apt)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  fi
+}
+
+cmd="${1:-run}"
+shift || true
+case "$cmd" in
+  run)
+    ensure_deno
+    exec deno task start "$@"
+    ;;
+  test)
+    ensure_deno
+    ensure_apt
+    exec deno task test "$@"
+    ;;
+  bench)
+    ensure_deno
+    exec deno task bench:report "$@"
+    ;;
+  *)
+    echo "usage: $0 [run|test|bench]" >&2
+    exit 2
+    ;;
+esac
