@@ -21,6 +21,7 @@ import { CaptureWriter } from "../daemon/capture_writer.ts";
 import { parseDuration } from "../daemon/duration.ts";
 import { intFlag, normalizeGoFlags, UsageError } from "./args.ts";
 import { VERSION } from "../version.ts";
+import { netnsInode } from "../../ffi/libc.ts";
 
 const USAGE = `xtcp2 ${VERSION}: stream the kernel's per-socket TCP state (netlink inet_diag)
 
@@ -109,7 +110,7 @@ function decodeCommand(args: string[]): number {
 }
 
 async function collectCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
+  const { values } = parseArgs({
     args,
     options: {
       maxLoops: { type: "string" },
@@ -140,7 +141,6 @@ async function collectCommand(args: string[]): Promise<number> {
     console.log(`xtcp commit:${VERSION}\tdate(UTC):unknown\tversion:${VERSION}`);
     return 0;
   }
-  if (positionals.length) throw new UsageError(`Unexpected argument: ${positionals[0]}`);
   const maxLoops = intFlag("maxLoops", values.maxLoops, 0, 0, 100000);
   let frequencyMs: number;
   try {
@@ -161,7 +161,7 @@ async function collectCommand(args: string[]): Promise<number> {
   const mask = parseDeserializers(values.deserializers);
   const dest = openDest(values.dest);
   using capture = writeFiles > 0 ? new CaptureWriter(values.capturePath, writeFiles) : undefined;
-  const nsInode = BigInt(Deno.statSync("/proc/self/ns/net").ino ?? 0);
+  const nsInode = netnsInode("/proc/self/ns/net");
   const base = new Stamp({
     daemon_version: VERSION,
     hostname: values.hostname ?? Deno.hostname(),
@@ -176,7 +176,7 @@ async function collectCommand(args: string[]): Promise<number> {
   let nextSeq = seq;
   try {
     for (let loop = 0; maxLoops === 0 || loop < maxLoops; loop++) {
-      const stamp = base.with({ timestamp_ns: BigInt(Date.now()) * 1_000_000n });
+      const stamp = base.with({ timestamp_ns: nowNs() });
       const sink = marshal === "jsonl" ? jsonSink : envSink;
       envSink.stamp = stamp;
       jsonSink.stamp = stamp;
@@ -203,6 +203,11 @@ async function collectCommand(args: string[]): Promise<number> {
     dest.close?.();
   }
   return 0;
+}
+
+/** Wall-clock time in ns (microsecond resolution). */
+function nowNs(): bigint {
+  return BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n;
 }
 
 type Dest = ((b: Uint8Array) => void) & { close?: () => void };

@@ -1,0 +1,146 @@
+/**
+ * libc through `Deno.dlopen`: the only place that binds native symbols. Every call is
+ * synchronous (never `nonblocking`): `setns` must act on the JS thread itself, and the dump path
+ * is cheaper without the thread hop. errno is read immediately after each call.
+ *
+ * @module
+ */
+import { OsError } from "./errors.ts";
+
+export const AF_NETLINK = 16;
+export const SOCK_DGRAM = 2;
+export const SOCK_CLOEXEC = 0x80000;
+export const NETLINK_SOCK_DIAG = 4;
+export const SOL_SOCKET = 1;
+export const SO_RCVBUF = 8;
+export const SO_RCVTIMEO = 20;
+export const MSG_TRUNC = 0x20;
+export const MSG_DONTWAIT = 0x40;
+export const CLONE_NEWNET = 0x40000000;
+export const O_RDONLY = 0;
+export const O_CLOEXEC = 0x80000;
+
+const SYMBOLS = {
+  /** int socket(int domain, int type, int protocol) */
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  /** int bind(int sockfd, const struct sockaddr *addr, socklen_t addrlen) */
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  /** int getsockname(int sockfd, struct sockaddr *addr, socklen_t *addrlen) */
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  /** ssize_t sendmsg(int sockfd, const struct msghdr *msg, int flags) */
+  sendmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
+  /** ssize_t recvmsg(int sockfd, struct msghdr *msg, int flags) */
+  recvmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
+  /** int setsockopt(int sockfd, int level, int optname, const void *optval, socklen_t optlen) */
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  /** int close(int fd) */
+  close: { parameters: ["i32"], result: "i32" },
+  /** int setns(int fd, int nstype) */
+  setns: { parameters: ["i32", "i32"], result: "i32" },
+  /** int open(const char *pathname, int flags) — the mode argument is unused without O_CREAT */
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  /** ssize_t readlink(const char *pathname, char *buf, size_t bufsiz) */
+  readlink: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
+  /** int *__errno_location(void) */
+  __errno_location: { parameters: [], result: "pointer" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+let lib: Deno.DynamicLibrary<typeof SYMBOLS> | undefined;
+
+/** The opened libc (opened on first use, so importing this module needs no permission). */
+export function libc(): Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] {
+  lib ??= Deno.dlopen("libc.so.6", SYMBOLS);
+  return lib.symbols;
+}
+
+/** errno of the calling thread, right now. */
+export function errno(): number {
+  const p = libc().__errno_location();
+  return p === null ? 0 : new Deno.UnsafePointerView(p).getInt32(0);
+}
+
+function check(op: string, rc: number | bigint, context?: string): number {
+  const n = Number(rc);
+  if (n < 0) throw new OsError(op, errno(), context);
+  return n;
+}
+
+/** socket(2); throws OsError. */
+export function sysSocket(domain: number, type: number, protocol: number): number {
+  return check("socket", libc().socket(domain, type, protocol));
+}
+
+/** bind(2); throws OsError. */
+export function sysBind(fd: number, addr: Uint8Array): void {
+  check("bind", libc().bind(fd, addr, addr.length));
+}
+
+/** getsockname(2) into `addr`; returns the address length. */
+export function sysGetsockname(fd: number, addr: Uint8Array): number {
+  const len = new Uint32Array([addr.length]);
+  check("getsockname", libc().getsockname(fd, addr, len));
+  return len[0];
+}
+
+/** sendmsg(2); returns bytes sent. */
+export function sysSendmsg(fd: number, msghdr: Uint8Array, flags = 0): number {
+  return check("sendmsg", libc().sendmsg(fd, msghdr, flags));
+}
+
+/** recvmsg(2); returns bytes received. */
+export function sysRecvmsg(fd: number, msghdr: Uint8Array, flags = 0): number {
+  return check("recvmsg", libc().recvmsg(fd, msghdr, flags));
+}
+
+/** setsockopt(2). */
+export function sysSetsockopt(fd: number, level: number, name: number, value: Uint8Array): void {
+  check("setsockopt", libc().setsockopt(fd, level, name, value, value.length));
+}
+
+/** close(2). */
+export function sysClose(fd: number): void {
+  check("close", libc().close(fd));
+}
+
+/** setns(2); `context` names the namespace in errors. */
+export function sysSetns(fd: number, nstype: number, context?: string): void {
+  check("setns", libc().setns(fd, nstype), context);
+}
+
+/** open(2) of an existing file; returns the fd. */
+export function sysOpen(path: string, flags: number): number {
+  const c = new TextEncoder().encode(path + "\0");
+  return check("open", libc().open(c, flags), path);
+}
+
+const linkBuf = new Uint8Array(new ArrayBuffer(4096));
+
+/**
+ * readlink(2). Through libc rather than Deno.readLink: Deno asks for --allow-all on
+ * `/proc/<pid>/ns/*` paths, while FFI is already granted to the daemon.
+ */
+export function sysReadlink(path: string): string {
+  const c = new TextEncoder().encode(path + "\0");
+  const n = check("readlink", libc().readlink(c, linkBuf, BigInt(linkBuf.length)), path);
+  return new TextDecoder().decode(linkBuf.subarray(0, n));
+}
+
+/**
+ * Inode of a namespace file, from its `net:[<inode>]` link (e.g. `/proc/self/ns/net`).
+ *
+ * @example
+ * ```ts
+ * netnsInode("/proc/self/ns/net"); // 4026531840n
+ * ```
+ */
+export function netnsInode(path: string): bigint {
+  const link = sysReadlink(path);
+  const m = /^net:\[(\d+)\]$/.exec(link);
+  if (!m) throw new Error(`Not a network namespace link: ${path} -> ${link}`);
+  return BigInt(m[1]);
+}
+
+/** The address of a buffer's bytes, as a bigint for C structs. */
+export function addressOf(b: Uint8Array): bigint {
+  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(b)));
+}
