@@ -22,22 +22,29 @@ export function withNetns<T>(targetFd: number, fn: () => T, context?: string): T
   const origin = openNetnsFd("/proc/thread-self/ns/net");
   try {
     sysSetns(targetFd, CLONE_NEWNET, context);
+    let outcome: { ok: true; value: T } | { ok: false; error: unknown };
     try {
-      return fn();
-    } finally {
-      try {
-        sysSetns(origin, CLONE_NEWNET, "returning to the original namespace");
-      } catch (err) {
-        const e = err as OsError;
-        throw new OsError(
-          "setns",
-          e.errno,
-          "the thread could not return to its own network namespace; it is unusable",
-        );
-      }
+      outcome = { ok: true, value: fn() };
+    } catch (error) {
+      outcome = { ok: false, error };
     }
+    returnHome(origin);
+    if (!outcome.ok) throw outcome.error;
+    return outcome.value;
   } finally {
     sysClose(origin);
+  }
+}
+
+function returnHome(origin: number): void {
+  try {
+    sysSetns(origin, CLONE_NEWNET);
+  } catch (err) {
+    throw new OsError(
+      "setns",
+      (err as OsError).errno,
+      "the thread could not return to its own network namespace; it is unusable",
+    );
   }
 }
 

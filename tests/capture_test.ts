@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { decodeCapture } from "../src/netlink/capture.ts";
 import { pcapPackets } from "../src/netlink/pcap.ts";
 import { ownCaptures } from "./support/fixtures.ts";
-import { xtcp2 } from "./cli_test.ts";
+import { xtcp2 } from "./support/run.ts";
 
 async function tshark(path: string): Promise<string[][]> {
   const out = await new Deno.Command("tshark", {

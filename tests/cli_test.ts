@@ -7,26 +7,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { EnvelopeSchema } from "../src/gen/xtcp_flat_record/v1/xtcp_flat_record_pb.ts";
 import { allSharedPcaps, ownCaptures } from "./support/fixtures.ts";
 import { decodeFile } from "./support/records.ts";
-
-const MAIN = new URL("../src/cmd/xtcp2.ts", import.meta.url).pathname;
-
-/** Runs xtcp2 with the task's permission flags; `prefix` wraps it (e.g. ip netns exec). */
-export async function xtcp2(
-  args: string[],
-  opts: { prefix?: string[]; perms?: string[] } = {},
-): Promise<{ code: number; stdout: Uint8Array; stderr: string }> {
-  const perms = opts.perms ??
-    ["--allow-ffi", "--allow-read", "--allow-write", "--allow-env", "--allow-sys=hostname"];
-  const prefix = opts.prefix ?? [];
-  const argv = [...prefix, Deno.execPath(), "run", "--quiet", ...perms, MAIN, ...args];
-  const out = await new Deno.Command(argv[0], {
-    args: argv.slice(1),
-    stdout: "piped",
-    stderr: "piped",
-  })
-    .output();
-  return { code: out.code, stdout: out.stdout, stderr: new TextDecoder().decode(out.stderr) };
-}
+import { xtcp2 } from "./support/run.ts";
 
 function captures(): string[] {
   const own = ownCaptures().map((c) => c.pcap);

@@ -21,7 +21,7 @@ Deno.test({
   ignore: !HAVE_FIXTURES,
   fn() {
     const files = allSharedPcaps();
-    assert.ok(files.length >= 40, `only ${files.length} pcaps`);
+    assert.ok(files.length >= 30, `only ${files.length} pcaps`);
     for (const f of files) {
       const s = decodeCapture(Deno.readFileSync(f), f, -1, () => {});
       assert.equal(s.stats.attrErrors, 0, f);
@@ -52,6 +52,7 @@ function checkPair(pair: CapturePair): { sockets: number; values: number } {
       lastTolMs: pair.lastTolMs,
     });
   }
+  console.log(`${pair.name}: ${recs.length} sockets, ${values} values agree with ss`);
   return { sockets: recs.length, values };
 }
 

@@ -11,6 +11,7 @@ import type { SocketView } from "../src/netlink/socket_view.ts";
 import { collectOnce } from "../src/poll/collect.ts";
 import { compareWithSs, type Rec, recKey, viewToRec } from "./support/records.ts";
 import { parseSs, ssAddrKey } from "./support/ss_text.ts";
+import { xtcp2 } from "./support/run.ts";
 
 class RecSink implements DumpSink {
   recs: Rec[] = [];
@@ -74,5 +75,35 @@ Deno.test({
     console.log(
       `live: ${n} sockets (${fam.v4} IPv4, ${fam.v6} IPv6), ${values} values agree with ss`,
     );
+  },
+});
+
+Deno.test({
+  name:
+    "live: `xtcp2 -maxLoops 1 -dest stdout -marshal jsonl` prints every socket of its namespace",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await using load = await startLoad({ conns: 300, ipv6Fraction: 0.5, bytes: 10 });
+    const r = await xtcp2(["-maxLoops", "1", "-dest", "stdout", "-marshal", "jsonl"], {
+      prefix: ["ip", "netns", "exec", load.netns],
+    });
+    assert.equal(r.code, 0, r.stderr);
+    const lines = new TextDecoder().decode(r.stdout).trim().split("\n").map((l) => JSON.parse(l));
+    const theirs = parseSs(await ss(load.netns, "-tnaH"));
+    assert.equal(lines.length, theirs.length);
+    assert.equal(lines.length, 600 + load.listeners);
+    const ports = (o: Record<string, unknown>) =>
+      `${o.inet_diag_msg_socket_source_port}>${o.inet_diag_msg_socket_destination_port ?? 0}`;
+    assert.deepEqual(
+      lines.map(ports).sort(),
+      theirs.map((s) => `${s.localPort}>${s.peerPort}`).sort(),
+    );
+    for (const o of lines) {
+      assert.equal(o.schema_version, 1);
+      assert.equal(o.netns, "default"); // the namespace it runs in is its "host" namespace
+      assert.match(o.timestamp_ns, /^\d{19}$/);
+      assert.ok(o.hostname);
+    }
   },
 });

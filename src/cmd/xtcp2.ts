@@ -237,8 +237,8 @@ export async function main(args: string[]): Promise<number> {
       console.error(`xtcp2: ${err.message}`);
       return 2;
     }
-    if (err instanceof TypeError && (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
-      console.error(`xtcp2: ${err.message} (see --help)`);
+    if ((err as { code?: unknown }).code?.toString().startsWith("ERR_PARSE_ARGS")) {
+      console.error(`xtcp2: ${(err as Error).message.replace(/\s*\n\s*/g, " ")} (see --help)`);
       return 2;
     }
     console.error(`xtcp2: ${err instanceof Error ? err.message : String(err)}`);
