@@ -10,7 +10,7 @@ interface BenchResult {
 }
 
 const cmd = new Deno.Command(Deno.execPath(), {
-  args: ["bench", "--allow-read", "--json", "bench/decode_bench.ts"],
+  args: ["bench", "--allow-read", "--allow-env=XTCP2_FIXTURES", "--json", "bench/decode_bench.ts"],
   stdout: "piped",
   stderr: "inherit",
 });
@@ -21,15 +21,14 @@ if (!out.success) {
 }
 const json = JSON.parse(new TextDecoder().decode(out.stdout)) as { benches: BenchResult[] };
 
-function text(path: string): string {
-  try {
-    return Deno.readTextFileSync(path);
-  } catch {
-    return "";
-  }
+/** Reads a /proc file through `cat`: Deno asks for --allow-all to read /proc directly. */
+async function procText(path: string): Promise<string> {
+  const r = await new Deno.Command("cat", { args: [path], stdout: "piped", stderr: "null" })
+    .output();
+  return r.success ? new TextDecoder().decode(r.stdout) : "";
 }
-const cpu = /model name\s*:\s*(.+)/.exec(text("/proc/cpuinfo"))?.[1] ?? "unknown CPU";
-const kernel = text("/proc/sys/kernel/osrelease").trim() || "unknown kernel";
+const cpu = /model name\s*:\s*(.+)/.exec(await procText("/proc/cpuinfo"))?.[1] ?? "unknown CPU";
+const kernel = Deno.osRelease();
 const cores = navigator.hardwareConcurrency;
 const date = new Date().toISOString().slice(0, 10);
 

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { OsError } from "../ffi/errors.ts";
-import { AF_NETLINK, netnsInode, sysClose, sysReadlink, sysSetns, sysSocket } from "../ffi/libc.ts";
+import { netnsInode, sysClose, sysReadlink, sysSetns, sysSocket } from "../ffi/libc.ts";
 import { NetlinkSocket } from "../ffi/netlink_socket.ts";
 import { openNetlinkSocketIn } from "../ffi/netns.ts";
 import { writeDumpRequest } from "../src/netlink/request.ts";
