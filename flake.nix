@@ -7,7 +7,7 @@
     let
       system = "x86_64-linux";
       pkgs = nixpkgs.legacyPackages.${system};
-      flags = "--allow-ffi --allow-read --allow-write --allow-env --allow-sys=hostname";
+      flags = "--allow-ffi --allow-read --allow-write --allow-sys=hostname";
       xtcp2 = pkgs.writeShellApplication {
         name = "xtcp2";
         runtimeInputs = [ pkgs.deno ];

@@ -42,7 +42,6 @@ try {
       "--allow-ffi",
       "--allow-read",
       "--allow-write",
-      "--allow-env",
       "--allow-sys=hostname",
       main,
       "-maxLoops",
