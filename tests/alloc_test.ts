@@ -41,7 +41,8 @@ Deno.test("the hot path allocates nothing per socket (no extra GC over 1M socket
     `only ${busy.sockets - idle.sockets} sockets`,
   );
   assert.ok(
-    busy.gcs <= idle.gcs + 1,
+    // Timers and heuristics add a collection or two; one small object per row adds ~35.
+    busy.gcs <= idle.gcs + 4,
     `${busy.gcs} collections for ${busy.sockets} sockets vs ${idle.gcs} for ${idle.sockets}`,
   );
 });
