@@ -41,6 +41,14 @@ const SYMBOLS = {
   open: { parameters: ["buffer", "i32"], result: "i32" },
   /** ssize_t readlink(const char *pathname, char *buf, size_t bufsiz) */
   readlink: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
+  /** DIR *opendir(const char *name) */
+  opendir: { parameters: ["buffer"], result: "pointer" },
+  /** struct dirent *readdir(DIR *dirp) */
+  readdir: { parameters: ["pointer"], result: "pointer" },
+  /** int closedir(DIR *dirp) */
+  closedir: { parameters: ["pointer"], result: "i32" },
+  /** ssize_t read(int fd, void *buf, size_t count) */
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   /** int *__errno_location(void) */
   __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
@@ -143,4 +151,47 @@ export function netnsInode(path: string): bigint {
 /** The address of a buffer's bytes, as a bigint for C structs. */
 export function addressOf(b: Uint8Array): bigint {
   return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(b)));
+}
+
+const fileBuf = new Uint8Array(new ArrayBuffer(64 * 1024));
+
+/**
+ * Names in a directory (without `.` and `..`), through libc: Deno's own APIs ask for
+ * --allow-all to list `/proc`.
+ */
+export function listDir(path: string): string[] {
+  const c = new TextEncoder().encode(path + "\0");
+  const dir = libc().opendir(c);
+  if (dir === null) throw new OsError("opendir", errno(), path);
+  const names: string[] = [];
+  try {
+    for (;;) {
+      const ent = libc().readdir(dir);
+      if (ent === null) break;
+      const name = new Deno.UnsafePointerView(ent).getCString(19); // d_name after ino, off, reclen, type
+      if (name !== "." && name !== "..") names.push(name);
+    }
+  } finally {
+    libc().closedir(dir);
+  }
+  return names;
+}
+
+/** Reads a small file (up to 64 KiB, e.g. /proc/PID/cgroup) through libc. */
+export function readSmallFile(path: string): string {
+  const fd = sysOpen(path, O_RDONLY | O_CLOEXEC);
+  try {
+    let n = 0;
+    for (;;) {
+      const r = check("read", libc().read(fd, fileBuf.subarray(n), BigInt(fileBuf.length - n)), path);
+      if (r === 0 || n + r >= fileBuf.length) {
+        n += r;
+        break;
+      }
+      n += r;
+    }
+    return new TextDecoder().decode(fileBuf.subarray(0, n));
+  } finally {
+    sysClose(fd);
+  }
 }

@@ -1,0 +1,48 @@
+/**
+ * Leveled logging to stderr (stdout is for records) and the daemon's counters, keyed like the
+ * original's `xtcp_counts{function,variable,type}` so the Prometheus exporter can expose them.
+ *
+ * @module
+ */
+
+const enc = new TextEncoder();
+
+/** Writes lines to stderr at or below a verbosity level. */
+export class Logger {
+  /**
+   * @param level 0 = errors only, 1 = one summary line per poll (default), >10 more detail
+   * @param write where lines go (default: stderr)
+   */
+  constructor(
+    public level = 1,
+    private readonly write: (line: string) => void = (l) =>
+      Deno.stderr.writeSync(enc.encode(l + "\n")),
+  ) {}
+  /** Always printed. */
+  error(msg: string): void {
+    this.write(`xtcp2: error: ${msg}`);
+  }
+  /** Printed at level ≥ 1. */
+  info(msg: string): void {
+    if (this.level >= 1) this.write(`xtcp2: ${msg}`);
+  }
+  /** Printed at level > 10. */
+  debug(msg: string): void {
+    if (this.level > 10) this.write(`xtcp2: ${msg}`);
+  }
+}
+
+/** Monotonic counters keyed by function/variable/type. */
+export class Counters {
+  /** Current values. */
+  readonly values: Map<string, number> = new Map();
+  /** Adds `n` to the counter `fn/variable/type`. */
+  inc(fn: string, variable: string, type = "count", n = 1): void {
+    const k = `${fn}/${variable}/${type}`;
+    this.values.set(k, (this.values.get(k) ?? 0) + n);
+  }
+  /** Current value of `fn/variable/type` (0 if never counted). */
+  get(fn: string, variable: string, type = "count"): number {
+    return this.values.get(`${fn}/${variable}/${type}`) ?? 0;
+  }
+}
