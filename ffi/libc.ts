@@ -49,6 +49,10 @@ const SYMBOLS = {
   closedir: { parameters: ["pointer"], result: "i32" },
   /** ssize_t read(int fd, void *buf, size_t count) */
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  /** ssize_t sendto(int sockfd, const void *buf, size_t len, int flags, const struct sockaddr *dest_addr, socklen_t addrlen) */
+  sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "isize" },
+  /** int capget(cap_user_header_t hdrp, cap_user_data_t datap) */
+  capget: { parameters: ["buffer", "buffer"], result: "i32" },
   /** int *__errno_location(void) */
   __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
@@ -148,6 +152,11 @@ export function netnsInode(path: string): bigint {
   return BigInt(m[1]);
 }
 
+/** sendto(2); returns bytes sent. */
+export function sysSendto(fd: number, buf: Uint8Array, addr: Uint8Array, context?: string): number {
+  return check("sendto", libc().sendto(fd, buf, BigInt(buf.length), 0, addr, addr.length), context);
+}
+
 /** The address of a buffer's bytes, as a bigint for C structs. */
 export function addressOf(b: Uint8Array): bigint {
   return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(b)));
@@ -183,7 +192,11 @@ export function readSmallFile(path: string): string {
   try {
     let n = 0;
     for (;;) {
-      const r = check("read", libc().read(fd, fileBuf.subarray(n), BigInt(fileBuf.length - n)), path);
+      const r = check(
+        "read",
+        libc().read(fd, fileBuf.subarray(n), BigInt(fileBuf.length - n)),
+        path,
+      );
       if (r === 0 || n + r >= fileBuf.length) {
         n += r;
         break;
@@ -194,4 +207,14 @@ export function readSmallFile(path: string): string {
   } finally {
     sysClose(fd);
   }
+}
+
+/** Effective capabilities of this process as a 64-bit mask (bit N = capability N), via capget(2). */
+export function effectiveCaps(): bigint {
+  const hdr = new Uint32Array(new ArrayBuffer(8));
+  hdr[0] = 0x20080522; // _LINUX_CAPABILITY_VERSION_3
+  hdr[1] = 0; // this process
+  const data = new Uint32Array(new ArrayBuffer(24)); // 2 x {effective, permitted, inheritable}
+  check("capget", libc().capget(new Uint8Array(hdr.buffer), new Uint8Array(data.buffer)));
+  return BigInt(data[0]) | (BigInt(data[3]) << 32n);
 }

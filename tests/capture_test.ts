@@ -42,6 +42,8 @@ Deno.test("--writeFiles captures a live poll: tshark reads it, decode finds ever
     const r = await xtcp2([
       "-maxLoops",
       "1",
+      "-pollJitterPct",
+      "0",
       "-dest",
       "stdout",
       "-marshal",

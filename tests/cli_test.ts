@@ -19,7 +19,9 @@ Deno.test("decode prints one JSON object per socket, snake_case keys, 64-bit as 
   const files = captures();
   assert.ok(files.length > 0, "no capture to decode");
   for (const f of files) {
-    const { code, stdout, stderr } = await xtcp2(["decode", f], { perms: ["--allow-read"] });
+    const { code, stdout, stderr } = await xtcp2(["decode", f], {
+      perms: ["--allow-read", "--allow-env"],
+    });
     assert.equal(code, 0, stderr);
     const lines = new TextDecoder().decode(stdout).trimEnd().split("\n");
     const recs = decodeFile(f);
@@ -27,7 +29,7 @@ Deno.test("decode prints one JSON object per socket, snake_case keys, 64-bit as 
     lines.forEach((line, i) => {
       const o = JSON.parse(line);
       for (const k of Object.keys(o)) assert.match(k, /^[a-z][a-z0-9_]*$/, `${f}: key ${k}`);
-      assert.equal(o.inet_diag_msg_inode, recs[i].get("inet_diag_msg_inode"));
+      assert.equal(o.inet_diag_msg_inode ?? 0, recs[i].get("inet_diag_msg_inode"));
       assert.equal(
         o.inet_diag_msg_socket_cookie,
         String(recs[i].get("inet_diag_msg_socket_cookie")),
@@ -41,7 +43,7 @@ Deno.test("decode prints one JSON object per socket, snake_case keys, 64-bit as 
 Deno.test("decode --format protobuflist writes one varint-prefixed Envelope", async () => {
   const f = captures()[0];
   const { code, stdout, stderr } = await xtcp2(["decode", "--format", "protobuflist", f], {
-    perms: ["--allow-read"],
+    perms: ["--allow-read", "--allow-env"],
   });
   assert.equal(code, 0, stderr);
   let len = 0;
@@ -63,16 +65,18 @@ Deno.test("damaged captures fail with the file name and offset, exit status 1", 
   const tmp = Deno.makeTempFileSync({ suffix: ".pcap" });
   try {
     Deno.writeFileSync(tmp, bytes.slice(0, bytes.length - 7));
-    const r = await xtcp2(["decode", tmp], { perms: ["--allow-read"] });
+    const r = await xtcp2(["decode", tmp], { perms: ["--allow-read", "--allow-env"] });
     assert.equal(r.code, 1);
     assert.match(r.stderr, new RegExp(`${tmp} at offset \\d+`));
     const broken = bytes.slice();
     new DataView(broken.buffer).setUint32(24 + 16 + 16, 0xffff, true); // nlmsg_len of packet 0
     Deno.writeFileSync(tmp, broken);
-    const r2 = await xtcp2(["decode", tmp], { perms: ["--allow-read"] });
+    const r2 = await xtcp2(["decode", tmp], { perms: ["--allow-read", "--allow-env"] });
     assert.equal(r2.code, 1);
     assert.match(r2.stderr, /Bad nlmsg_len 65535.* at offset 56/);
-    const missing = await xtcp2(["decode", tmp + ".nope"], { perms: ["--allow-read"] });
+    const missing = await xtcp2(["decode", tmp + ".nope"], {
+      perms: ["--allow-read", "--allow-env"],
+    });
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /\.nope/);
   } finally {
@@ -84,7 +88,7 @@ Deno.test("invalid flags give one clear line and exit status 2", async () => {
   for (
     const [args, re] of [
       [["--marshal", "bogus"], /--marshal: "bogus"/],
-      [["--deserializers", "info,nope"], /Unknown deserializer "nope"/],
+      [["--deserializers", "info,nope"], /--deserializers: "info,nope": unknown decoder "nope"/],
       [["--maxLoops", "-3"], /--maxLoops/],
       [["--frequency", "10 parsecs"], /--frequency/],
       [["--nosuchflag"], /nosuchflag/],

@@ -22,6 +22,10 @@ export class Logger {
   error(msg: string): void {
     this.write(`xtcp2: error: ${msg}`);
   }
+  /** Always printed. */
+  warn(msg: string): void {
+    this.write(`xtcp2: ${msg}`);
+  }
   /** Printed at level ≥ 1. */
   info(msg: string): void {
     if (this.level >= 1) this.write(`xtcp2: ${msg}`);

@@ -12,7 +12,14 @@ export async function xtcp2(
   opts: { prefix?: string[]; perms?: string[] } = {},
 ): Promise<{ code: number; stdout: Uint8Array; stderr: string }> {
   const perms = opts.perms ??
-    ["--allow-ffi", "--allow-read", "--allow-write", "--allow-sys=hostname"];
+    [
+      "--allow-ffi",
+      "--allow-read",
+      "--allow-write",
+      "--allow-env",
+      "--allow-net",
+      "--allow-sys=hostname",
+    ];
   const prefix = opts.prefix ?? [];
   const argv = [...prefix, Deno.execPath(), "run", "--quiet", ...perms, MAIN, ...args];
   const out = await new Deno.Command(argv[0], {

@@ -1,0 +1,266 @@
+/**
+ * The poll loop: at a jittered cadence, dump every namespace into envelopes that flush at the
+ * row or byte cap (a full envelope starts a new one: no row is dropped), at the end of each poll
+ * and at shutdown. A poll that overruns makes the next ticks be skipped, not queued.
+ *
+ * @module
+ */
+import type { XtcpConfig } from "../gen/xtcp_config/v1/xtcp_config_pb.ts";
+import { Dumper, type DumpSink } from "../netlink/dump.ts";
+import type { SocketView } from "../netlink/socket_view.ts";
+import { idiagExt } from "../netlink/deserializers.ts";
+import { EnvelopeWriter } from "../record/encoder.ts";
+import { Stamp } from "../record/stamp.ts";
+import type { Destination } from "../dest/destination.ts";
+import type { Marshaller } from "../format/marshal.ts";
+import type { NamespaceRegistry } from "../netns/registry.ts";
+import type { Counters, Logger } from "../daemon/log.ts";
+import { decoderMask, durationMs, envelopeLimits, recvBufferSize } from "../daemon/config.ts";
+
+/** What one poll did. */
+export interface PollSummary {
+  loop: number;
+  namespaces: number;
+  sockets: number;
+  flushes: number;
+  bytes: number;
+  ms: number;
+  timedOut: boolean;
+}
+
+/** Why an envelope was flushed (the original's counter names). */
+export type FlushReason = "poll_end" | "poll_timeout" | "rows_cap" | "size_cap" | "shutdown";
+
+/** Wall-clock time in ns (microsecond resolution). */
+export function nowNs(): bigint {
+  return BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n;
+}
+
+/** Dependencies of a {@link Poller}. */
+export interface PollerDeps {
+  config: XtcpConfig;
+  registry: NamespaceRegistry;
+  dest: Destination;
+  marshaller: Marshaller;
+  log: Logger;
+  counters: Counters;
+  hostname: string;
+  daemonVersion: string;
+  /** Sees every record encoded (gRPC streams); called with the view during the dump. */
+  onSocket?: (view: SocketView, stamp: Stamp) => void;
+  /** Sees every netlink datagram sent and received (captures). */
+  onDatagram?: (bytes: Uint8Array, outgoing: boolean) => void;
+}
+
+/** Collects, batches and flushes. */
+export class Poller implements DumpSink {
+  /** Completed polls. */
+  loops = 0;
+  /** Ticks skipped because a poll overran. */
+  skippedTicks = 0;
+  /** True while the loop runs (readiness). */
+  running = false;
+  private readonly env = new EnvelopeWriter(1 << 20);
+  private readonly dumper: Dumper;
+  private stamp = new Stamp({});
+  private mark = this.env.mark();
+  private flushesAtMark = 0;
+  private flushCount = 0;
+  private pending: Promise<void> = Promise.resolve();
+  private pollBytes = 0;
+  private pollFlushes = 0;
+  private modulusCount = 0;
+  private wake: (() => void) | undefined;
+  private triggered = 0;
+
+  /** @param deps what the poller works with */
+  constructor(private readonly deps: PollerDeps) {
+    const cfg = deps.config;
+    const mask = decoderMask(cfg);
+    this.dumper = new Dumper({
+      mask,
+      ext: idiagExt(mask),
+      bufferSize: recvBufferSize(cfg),
+      seq: cfg.nlmsgSeq,
+      ...(deps.onDatagram ? { onDatagram: deps.onDatagram } : {}),
+    });
+  }
+
+  /** The dumper's counters (parse stats, DUMP_INTR retries). */
+  get dumpStats(): Dumper {
+    return this.dumper;
+  }
+
+  // DumpSink
+  /** @internal */
+  onSocket(view: SocketView): void {
+    const modulus = Number(this.deps.config.modulus);
+    if (modulus > 1 && (this.modulusCount++ % modulus) !== 1) return;
+    this.env.add(view, this.stamp);
+    this.deps.onSocket?.(view, this.stamp);
+    const { rows, bytes } = envelopeLimits(this.deps.config);
+    if (this.env.rows >= rows) this.flush("rows_cap");
+    else if (this.env.byteLength > bytes) this.flush("size_cap");
+  }
+  /** @internal */
+  checkpoint(): void {
+    this.mark = this.env.mark();
+    this.flushesAtMark = this.flushCount;
+  }
+  /** @internal */
+  rollback(): void {
+    if (this.flushCount === this.flushesAtMark) {
+      this.env.rollback(this.mark);
+    } else {
+      // Rows of the interrupted dump already left in a flush will arrive twice.
+      this.deps.counters.inc("Poller", "dumpIntrAfterFlush", "error");
+      this.env.reset();
+    }
+  }
+
+  /** Marshals the current envelope (if not empty) and queues it to the destination. */
+  flush(reason: FlushReason): void {
+    if (this.env.rows === 0) return;
+    const rows = this.env.rows;
+    const out = this.deps.marshaller.marshal(this.env).slice();
+    this.env.reset();
+    this.flushCount++;
+    this.pollFlushes++;
+    this.pollBytes += out.length;
+    const c = this.deps.counters;
+    c.inc("Poller", `envelopeFlush/${reason}`);
+    c.inc("Poller", "envelopeRows", "count", rows);
+    this.pending = this.pending.then(() =>
+      this.deps.dest.send(out, this.deps.marshaller.framing).catch((err) => {
+        c.inc("Poller", "envelopeFlush/error", "error");
+        this.deps.log.error(
+          `${this.deps.dest.scheme}: ${(err as Error).message} (${rows} rows lost)`,
+        );
+      })
+    );
+  }
+
+  /** Waits until every queued flush has been handed to the destination. */
+  drain(): Promise<void> {
+    return this.pending;
+  }
+
+  /** One poll of every namespace (synchronous dumps), then the end-of-poll flush. */
+  async pollOnce(): Promise<PollSummary> {
+    const cfg = this.deps.config;
+    const c = this.deps.counters;
+    const t0 = performance.now();
+    const timeoutMs = durationMs(cfg.pollTimeout);
+    this.pollBytes = 0;
+    this.pollFlushes = 0;
+    this.modulusCount = 0;
+    let sockets = 0;
+    let namespaces = 0;
+    let timedOut = false;
+    const states = [...this.deps.registry.states.values()];
+    for (const st of states) {
+      if (performance.now() - t0 > timeoutMs) {
+        timedOut = true;
+        c.inc("Poller", "PollTimeout", "count");
+        c.inc("Poller", "namespacesNotPolled", "count", states.length - namespaces);
+        break;
+      }
+      this.stamp = new Stamp({
+        daemon_version: this.deps.daemonVersion,
+        timestamp_ns: nowNs(),
+        hostname: this.deps.hostname,
+        location: cfg.location,
+        netns: st.info.name,
+        netns_inode: st.info.inode,
+        label: cfg.label,
+        tag: cfg.tag,
+        socket_fd: st.socket.fd,
+      });
+      try {
+        sockets += this.dumper.dump(st.socket, this);
+      } catch (err) {
+        c.inc("Poller", "dump", "error");
+        this.deps.log.error(`dump of namespace ${st.info.name} failed: ${(err as Error).message}`);
+      }
+      namespaces++;
+    }
+    this.flush(timedOut ? "poll_timeout" : "poll_end");
+    await this.drain();
+    this.loops++;
+    c.inc("Poller", "pollingLoops");
+    const summary: PollSummary = {
+      loop: this.loops,
+      namespaces,
+      sockets,
+      flushes: this.pollFlushes,
+      bytes: this.pollBytes,
+      ms: performance.now() - t0,
+      timedOut,
+    };
+    this.deps.log.info(
+      `poll ${summary.loop}: ${namespaces} namespaces, ${sockets} sockets, ${summary.bytes} bytes in ${summary.flushes} flushes, ${
+        summary.ms.toFixed(1)
+      } ms${timedOut ? " (timed out)" : ""}`,
+    );
+    return summary;
+  }
+
+  /** Requests an extra poll as soon as possible (coalesced with a pending one). */
+  trigger(): void {
+    this.triggered++;
+    this.wake?.();
+  }
+
+  private sleep(ms: number, signal: AbortSignal): Promise<void> {
+    if (ms <= 0 || signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        signal.removeEventListener("abort", done);
+        this.wake = undefined;
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      signal.addEventListener("abort", done);
+      this.wake = done;
+    });
+  }
+
+  /**
+   * Polls until `signal` aborts or maxLoops polls are done, then flushes what is left (reason
+   * shutdown) and waits for the destination.
+   */
+  async run(signal: AbortSignal, beforePoll: () => void = () => {}): Promise<void> {
+    const cfg = this.deps.config;
+    const c = this.deps.counters;
+    this.running = true;
+    try {
+      const freq = () => durationMs(cfg.pollFrequency);
+      const jitter = () => freq() * cfg.pollJitterPct / 100;
+      await this.sleep(Math.random() * jitter(), signal);
+      let next = performance.now();
+      while (!signal.aborted) {
+        this.triggered = 0;
+        beforePoll();
+        await this.pollOnce();
+        const maxLoops = Number(cfg.maxLoops);
+        if (maxLoops > 0 && this.loops >= maxLoops) break;
+        const j = jitter();
+        next += freq() - j / 2 + Math.random() * j;
+        const now = performance.now();
+        if (now > next) {
+          const missed = Math.floor((now - next) / freq()) + 1;
+          this.skippedTicks += missed;
+          c.inc("Poller", "alreadyPolling", "count", missed);
+          next += missed * freq();
+        }
+        if (this.triggered === 0) await this.sleep(next - performance.now(), signal);
+        if (this.triggered > 0) next = performance.now();
+      }
+    } finally {
+      this.running = false;
+      this.flush("shutdown");
+      await this.drain();
+    }
+  }
+}
