@@ -252,6 +252,7 @@ export class Poller implements DumpSink {
           const missed = Math.floor((now - next) / freq()) + 1;
           this.skippedTicks += missed;
           c.inc("Poller", "alreadyPolling", "count", missed);
+          this.deps.log.info(`poll ${this.loops} overran the interval: ${missed} tick(s) skipped`);
           next += missed * freq();
         }
         if (this.triggered === 0) await this.sleep(next - performance.now(), signal);
