@@ -39,6 +39,17 @@ ensure_apt() {
   fi
 }
 
+CHDB_VERSION=26.7.3-stable.1
+
+ensure_chdb() {
+  # ClickHouse's embedded engine, for the tests that prove ClickHouse reads our output (~550 MB).
+  if [ ! -f .deps/chdb/node_modules/@chdb/lib-linux-x64-gnu/libchdb.so ]; then
+    echo "quickstart: installing @chdb/lib-linux-x64-gnu ${CHDB_VERSION} from npm into .deps/chdb/" >&2
+    npm install --silent --no-audit --no-fund --prefix .deps/chdb "@chdb/lib-linux-x64-gnu@${CHDB_VERSION}" >&2
+  fi
+  export XTCP2_CHDB_LIB="$PWD/.deps/chdb/node_modules/@chdb/lib-linux-x64-gnu/libchdb.so"
+}
+
 cmd="${1:-run}"
 shift || true
 case "$cmd" in
@@ -49,6 +60,7 @@ case "$cmd" in
   test)
     ensure_deno
     ensure_apt
+    ensure_chdb
     exec deno task test "$@"
     ;;
   bench)
