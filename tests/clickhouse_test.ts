@@ -9,11 +9,11 @@ import {
   EnvelopeSchema,
   type XtcpFlatRecord,
 } from "../src/gen/xtcp_flat_record/v1/xtcp_flat_record_pb.ts";
-import { Chdb } from "../ffi/chdb.ts";
 import { clickhouseDdl } from "../src/record/clickhouse.ts";
 import { startLoad } from "../bench/loadgen.ts";
 import { xtcp2 } from "./support/run.ts";
 
+const CHECK = new URL("./support/clickhouse_check.ts", import.meta.url).pathname;
 const LIB = Deno.env.get("XTCP2_CHDB_LIB") ??
   new URL("../.deps/chdb/node_modules/@chdb/lib-linux-x64-gnu/libchdb.so", import.meta.url)
     .pathname;
@@ -68,18 +68,26 @@ Deno.test({
       const rows: XtcpFlatRecord[] = files.flatMap((f) =>
         fromBinary(EnvelopeSchema, unframe(Deno.readFileSync(f))).row
       );
-      using ch = new Chdb(LIB, `${dir}/ch`);
-      const src =
-        `file('${dir}/out/*.binpb', 'ProtobufList') SETTINGS format_schema = '${PROTO}:XtcpFlatRecord'`;
-      assert.equal(Number(ch.query(`SELECT count() FROM ${src}`)), rows.length);
-      const got = ch.query(
-        `SELECT inet_diag_msg_socket_cookie, netns, label, tcp_info_rtt, tcp_info_bytes_acked, congestion_algorithm_string,
-                congestion_algorithm_enum, tcp_info_total_rto, sk_mem_info_rcv_buf, inet_diag_msg_socket_source_port
-         FROM ${src}`,
-      ).trimEnd().split("\n").map((l) => l.split("\t"));
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "--quiet", "--allow-all", CHECK, LIB, PROTO, `${dir}/out`, `${dir}/ch`],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.ok(out.success, new TextDecoder().decode(out.stderr));
+      const ch = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+        count: number;
+        rows: string[][];
+        v1: number;
+        v0: number;
+        merged: number;
+        ts: string;
+      };
+      assert.equal(ch.count, rows.length);
       const byCookie = new Map(rows.map((r) => [`${r.netns}/${r.inetDiagMsgSocketCookie}`, r]));
-      assert.equal(got.length, rows.length);
-      for (const [cookie, netns, label, rtt, acked, cc, ccEnum, totalRto, rcvBuf, sport] of got) {
+      assert.equal(ch.rows.length, rows.length);
+      for (
+        const [cookie, netns, label, rtt, acked, cc, ccEnum, totalRto, rcvBuf, sport] of ch.rows
+      ) {
         const r = byCookie.get(`${netns}/${cookie}`);
         assert.ok(r, `ClickHouse row ${netns}/${cookie} not among our records`);
         assert.equal(label, "ch-test");
@@ -87,41 +95,14 @@ Deno.test({
         assert.equal(BigInt(acked), r.tcpInfoBytesAcked);
         assert.equal(cc, r.congestionAlgorithmString);
         assert.ok(ccEnum.startsWith("CONGESTION_ALGORITHM_"));
-        assert.equal(totalRto, r.tcpInfoTotalRto === undefined ? "\\N" : String(r.tcpInfoTotalRto));
+        assert.equal(Number(totalRto), r.tcpInfoTotalRto ?? 0);
         assert.equal(Number(rcvBuf), r.skMemInfoRcvBuf);
         assert.equal(Number(sport), r.inetDiagMsgSocketSourcePort);
       }
-
-      // The shipped DDL, with the Kafka engine swapped for Null (no broker here) and the
-      // Kafka-only error routing left out; our bytes are inserted where Kafka would put them.
-      const ddl = clickhouseDdl().split(";\n\n").map((s) => s.trim().replace(/;$/, "")).filter((
-        s,
-      ) => s)
-        .filter((s) => !s.includes("xtcp_flat_records_errors_mv"))
-        .map((s) =>
-          s.replace(/ENGINE = Kafka\nSETTINGS[\s\S]*$/, "ENGINE = Null").replaceAll(
-            " AND length(_error) = 0",
-            "",
-          )
-        );
-      for (const stmt of ddl) ch.query(stmt);
-      for (const f of files) {
-        const head = new TextEncoder().encode(
-          `INSERT INTO xtcp.xtcp_flat_records_kafka SETTINGS format_schema = '${PROTO}:XtcpFlatRecord' FORMAT ProtobufList\n`,
-        );
-        const body = Deno.readFileSync(f);
-        const q = new Uint8Array(head.length + body.length);
-        q.set(head);
-        q.set(body, head.length);
-        ch.queryBytes(q);
-      }
-      assert.equal(Number(ch.query("SELECT count() FROM xtcp.xtcp_flat_records_v1")), rows.length);
-      assert.equal(Number(ch.query("SELECT count() FROM xtcp.xtcp_flat_records_v0")), 0);
-      assert.equal(Number(ch.query("SELECT count() FROM xtcp.xtcp_flat_records")), rows.length);
-      const ts = ch.query(
-        "SELECT min(timestamp_ns) > now() - INTERVAL 1 HOUR, max(timestamp_ns) <= now64(9) FROM xtcp.xtcp_flat_records",
-      );
-      assert.equal(ts.trim(), "1\t1", "timestamp_ns lands as a real DateTime64(9)");
+      assert.equal(ch.v1, rows.length, "rows routed to xtcp_flat_records_v1 by schema_version");
+      assert.equal(ch.v0, 0);
+      assert.equal(ch.merged, rows.length, "the Merge table sees every epoch");
+      assert.equal(ch.ts, "1\t1", "timestamp_ns lands as a real DateTime64(9)");
     } finally {
       Deno.removeSync(dir, { recursive: true });
     }

@@ -30,7 +30,9 @@ function columnType(f: FieldSpec, stored: boolean): string {
       t = `Enum8(${CONGESTION_ALGORITHM_NAMES.map((n, i) => `'${n}' = ${i}`).join(", ")})`;
       break;
   }
-  return f.optional ? `Nullable(${t})` : t;
+  // proto3 optional fields stay plain columns: ClickHouse's ProtobufList reader fills an absent
+  // optional field with 0 even in a Nullable column (verified with chdb 26.7).
+  return t;
 }
 
 /** The column list of the record tables (`stored`: the MergeTree tables, else the Kafka table). */
