@@ -27,6 +27,7 @@ ensure_apt() {
   command -v ip >/dev/null 2>&1 || missing+=(iproute2)
   command -v ss >/dev/null 2>&1 || missing+=(iproute2)
   command -v tshark >/dev/null 2>&1 || missing+=(tshark)
+  command -v capsh >/dev/null 2>&1 || missing+=(libcap2-bin)
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
       echo "quickstart: missing ${missing[*]}; run as root or install them" >&2

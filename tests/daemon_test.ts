@@ -269,3 +269,161 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "a new namespace under /run/netns is picked up by the watch, without the timer or the pre-poll reconcile",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const dir = Deno.makeTempDirSync();
+    const child = spawn([
+      "-frequency",
+      "200ms",
+      "-timeout",
+      "150ms",
+      "-pollJitterPct",
+      "0",
+      "-reconcileBeforePoll=false",
+      "-reconcileFrequency",
+      "0",
+      "-dest",
+      `file:${dir}/out.jsonl`,
+      "-marshal",
+      "jsonl",
+      "-label",
+      "L1",
+      "-tag",
+      "T1",
+      "-location",
+      "dc-test",
+      "-hostname",
+      "host-x",
+    ]);
+    const errText = new Response(child.stderr).text();
+    try {
+      await new Promise((r) => setTimeout(r, 500));
+      await using load = await startLoad({ conns: 2, bytes: 10 }); // created after the daemon started
+      await new Promise((r) => setTimeout(r, 800));
+      child.kill("SIGTERM");
+      assert.equal((await child.status).code, 0, await errText);
+      await child.stdout.cancel();
+      const rows = Deno.readTextFileSync(`${dir}/out.jsonl`).trimEnd().split("\n").map((l) =>
+        JSON.parse(l)
+      );
+      const mine = rows.filter((o) => o.netns === load.netns);
+      assert.ok(
+        mine.length >= 4 + load.listeners,
+        `namespace ${load.netns} not polled:\n${await errText}`,
+      );
+      const inode = BigInt(Deno.statSync(load.nsPath).ino!);
+      for (const o of mine) {
+        assert.equal(o.schema_version, 1);
+        assert.ok(o.daemon_version);
+        assert.equal(o.hostname, "host-x");
+        assert.equal(o.location, "dc-test");
+        assert.equal(o.label, "L1");
+        assert.equal(o.tag, "T1");
+        assert.equal(BigInt(o.netns_inode), inode);
+        assert.ok(Number(o.socket_fd) > 2);
+        assert.ok(BigInt(o.timestamp_ns) > BigInt(Date.now() - 60_000) * 1_000_000n);
+      }
+      const indexes = new Set(mine.map((o) => Number(o.record_counter ?? 0)));
+      assert.ok(
+        indexes.has(0) && indexes.size > 1,
+        "record_counter is the index within the datagram",
+      );
+    } finally {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* already exited */ }
+      await child.status;
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "verbosity: -d 1 prints one summary line per poll on stderr, -d 0 prints nothing",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const loud = await run([
+      "-maxLoops",
+      "2",
+      "-frequency",
+      "100ms",
+      "-timeout",
+      "50ms",
+      "-pollJitterPct",
+      "0",
+      "-dest",
+      "null",
+    ]);
+    assert.equal(loud.code, 0, loud.stderr);
+    assert.equal(
+      [...loud.stderr.matchAll(
+        /^xtcp2: poll \d+: \d+ namespaces, \d+ sockets, \d+ bytes in \d+ flushes, [\d.]+ ms/gm,
+      )].length,
+      2,
+      loud.stderr,
+    );
+    const quiet = await run([
+      "-maxLoops",
+      "2",
+      "-frequency",
+      "100ms",
+      "-timeout",
+      "50ms",
+      "-pollJitterPct",
+      "0",
+      "-dest",
+      "null",
+      "-d",
+      "0",
+    ]);
+    assert.equal(quiet.code, 0, quiet.stderr);
+    assert.equal(quiet.stderr.replace(/^xtcp2: WARN: missing capability.*\n/gm, ""), "");
+  },
+});
+
+Deno.test({
+  name: "capabilities: without CAP_NET_ADMIN the daemon refuses to start and says how to grant it",
+  ignore: !(() => {
+    try {
+      return Deno.statSync("/usr/sbin/capsh").isFile;
+    } catch {
+      return false;
+    }
+  })(),
+  async fn() {
+    const cmd = [
+      Deno.execPath(),
+      "run",
+      "--quiet",
+      ...PERMS,
+      MAIN,
+      "-maxLoops",
+      "1",
+      "-dest",
+      "null",
+    ]
+      .map((a) => `'${a}'`).join(" ");
+    const dropped = await new Deno.Command("/usr/sbin/capsh", {
+      args: ["--drop=cap_net_admin,cap_sys_ptrace", "--", "-c", cmd],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const err = new TextDecoder().decode(dropped.stderr);
+    assert.equal(dropped.code, 1, err);
+    assert.match(
+      err,
+      /required capabilities missing:\n {2}- CAP_NET_ADMIN: netlink inet_diag queries/,
+    );
+    assert.match(
+      err,
+      /WARN: missing capability CAP_SYS_PTRACE|AmbientCapabilities = CAP_NET_ADMIN CAP_SYS_ADMIN/,
+    );
+    assert.match(err, /Or \(less restricted\): run as root\./);
+  },
+});

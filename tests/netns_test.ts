@@ -113,3 +113,39 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "a namespace that cannot be entered is logged and counted once, and the others are still polled",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const bogus = `/run/netns/xtcp2-bogus-${crypto.randomUUID().slice(0, 8)}`;
+    Deno.mkdirSync("/run/netns", { recursive: true });
+    Deno.writeTextFileSync(bogus, "not a namespace");
+    await using load = await startLoad({ conns: 2, bytes: 10 });
+    try {
+      const lines: string[] = [];
+      const counters = new Counters();
+      using reg = new NamespaceRegistry({
+        selfInode: netnsInode("/proc/self/ns/net"),
+        rcvTimeoutMs: 1000,
+        log: new Logger(1, (l) => lines.push(l)),
+        counters,
+      });
+      reg.reconcile();
+      reg.reconcile();
+      assert.equal(
+        counters.get("netNamespaceInstance", "open", "error"),
+        2,
+        "counted at every attempt",
+      );
+      const logged = lines.filter((l) => l.includes(bogus));
+      assert.equal(logged.length, 1, `logged once: ${lines.join("\n")}`);
+      assert.match(logged[0], /cannot enter namespace .*setns failed: EINVAL/);
+      assert.equal(countSockets(reg, load.netns), 4 + load.listeners);
+    } finally {
+      Deno.removeSync(bogus);
+    }
+  },
+});
