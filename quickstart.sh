@@ -22,12 +22,15 @@ ensure_deno() {
 }
 
 ensure_apt() {
-  # Packages the tests use: ip/ss (iproute2), tshark (reads our pcap captures).
+  # Packages the tests use: ip/ss (iproute2), tshark (reads our pcap captures), capsh, a gRPC
+  # client that is not ours (python3-grpcio), promtool (prometheus).
   local missing=()
   command -v ip >/dev/null 2>&1 || missing+=(iproute2)
   command -v ss >/dev/null 2>&1 || missing+=(iproute2)
   command -v tshark >/dev/null 2>&1 || missing+=(tshark)
   command -v capsh >/dev/null 2>&1 || missing+=(libcap2-bin)
+  /usr/bin/python3 -c 'import grpc' >/dev/null 2>&1 || missing+=(python3-grpcio)
+  [ -x /usr/bin/promtool ] || missing+=(prometheus)
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
       echo "quickstart: missing ${missing[*]}; run as root or install them" >&2

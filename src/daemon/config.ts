@@ -438,7 +438,29 @@ export const PROCESS_FLAGS = {
     help: "HTTP listener for /metrics, /healthz, /readyz",
   },
   promPath: { def: "/metrics", env: "PROM_PATH", help: "metrics path" },
+  grpcAddress: {
+    def: "127.0.0.1",
+    env: "GRPC_ADDRESS",
+    help: "address the gRPC API listens on (with --grpcPort)",
+  },
+  apiToken: {
+    def: "",
+    env: "XTCP_API_TOKEN",
+    help: "bearer token required by the gRPC API and /metrics; empty = none",
+  },
+  streamQueue: {
+    def: "10000",
+    env: "STREAM_QUEUE",
+    help: "records queued per live-stream client before its records are dropped (1 to 1000000)",
+  },
 } as const;
+
+/** Name of a process flag. */
+export type ProcessFlag = keyof typeof PROCESS_FLAGS;
+
+const PROCESS_FLAG_BY_NAME = new Map(
+  (Object.keys(PROCESS_FLAGS) as ProcessFlag[]).map((k) => [k.toLowerCase(), k]),
+);
 
 /** A configuration that cannot be used: one line naming the flag, the value and the rule. */
 export class ConfigError extends Error {
@@ -542,8 +564,8 @@ export interface LoadedConfig {
   healthcheck: boolean;
   /** `-h`/`--help`. */
   help: boolean;
-  promListen: string;
-  promPath: string;
+  /** Process flags (listeners, token, stream queue), by name. */
+  process: Record<ProcessFlag, string>;
   /** Where each setting came from, for --conf. */
   sources: Map<string, string>;
 }
@@ -570,8 +592,9 @@ export function loadConfig(
     conf: false,
     healthcheck: false,
     help: false,
-    promListen: PROCESS_FLAGS.promListen.def,
-    promPath: PROCESS_FLAGS.promPath.def,
+    process: Object.fromEntries(
+      Object.entries(PROCESS_FLAGS).map(([k, v]) => [k, v.def]),
+    ) as Record<ProcessFlag, string>,
     sources: new Map(),
   };
   for (let i = 0; i < args.length; i++) {
@@ -603,11 +626,11 @@ export function loadConfig(
       out.help = true;
       continue;
     }
-    if (lower === "promlisten" || lower === "prompath") {
+    const proc = PROCESS_FLAG_BY_NAME.get(lower);
+    if (proc) {
       if (value === undefined) value = args[++i];
       if (value === undefined) throw new ConfigError(`Flag --${name} needs a value`);
-      if (lower === "promlisten") out.promListen = value;
-      else out.promPath = value;
+      out.process[proc] = value;
       continue;
     }
     const spec = FLAG_BY_NAME.get(lower);
@@ -643,8 +666,16 @@ export function loadConfig(
       throw new ConfigError(`Cannot read ${envName}=${path}: ${(err as Error).message}`);
     }
   }
-  if (env.PROM_LISTEN) out.promListen = env.PROM_LISTEN;
-  if (env.PROM_PATH) out.promPath = env.PROM_PATH;
+  for (const [k, spec] of Object.entries(PROCESS_FLAGS) as [ProcessFlag, { env: string }][]) {
+    const v = env[spec.env];
+    if (v) out.process[k] = v;
+  }
+  const q = Number(out.process.streamQueue);
+  if (!Number.isInteger(q) || q < 1 || q > 1_000_000) {
+    throw new ConfigError(
+      `Invalid value for --streamQueue: "${out.process.streamQueue}": must be an integer from 1 to 1000000`,
+    );
+  }
   const json = env.XTCP_CONFIG_JSON;
   if (json) {
     let parsed: XtcpConfig;

@@ -4,13 +4,12 @@
  * @module
  */
 import { netnsInode } from "../../ffi/libc.ts";
-import { openDestination } from "../dest/destination.ts";
-import { marshaller } from "../format/marshal.ts";
-import { NamespaceRegistry } from "../netns/registry.ts";
-import { Poller } from "../poll/poller.ts";
-import { CaptureWriter } from "./capture_writer.ts";
+import { serveGrpc } from "../api/grpc.ts";
+import { healthcheck, serveHttp } from "../api/http.ts";
 import { checkCapabilities } from "./caps.ts";
-import { ConfigError, durationMs, FLAGS, loadConfig, redactedJson } from "./config.ts";
+import { ConfigError, FLAGS, loadConfig, PROCESS_FLAGS, redactedJson } from "./config.ts";
+import { Daemon } from "./daemon.ts";
+import { Metrics } from "./metrics.ts";
 import { Counters, Logger } from "./log.ts";
 import { VERSION } from "../version.ts";
 
@@ -31,8 +30,11 @@ export function usage(): string {
   for (const f of FLAGS) {
     lines.push(`  --${f.flag.padEnd(22)} ${f.help} [${f.def}]${f.env ? ` (${f.env})` : ""}`);
   }
+  for (const [name, f] of Object.entries(PROCESS_FLAGS)) {
+    lines.push(`  --${name.padEnd(22)} ${f.help} [${f.def}] (${f.env})`);
+  }
   lines.push(
-    "  --promListen             HTTP listener for /metrics /healthz /readyz [127.0.0.1:9088] (PROM_LISTEN)",
+    "  --healthcheck            exit 0 if the running daemon's /readyz answers 200 within 3 s, else 1",
     "  --conf                   print the resolved configuration (secrets blanked) and exit",
     "  -v                       print the version and exit",
     "",
@@ -64,6 +66,8 @@ export async function runDaemon(
     console.log(VERSION_LINE);
     return 0;
   }
+  const proc = loaded.process;
+  if (loaded.healthcheck) return await healthcheck(proc.promListen);
   const cfg = loaded.config;
   if (loaded.conf) {
     console.log(redactedJson(cfg));
@@ -78,88 +82,56 @@ export async function runDaemon(
     return 1;
   }
   const selfInode = netnsInode("/proc/self/ns/net");
-  const hostname = cfg.hostname || Deno.hostname();
-  const dest = await openDestination(cfg.dest, {
-    marshal: cfg.marshalTo,
-    fileMaxBytes: Number(cfg.fileMaxBytes) || 64 * 1024 * 1024,
-    fileMaxAgeMs: durationMs(cfg.fileMaxAge) || 3_600_000,
-    counters,
-    log,
-  });
-  using registry = new NamespaceRegistry({
-    selfInode,
-    rcvTimeoutMs: Number(cfg.nlTimeoutMilliseconds),
-    log,
-    counters,
-  });
-  using capture = cfg.writeFiles > 0
-    ? new CaptureWriter(cfg.capturePath, cfg.writeFiles)
-    : undefined;
-  const poller = new Poller({
-    config: cfg,
-    registry,
-    dest,
-    marshaller: marshaller(cfg.marshalTo, cfg.csvColumns),
-    log,
-    counters,
-    hostname,
-    daemonVersion: cfg.daemonVersion || VERSION,
-    ...(capture ? { onDatagram: (b: Uint8Array, out: boolean) => capture.write(b, out) } : {}),
-  });
-  const stop = new AbortController();
-  const onSignal = (sig: string) => () => {
-    log.info(`${sig} caught: flushing and stopping`);
-    stop.abort();
-    // Never hang at shutdown: a destination that does not drain within 5 s is abandoned.
-    setTimeout(() => {
-      log.error("shutdown took over 5 s: exiting without waiting further");
-      Deno.exit(0);
-    }, 5000).unref?.();
-  };
-  const sigint = onSignal("SIGINT");
-  const sigterm = onSignal("SIGTERM");
-  Deno.addSignalListener("SIGINT", sigint);
-  Deno.addSignalListener("SIGTERM", sigterm);
-  // Namespace changes: reconcile now on a /run/netns change, and on the timer.
-  let reconcileQueued = false;
-  const reconcileSoon = () => {
-    if (reconcileQueued) return;
-    reconcileQueued = true;
-    setTimeout(() => {
-      reconcileQueued = false;
-      if (!stop.signal.aborted) registry.reconcile();
-    }, 50);
-  };
-  const watchers: Deno.FsWatcher[] = [];
-  for (const dir of ["/run/netns", "/run/docker/netns"]) {
-    try {
-      const w = Deno.watchFs(dir, { recursive: false });
-      watchers.push(w);
-      (async () => {
-        for await (const _ of w) reconcileSoon();
-      })().catch((err) => log.error(`watching ${dir}: ${(err as Error).message}`));
-    } catch {
-      log.debug(`${dir} absent: new namespaces there are found by the periodic reconcile`);
-    }
-  }
-  const reconcileMs = durationMs(cfg.reconcileFrequency);
-  const timer = reconcileMs > 0 ? setInterval(() => registry.reconcile(), reconcileMs) : undefined;
-  registry.reconcile();
-  log.info(
-    `started: ${registry.states.size} namespaces, every ${
-      durationMs(cfg.pollFrequency)
-    } ms to ${cfg.dest} as ${cfg.marshalTo}`,
-  );
+  const daemon = new Daemon(cfg, selfInode, log, counters, Deno.hostname());
+  const metrics = new Metrics(counters, () => daemon.namespaces);
+  daemon.onPoll = (s) => metrics.poll(s);
+  let http: Deno.HttpServer<Deno.NetAddr> | undefined;
+  let grpc: Awaited<ReturnType<typeof serveGrpc>> | undefined;
   try {
-    await poller.run(stop.signal, () => {
-      if (cfg.reconcileBeforePoll) registry.reconcile();
+    http = await serveHttp({
+      listen: proc.promListen,
+      metricsPath: proc.promPath,
+      token: proc.apiToken,
+      metrics,
+      ready: () => daemon.ready,
     });
-  } finally {
-    if (timer !== undefined) clearInterval(timer);
-    for (const w of watchers) w.close();
-    Deno.removeSignalListener("SIGINT", sigint);
-    Deno.removeSignalListener("SIGTERM", sigterm);
-    await dest.close();
+    grpc = await serveGrpc({
+      daemon,
+      metrics,
+      hostname: proc.grpcAddress,
+      port: cfg.grpcPort,
+      token: proc.apiToken,
+      queueLimit: Number(proc.streamQueue),
+    });
+    log.debug(`listening: http ${proc.promListen}, grpc ${proc.grpcAddress}:${cfg.grpcPort}`);
+    await daemon.start();
+  } catch (err) {
+    console.error(`xtcp2: cannot start: ${(err as Error).message}`);
+    await http?.shutdown();
+    grpc?.close();
+    return 1;
   }
+  const stop = new Promise<string>((resolve) => {
+    const on = (sig: "SIGINT" | "SIGTERM") => {
+      const h = () => {
+        Deno.removeSignalListener(sig, h);
+        resolve(sig);
+      };
+      Deno.addSignalListener(sig, h);
+    };
+    on("SIGINT");
+    on("SIGTERM");
+  });
+  const ended = await Promise.race([stop, daemon.wait().then(() => "")]);
+  if (ended) log.info(`${ended} caught: flushing and stopping`);
+  // Never hang at shutdown: a destination that does not drain within 5 s is abandoned.
+  const guard = setTimeout(() => {
+    log.error("shutdown took over 5 s: exiting without waiting further");
+    Deno.exit(0);
+  }, 5000);
+  await daemon.shutdown();
+  grpc.close();
+  await http.shutdown();
+  clearTimeout(guard);
   return 0;
 }

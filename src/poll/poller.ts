@@ -50,6 +50,10 @@ export interface PollerDeps {
   onSocket?: (view: SocketView, stamp: Stamp) => void;
   /** Sees every netlink datagram sent and received (captures). */
   onDatagram?: (bytes: Uint8Array, outgoing: boolean) => void;
+  /** Sees every envelope just before it is flushed (live record streams). */
+  onEnvelope?: (env: EnvelopeWriter) => void;
+  /** Sees every completed poll (metrics). */
+  onPoll?: (summary: PollSummary) => void;
 }
 
 /** Collects, batches and flushes. */
@@ -122,17 +126,18 @@ export class Poller implements DumpSink {
   flush(reason: FlushReason): void {
     if (this.env.rows === 0) return;
     const rows = this.env.rows;
+    this.deps.onEnvelope?.(this.env);
     const out = this.deps.marshaller.marshal(this.env).slice();
     this.env.reset();
     this.flushCount++;
     this.pollFlushes++;
     this.pollBytes += out.length;
     const c = this.deps.counters;
-    c.inc("Poller", `envelopeFlush/${reason}`);
+    c.inc("Poller", "envelopeFlush", reason);
     c.inc("Poller", "envelopeRows", "count", rows);
     this.pending = this.pending.then(() =>
       this.deps.dest.send(out, this.deps.marshaller.framing).catch((err) => {
-        c.inc("Poller", "envelopeFlush/error", "error");
+        c.inc("Poller", "envelopeFlush", "error");
         this.deps.log.error(
           `${this.deps.dest.scheme}: ${(err as Error).message} (${rows} rows lost)`,
         );
@@ -197,6 +202,7 @@ export class Poller implements DumpSink {
       ms: performance.now() - t0,
       timedOut,
     };
+    this.deps.onPoll?.(summary);
     this.deps.log.info(
       `poll ${summary.loop}: ${namespaces} namespaces, ${sockets} sockets, ${summary.bytes} bytes in ${summary.flushes} flushes, ${
         summary.ms.toFixed(1)

@@ -1,27 +1,64 @@
 /**
- * Runs the real `xtcp2` entrypoint as a subprocess, as users do.
+ * Runs the real entrypoints (`xtcp2`, `xtcp2ctl`, `xtcp2client`) as subprocesses, as users do,
+ * with the permission flags of their `deno.json` tasks.
  *
  * @module
  */
 
-const MAIN = new URL("../../src/cmd/xtcp2.ts", import.meta.url).pathname;
+/** The daemon's entrypoint. */
+export const MAIN = new URL("../../src/cmd/xtcp2.ts", import.meta.url).pathname;
+
+/** The `xtcp2` task's permission flags. */
+export const PERMS = [
+  "--allow-ffi",
+  "--allow-read",
+  "--allow-write",
+  "--allow-env",
+  "--allow-net",
+  "--allow-sys=hostname",
+];
+
+/** argv of `deno run` on the daemon; `netns` runs it inside `ip netns exec`. */
+export function xtcp2Argv(args: string[], netns?: string): string[] {
+  return [
+    ...(netns ? ["ip", "netns", "exec", netns] : []),
+    Deno.execPath(),
+    "run",
+    "--quiet",
+    ...PERMS,
+    MAIN,
+    ...args,
+  ];
+}
+
+/** Starts the daemon with piped stdout and stderr. */
+export function spawnXtcp2(
+  args: string[],
+  opts: { netns?: string; env?: Record<string, string> } = {},
+): Deno.ChildProcess {
+  const argv = xtcp2Argv(args, opts.netns);
+  return new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    stdout: "piped",
+    stderr: "piped",
+    ...(opts.env ? { env: opts.env } : {}),
+  }).spawn();
+}
 
 /** Runs xtcp2 with the task's permission flags; `prefix` wraps it (e.g. ip netns exec). */
 export async function xtcp2(
   args: string[],
   opts: { prefix?: string[]; perms?: string[] } = {},
 ): Promise<{ code: number; stdout: Uint8Array; stderr: string }> {
-  const perms = opts.perms ??
-    [
-      "--allow-ffi",
-      "--allow-read",
-      "--allow-write",
-      "--allow-env",
-      "--allow-net",
-      "--allow-sys=hostname",
-    ];
-  const prefix = opts.prefix ?? [];
-  const argv = [...prefix, Deno.execPath(), "run", "--quiet", ...perms, MAIN, ...args];
+  const argv = [
+    ...(opts.prefix ?? []),
+    Deno.execPath(),
+    "run",
+    "--quiet",
+    ...(opts.perms ?? PERMS),
+    MAIN,
+    ...args,
+  ];
   const out = await new Deno.Command(argv[0], {
     args: argv.slice(1),
     stdout: "piped",

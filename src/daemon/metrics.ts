@@ -1,0 +1,109 @@
+/**
+ * Prometheus metrics (prom-client): the original's families and labels — `xtcp_counts`,
+ * `xtcp_histograms`, `xtcp_gauge`, `xtcp_config_grpc_*`, `xtcp_record_grpc_*` — plus process
+ * metrics.
+ *
+ * @module
+ */
+import client from "prom-client";
+import type { Counters } from "./log.ts";
+import type { PollSummary } from "../poll/poller.ts";
+
+const LABELS = ["function", "variable", "type"] as const;
+
+/** Metrics of one daemon. */
+export class Metrics {
+  /** The registry served on /metrics. */
+  readonly registry: client.Registry = new client.Registry();
+  /** gRPC counters of ConfigService. */
+  readonly configGrpc: client.Counter<(typeof LABELS)[number]>;
+  /** gRPC counters of XTCPFlatRecordService. */
+  readonly recordGrpc: client.Counter<(typeof LABELS)[number]>;
+  /** gRPC call durations of ConfigService (seconds). */
+  readonly configGrpcHist: client.Summary<(typeof LABELS)[number]>;
+  /** gRPC durations of XTCPFlatRecordService (seconds). */
+  readonly recordGrpcHist: client.Summary<(typeof LABELS)[number]>;
+  private readonly hist: client.Summary<(typeof LABELS)[number]>;
+  private readonly seen = new Map<string, number>();
+
+  /**
+   * @param counters the daemon's counters, exported as xtcp_counts at each scrape
+   * @param namespaces current number of tracked namespaces (xtcp_gauge)
+   */
+  constructor(counters: Counters, namespaces: () => number) {
+    const registers = [this.registry];
+    const seen = this.seen;
+    new client.Counter({
+      name: "xtcp_counts",
+      help: "xtcp2 event counters by function, variable and type",
+      labelNames: LABELS,
+      registers,
+      collect() {
+        for (const [key, value] of counters.values) {
+          const first = key.indexOf("/");
+          const last = key.lastIndexOf("/");
+          const delta = value - (seen.get(key) ?? 0);
+          if (delta <= 0) continue;
+          seen.set(key, value);
+          this.labels(key.slice(0, first), key.slice(first + 1, last), key.slice(last + 1)).inc(
+            delta,
+          );
+        }
+      },
+    });
+    const summary = (name: string, help: string) =>
+      new client.Summary({
+        name,
+        help,
+        labelNames: LABELS,
+        percentiles: [0.1, 0.5, 0.99],
+        maxAgeSeconds: 300,
+        ageBuckets: 5,
+        registers,
+      });
+    this.hist = summary(
+      "xtcp_histograms",
+      "xtcp2 durations in seconds by function, variable and type",
+    );
+    new client.Gauge({
+      name: "xtcp_gauge",
+      help: "network namespaces tracked",
+      registers,
+      collect() {
+        this.set(namespaces());
+      },
+    });
+    this.configGrpc = new client.Counter({
+      name: "xtcp_config_grpc_counts",
+      help: "ConfigService calls",
+      labelNames: LABELS,
+      registers,
+    });
+    this.configGrpcHist = summary(
+      "xtcp_config_grpc_histograms",
+      "ConfigService call durations in seconds",
+    );
+    this.recordGrpc = new client.Counter({
+      name: "xtcp_record_grpc_counts",
+      help: "XTCPFlatRecordService streams and records",
+      labelNames: LABELS,
+      registers,
+    });
+    this.recordGrpcHist = summary(
+      "xtcp_record_grpc_histograms",
+      "XTCPFlatRecordService durations in seconds",
+    );
+    client.collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Records one poll. */
+  poll(s: PollSummary): void {
+    this.hist.labels("Poller", "pollDuration", "count").observe(s.ms / 1000);
+    this.hist.labels("Poller", "pollSockets", "count").observe(s.sockets);
+  }
+
+  /** The exposition text and its content type. */
+  async expose(): Promise<{ text: string; contentType: string }> {
+    return { text: await this.registry.metrics(), contentType: this.registry.contentType };
+  }
+}
