@@ -20,7 +20,7 @@ Commands:
   set-poll-frequency --frequency D --timeout D   change the cadence now (timeout < frequency)
   trigger-poll                               one extra poll now
   poll-burst [--count 6] [--interval 10s]    COUNT polls INTERVAL apart (interval > poll timeout)
-  set-s3-upload [--flush-interval D] [--threshold-bytes N]
+  set-s3-upload [--flush-interval D] [--threshold-bytes N]   (alias: set-s3)
 `;
 
 async function readAll(file: string): Promise<string> {
@@ -85,6 +85,7 @@ export async function main(argv: string[]): Promise<number> {
       console.log(`burst of ${res.count} polls every ${values.interval}`);
       return 0;
     }
+    case "set-s3": // the original's name
     case "set-s3-upload": {
       const res = await client.setS3Upload({
         ...(values["flush-interval"]
