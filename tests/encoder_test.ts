@@ -16,6 +16,7 @@ import { EnvelopeWriter, RecordEncoder } from "../src/record/encoder.ts";
 import { OutBuf } from "../src/record/out_buf.ts";
 import { Stamp } from "../src/record/stamp.ts";
 import { recordMessage } from "../src/record/values.ts";
+import { encoderSource } from "../src/record/encoder_codegen.ts";
 import { allSharedPcaps, HAVE_FIXTURES, ownCaptures } from "./support/fixtures.ts";
 import { buildDatagram } from "./support/synth.ts";
 
@@ -122,4 +123,23 @@ Deno.test("row lengths of 1, 2 and 3 varint bytes all frame correctly", () => {
   assert.equal(e.row.length, 3);
   assert.ok(equals(EnvelopeSchema, e, create(EnvelopeSchema, { row: expected })));
   assert.equal(e.row[2].congestionAlgorithmString.length, 20_000);
+});
+
+Deno.test("the generated encoder (src/record/encoder_gen.ts) is up to date with the field table", async () => {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["fmt", "--ext", "ts", "-"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const w = child.stdin.getWriter();
+  await w.write(new TextEncoder().encode(encoderSource()));
+  await w.close();
+  const out = await child.output();
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  const committed = Deno.readTextFileSync(new URL("../src/record/encoder_gen.ts", import.meta.url));
+  assert.ok(
+    new TextDecoder().decode(out.stdout) === committed,
+    "src/record/encoder_gen.ts is stale: run `deno task gen:encoder`",
+  );
 });

@@ -1,39 +1,16 @@
 /**
  * The fast record encoder: writes `XtcpFlatRecord` wire bytes straight from the netlink receive
- * buffer into an output buffer, driven by a compiled form of the field table. No per-socket
+ * buffer into an output buffer, through code generated from the field table (encoder_gen.ts). No per-socket
  * objects: values are read with DataView into locals, 64-bit counters as two 32-bit halves.
  *
  * @module
  */
 import { INET_DIAG_CONG } from "../netlink/constants.ts";
-import { INET_DIAG_MSG_LEN } from "../netlink/constants.ts";
 import type { SocketView } from "../netlink/socket_view.ts";
-import {
-  congestionEnum,
-  cstrLen,
-  FIELDS,
-  READ_ADDR16,
-  READ_BE16,
-  READ_BIT0,
-  READ_BITS12,
-  READ_CONG_ENUM,
-  READ_CSTR,
-  READ_NIB_HI,
-  READ_NIB_LO,
-  READ_U16,
-  READ_U32,
-  READ_U64,
-  READ_U8,
-  SRC_META,
-  SRC_MSG,
-} from "./fields.ts";
+import { encodeKernelFields } from "./encoder_gen.ts";
+import { varint32 } from "./wire.ts";
 import { OutBuf } from "./out_buf.ts";
 import type { Stamp } from "./stamp.ts";
-
-/** Wire type of each proto type. */
-function wireType(type: string): number {
-  return type === "string" || type === "bytes" ? 2 : 0;
-}
 
 /** Room reserved per record for the kernel fields, excluding strings (their length is added). */
 const KERNEL_BYTES_BOUND = 2048;
@@ -49,205 +26,31 @@ const KERNEL_BYTES_BOUND = 2048;
  * ```
  */
 export class RecordEncoder {
-  // Compiled program: groups (a source each) of fields in field-number order.
-  private readonly gSrc: Int32Array;
-  private readonly gStart: Int32Array;
-  private readonly gEnd: Int32Array;
-  private readonly fOff: Int32Array;
-  private readonly fRead: Uint8Array;
-  private readonly fWidth: Uint8Array;
-  private readonly fOpt: Uint8Array;
-  private readonly fTagLen: Uint8Array;
-  private readonly fTag0: Uint8Array;
-  private readonly fTag1: Uint8Array;
-  private readonly fTag2: Uint8Array;
-
-  /** Compiles the program for the kernel fields of {@link FIELDS}. */
-  constructor() {
-    const kernel = FIELDS.filter((s) => s.src !== SRC_META);
-    const groups: number[] = [];
-    for (const s of kernel) if (!groups.includes(s.src)) groups.push(s.src);
-    const ordered = groups.flatMap((g) => kernel.filter((s) => s.src === g));
-    const n = ordered.length;
-    this.gSrc = new Int32Array(groups);
-    this.gStart = new Int32Array(groups.length);
-    this.gEnd = new Int32Array(groups.length);
-    this.fOff = new Int32Array(n);
-    this.fRead = new Uint8Array(n);
-    this.fWidth = new Uint8Array(n);
-    this.fOpt = new Uint8Array(n);
-    this.fTagLen = new Uint8Array(n);
-    this.fTag0 = new Uint8Array(n);
-    this.fTag1 = new Uint8Array(n);
-    this.fTag2 = new Uint8Array(n);
-    ordered.forEach((s, i) => {
-      const g = groups.indexOf(s.src);
-      if (i === 0 || ordered[i - 1].src !== s.src) this.gStart[g] = i;
-      this.gEnd[g] = i + 1;
-      this.fOff[i] = s.off;
-      this.fRead[i] = s.read;
-      this.fWidth[i] = s.width;
-      this.fOpt[i] = s.optional ? 1 : 0;
-      let tag = (s.number << 3) | wireType(s.type);
-      const bytes: number[] = [];
-      while (tag > 0x7f) {
-        bytes.push((tag & 0x7f) | 0x80);
-        tag >>>= 7;
-      }
-      bytes.push(tag);
-      this.fTagLen[i] = bytes.length;
-      this.fTag0[i] = bytes[0];
-      this.fTag1[i] = bytes[1] ?? 0;
-      this.fTag2[i] = bytes[2] ?? 0;
-    });
-  }
-
   /** Appends one encoded XtcpFlatRecord for `view` (stamped with `stamp`) to `out`. */
   encode(view: SocketView, stamp: Stamp, out: OutBuf): void {
     const congLen = view.attrOff[INET_DIAG_CONG] >= 0 ? view.attrLen[INET_DIAG_CONG] : 0;
     out.ensure(stamp.head.length + stamp.tail.length + KERNEL_BYTES_BOUND + congLen);
-    out.u8.set(stamp.head, out.pos);
-    out.pos += stamp.head.length;
-    if (view.index !== 0) {
-      out.varint32(60 << 3); // record_counter: tag e0 03
-      out.varint32(view.index);
-    }
-    out.u8.set(stamp.tail, out.pos);
-    out.pos += stamp.tail.length;
-
-    const src = view.u8;
-    const dv = view.dv;
     const o = out.u8;
-    const attrOff = view.attrOff;
-    const attrLen = view.attrLen;
-    const fOff = this.fOff;
-    const fRead = this.fRead;
-    const fWidth = this.fWidth;
-    const fOpt = this.fOpt;
-    const fTagLen = this.fTagLen;
-    const fTag0 = this.fTag0;
-    const fTag1 = this.fTag1;
-    const fTag2 = this.fTag2;
-    let p = out.pos;
-    for (let g = 0; g < this.gSrc.length; g++) {
-      const s = this.gSrc[g];
-      let base: number;
-      let len: number;
-      if (s === SRC_MSG) {
-        base = view.msg;
-        len = INET_DIAG_MSG_LEN;
-      } else {
-        base = attrOff[s];
-        if (base < 0) continue;
-        len = attrLen[s];
-      }
-      for (let i = this.gStart[g], end = this.gEnd[g]; i < end; i++) {
-        const rel = fOff[i];
-        if (rel + fWidth[i] > len) continue;
-        const at = base + rel;
-        let v = 0;
-        switch (fRead[i]) {
-          case READ_U8:
-            v = src[at];
-            break;
-          case READ_U16:
-            v = src[at] | (src[at + 1] << 8);
-            break;
-          case READ_U32:
-            v = dv.getUint32(at, true);
-            break;
-          case READ_BE16:
-            v = (src[at] << 8) | src[at + 1];
-            break;
-          case READ_NIB_LO:
-            v = src[at] & 0x0f;
-            break;
-          case READ_NIB_HI:
-            v = src[at] >>> 4;
-            break;
-          case READ_BIT0:
-            v = src[at] & 1;
-            break;
-          case READ_BITS12:
-            v = (src[at] >>> 1) & 3;
-            break;
-          case READ_CONG_ENUM:
-            v = congestionEnum(src, base, base + len);
-            break;
-          case READ_U64: {
-            let lo = dv.getUint32(at, true);
-            let hi = dv.getUint32(at + 4, true);
-            if (lo === 0 && hi === 0 && fOpt[i] === 0) continue;
-            o[p++] = fTag0[i];
-            if (fTagLen[i] > 1) o[p++] = fTag1[i];
-            if (fTagLen[i] > 2) o[p++] = fTag2[i];
-            if (hi === 0) {
-              while (lo > 0x7f) {
-                o[p++] = (lo & 0x7f) | 0x80;
-                lo >>>= 7;
-              }
-              o[p++] = lo;
-            } else {
-              for (let k = 0; k < 4; k++) {
-                o[p++] = (lo & 0x7f) | 0x80;
-                lo >>>= 7;
-              }
-              const mid = lo | ((hi & 7) << 4);
-              hi >>>= 3;
-              if (hi === 0) {
-                o[p++] = mid;
-              } else {
-                o[p++] = mid | 0x80;
-                while (hi > 0x7f) {
-                  o[p++] = (hi & 0x7f) | 0x80;
-                  hi >>>= 7;
-                }
-                o[p++] = hi;
-              }
-            }
-            continue;
-          }
-          case READ_ADDR16: {
-            o[p++] = fTag0[i];
-            o[p++] = fTag1[i];
-            o[p++] = 16;
-            for (let k = 0; k < 16; k++) o[p++] = src[at + k];
-            continue;
-          }
-          case READ_CSTR: {
-            const n = cstrLen(src, base, base + len);
-            if (n === 0 && fOpt[i] === 0) continue;
-            o[p++] = fTag0[i];
-            if (fTagLen[i] > 1) o[p++] = fTag1[i];
-            if (fTagLen[i] > 2) o[p++] = fTag2[i];
-            let m = n;
-            while (m > 0x7f) {
-              o[p++] = (m & 0x7f) | 0x80;
-              m >>>= 7;
-            }
-            o[p++] = m;
-            // Kernel names are ASCII; anything else would make the string invalid UTF-8.
-            for (let k = 0; k < n; k++) {
-              const c = src[base + k];
-              o[p++] = c >= 0x20 && c < 0x7f ? c : 0x3f;
-            }
-            continue;
-          }
-        }
-        if (v === 0 && fOpt[i] === 0) continue;
-        o[p++] = fTag0[i];
-        if (fTagLen[i] > 1) o[p++] = fTag1[i];
-        if (fTagLen[i] > 2) o[p++] = fTag2[i];
-        v >>>= 0;
-        while (v > 0x7f) {
-          o[p++] = (v & 0x7f) | 0x80;
-          v >>>= 7;
-        }
-        o[p++] = v;
-      }
+    let p = copy(o, out.pos, stamp.head);
+    if (view.index !== 0) {
+      o[p] = 0xe0; // record_counter (60): tag e0 03
+      o[p + 1] = 0x03;
+      p = varint32(o, p + 2, view.index);
     }
-    out.pos = p;
+    p = copy(o, p, stamp.tail);
+    out.pos = encodeKernelFields(view.u8, view.dv, view.msg, view.attrOff, view.attrLen, o, p);
   }
+}
+
+/** Copies `b` into `o` at `p` (a loop: cheaper than `set` for a few dozen bytes). */
+function copy(o: Uint8Array, p: number, b: Uint8Array): number {
+  const n = b.length;
+  if (n > 64) {
+    o.set(b, p);
+    return p + n;
+  }
+  for (let i = 0; i < n; i++) o[p + i] = b[i];
+  return p + n;
 }
 
 /** A position in an {@link EnvelopeWriter}, from {@link EnvelopeWriter.mark}. */

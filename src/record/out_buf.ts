@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { varint32, varint64 } from "./wire.ts";
 
 /** Growable byte buffer. */
 export class OutBuf {
@@ -37,48 +38,12 @@ export class OutBuf {
 
   /** Appends an unsigned 32-bit varint (caller ensured ≥ 5 bytes). */
   varint32(v: number): void {
-    const u8 = this.u8;
-    let p = this.pos;
-    v >>>= 0;
-    while (v > 0x7f) {
-      u8[p++] = (v & 0x7f) | 0x80;
-      v >>>= 7;
-    }
-    u8[p++] = v;
-    this.pos = p;
+    this.pos = varint32(this.u8, this.pos, v);
   }
 
   /** Appends a 64-bit varint given as two unsigned 32-bit halves (caller ensured ≥ 10 bytes). */
   varint64(lo: number, hi: number): void {
-    if (hi === 0) {
-      this.varint32(lo);
-      return;
-    }
-    const u8 = this.u8;
-    let p = this.pos;
-    lo >>>= 0;
-    hi >>>= 0;
-    // First 28 bits come from lo alone.
-    for (let i = 0; i < 4; i++) {
-      u8[p++] = (lo & 0x7f) | 0x80;
-      lo >>>= 7;
-    }
-    // Bits 28–34: 4 bits of lo and 3 of hi.
-    let b = lo | ((hi & 0x7) << 4);
-    hi >>>= 3;
-    if (hi === 0) {
-      u8[p++] = b;
-      this.pos = p;
-      return;
-    }
-    u8[p++] = b | 0x80;
-    while (hi > 0x7f) {
-      u8[p++] = (hi & 0x7f) | 0x80;
-      hi >>>= 7;
-    }
-    b = hi;
-    u8[p++] = b;
-    this.pos = p;
+    this.pos = varint64(this.u8, this.pos, lo, hi);
   }
 }
 
