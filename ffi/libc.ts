@@ -51,6 +51,14 @@ const SYMBOLS = {
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   /** ssize_t sendto(int sockfd, const void *buf, size_t len, int flags, const struct sockaddr *dest_addr, socklen_t addrlen) */
   sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "isize" },
+  /** int listen(int sockfd, int backlog) */
+  listen: { parameters: ["i32", "i32"], result: "i32" },
+  /** int connect(int sockfd, const struct sockaddr *addr, socklen_t addrlen) */
+  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  /** int accept4(int sockfd, struct sockaddr *addr, socklen_t *addrlen, int flags) */
+  accept4: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
+  /** ssize_t write(int fd, const void *buf, size_t count) */
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   /** int capget(cap_user_header_t hdrp, cap_user_data_t datap) */
   capget: { parameters: ["buffer", "buffer"], result: "i32" },
   /** int *__errno_location(void) */
@@ -112,6 +120,26 @@ export function sysSetsockopt(fd: number, level: number, name: number, value: Ui
 /** close(2). */
 export function sysClose(fd: number): void {
   check("close", libc().close(fd));
+}
+
+/** listen(2). */
+export function sysListen(fd: number, backlog: number): void {
+  check("listen", libc().listen(fd, backlog));
+}
+
+/** connect(2) (blocking). */
+export function sysConnect(fd: number, addr: Uint8Array): void {
+  check("connect", libc().connect(fd, addr, addr.length));
+}
+
+/** accept4(2) (blocking); returns the new fd. */
+export function sysAccept(fd: number, flags = SOCK_CLOEXEC): number {
+  return check("accept4", libc().accept4(fd, null, null, flags));
+}
+
+/** write(2); returns bytes written. */
+export function sysWrite(fd: number, buf: Uint8Array): number {
+  return check("write", libc().write(fd, buf, BigInt(buf.length)));
 }
 
 /** setns(2); `context` names the namespace in errors. */

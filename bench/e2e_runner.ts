@@ -1,0 +1,227 @@
+/**
+ * The measuring half of the end-to-end benchmark (bench/e2e.ts starts it, under
+ * `--v8-flags=--trace-gc,--expose-gc`, once per case). In one process, against the namespaces it
+ * is given, it measures per poll:
+ *
+ * - floor: the same netlink dump through the same FFI socket and buffer, receive only (the
+ *   datagrams are walked for NLMSG_DONE, nothing is decoded);
+ * - full: `Poller.pollOnce()` as the daemon runs it (IPv4 and IPv6 dumps, decode, encode,
+ *   protobufList envelopes, destination null);
+ * - replay: parse + encode of one recorded full dump, from memory (no kernel).
+ *
+ * Wall time (performance.now) and CPU time (getrusage of the process: user + sys, all threads,
+ * which includes the kernel's work inside recvmsg). Writes one JSON object to `--out`.
+ */
+import process from "node:process";
+import { parseArgs } from "node:util";
+import type { NetlinkSocket } from "../ffi/netlink_socket.ts";
+import { openNetlinkSocketIn } from "../ffi/netns.ts";
+import { decoderMask, defaultConfig, recvBufferSize } from "../src/daemon/config.ts";
+import { Counters, Logger } from "../src/daemon/log.ts";
+import { openDestination } from "../src/dest/destination.ts";
+import { marshaller } from "../src/format/marshal.ts";
+import { idiagExt } from "../src/netlink/deserializers.ts";
+import { parseDatagram, ParseStats } from "../src/netlink/parse.ts";
+import { writeDumpRequest } from "../src/netlink/request.ts";
+import { SocketView } from "../src/netlink/socket_view.ts";
+import { NamespaceRegistry } from "../src/netns/registry.ts";
+import { Poller } from "../src/poll/poller.ts";
+import { EnvelopeWriter } from "../src/record/encoder.ts";
+import { Stamp } from "../src/record/stamp.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    ns: { type: "string" },
+    polls: { type: "string", default: "20" },
+    warmup: { type: "string", default: "5" },
+    out: { type: "string" },
+  },
+});
+if (!values.ns || !values.out) throw new Error("usage: e2e_runner.ts --ns NAME[,NAME…] --out FILE");
+const names = values.ns.split(",");
+const polls = Number(values.polls);
+const warmup = Number(values.warmup);
+
+/** One measured poll. */
+interface Sample {
+  wallMs: number;
+  cpuMs: number;
+}
+
+function measure(fn: () => void): Sample {
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  fn();
+  const wallMs = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  return { wallMs, cpuMs: (c.user + c.system) / 1000 };
+}
+
+async function measureAsync(fn: () => Promise<unknown>): Promise<Sample> {
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  await fn();
+  const wallMs = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  return { wallMs, cpuMs: (c.user + c.system) / 1000 };
+}
+
+const gc = (globalThis as { gc?: () => void }).gc;
+const settle = () => new Promise((r) => setTimeout(r, 150));
+
+// Calibration: a forced GC at a known time ties V8's trace timestamps to performance.now().
+gc?.();
+const calibrationMs = performance.now();
+await settle();
+
+const cfg = defaultConfig();
+cfg.marshalTo = "protobufList";
+cfg.dest = "null";
+const mask = decoderMask(cfg);
+const ext = idiagExt(mask);
+const bufSize = recvBufferSize(cfg);
+const sockets: NetlinkSocket[] = names.map((n) =>
+  openNetlinkSocketIn(`/run/netns/${n}`, { rcvTimeoutMs: 10_000 })
+);
+
+// Floor: request, then receive until NLMSG_DONE, nothing else.
+const recvBuf = new Uint8Array(new ArrayBuffer(bufSize));
+const recvDv = new DataView(recvBuf.buffer);
+const req = new Uint8Array(new ArrayBuffer(72));
+let seq = 1;
+function floorDump(s: NetlinkSocket, family: number): number {
+  writeDumpRequest(req, 0, { family, ext, seq: seq++ });
+  s.send(req);
+  let datagrams = 0;
+  for (;;) {
+    const n = s.recv(recvBuf);
+    datagrams++;
+    for (let off = 0; off + 16 <= n;) {
+      const len = recvDv.getUint32(off, true);
+      const type = recvDv.getUint16(off + 4, true);
+      if (type === 3 || type === 2) return datagrams; // NLMSG_DONE, NLMSG_ERROR
+      if (len < 16) throw new Error(`bad nlmsg_len ${len}`);
+      off += (len + 3) & ~3;
+    }
+  }
+}
+function floorPoll(): void {
+  for (const s of sockets) {
+    floorDump(s, 2);
+    floorDump(s, 10);
+  }
+}
+
+// Full: the daemon's Poller over exactly these namespaces.
+const counters = new Counters();
+const log = new Logger(0);
+const registry = new NamespaceRegistry({ selfInode: 0n, rcvTimeoutMs: 10_000, log, counters });
+names.forEach((n, i) => {
+  const inode = BigInt(Deno.statSync(`/run/netns/${n}`).ino ?? i);
+  registry.states.set(inode, {
+    info: { inode, name: n, path: `/run/netns/${n}` },
+    socket: sockets[i],
+  });
+});
+const recorded: Uint8Array[] = [];
+let recording = false;
+const poller = new Poller({
+  config: cfg,
+  registry,
+  dest: await openDestination("null", {
+    marshal: cfg.marshalTo,
+    fileMaxBytes: 0,
+    fileMaxAgeMs: 0,
+    counters,
+    log,
+  }),
+  marshaller: marshaller(cfg.marshalTo),
+  log,
+  counters,
+  hostname: "bench-host",
+  daemonVersion: "bench",
+  onDatagram: (b, out) => {
+    if (recording && !out) recorded.push(b.slice());
+  },
+});
+
+const result = {
+  names: names.length,
+  sockets: 0,
+  calibrationMs,
+  phases: {} as Record<string, [number, number]>,
+  floor: [] as Sample[],
+  full: [] as Sample[],
+  replay: { sockets: 0, nsPerSocket: 0 },
+  rssMaxMb: 0,
+};
+const rss = () => {
+  result.rssMaxMb = Math.max(result.rssMaxMb, Deno.memoryUsage().rss / 1048576);
+};
+
+for (let i = 0; i < warmup; i++) floorPoll();
+await settle();
+let t = performance.now();
+for (let i = 0; i < polls; i++) {
+  result.floor.push(measure(floorPoll));
+  await settle();
+}
+result.phases.floor = [t, performance.now()];
+
+for (let i = 0; i < warmup; i++) await poller.pollOnce();
+await settle();
+t = performance.now();
+for (let i = 0; i < polls; i++) {
+  let sockets = 0;
+  result.full.push(await measureAsync(async () => (sockets = (await poller.pollOnce()).sockets)));
+  result.sockets = sockets;
+  rss();
+  await settle();
+}
+result.phases.full = [t, performance.now()];
+
+// Replay: one full dump recorded, then parsed + encoded from memory.
+recording = true;
+await poller.pollOnce();
+recording = false;
+{
+  const view = new SocketView();
+  const stats = new ParseStats();
+  const stamp = new Stamp({ hostname: "bench-host", netns: names[0], timestamp_ns: 1n });
+  const env = new EnvelopeWriter(1 << 22);
+  const dvs = recorded.map((b) => new DataView(b.buffer));
+  let n = 0;
+  const onSocket = (v: SocketView) => {
+    n++;
+    env.add(v, stamp);
+    if (env.byteLength > 786432) env.reset();
+  };
+  const pass = () => {
+    for (let i = 0; i < recorded.length; i++) {
+      parseDatagram(
+        view,
+        recorded[i],
+        dvs[i],
+        0,
+        recorded[i].length,
+        {
+          mask,
+          expectSeq: -1,
+          expectPid: -1,
+        },
+        stats,
+        onSocket,
+      );
+    }
+  };
+  for (let i = 0; i < 3; i++) pass();
+  const reps = Math.max(3, Math.ceil(200_000 / Math.max(1, result.sockets)));
+  n = 0;
+  const t0 = performance.now();
+  for (let i = 0; i < reps; i++) pass();
+  result.replay = { sockets: n / reps, nsPerSocket: (performance.now() - t0) * 1e6 / n };
+}
+rss();
+for (const s of sockets) s.close();
+Deno.writeTextFileSync(values.out, JSON.stringify(result));
