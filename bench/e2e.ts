@@ -13,7 +13,9 @@
  * the README's `e2e` section.
  *
  *   deno task bench:e2e [--conns 1000,10000,50000] [--polls 20] [--warmup 5] [--namespaces 500]
- *                       [--nsConns 40] [--no-readme]
+ *                       [--nsConns 40] [--idle MS] [--no-readme]
+ *
+ * Floor and full polls alternate back to back (`--idle MS` sleeps between them instead).
  */
 import { parseArgs } from "node:util";
 import { startLoad, startManyNamespaces } from "./loadgen.ts";
@@ -27,13 +29,14 @@ const { values } = parseArgs({
     warmup: { type: "string", default: "5" },
     namespaces: { type: "string", default: "500" },
     nsConns: { type: "string", default: "40" },
+    idle: { type: "string", default: "0" },
     "no-readme": { type: "boolean", default: false },
     help: { type: "boolean", short: "h" },
   },
 });
 if (values.help) {
   console.log(
-    "usage: deno task bench:e2e [--conns 1000,10000,50000] [--polls 20] [--warmup 5] [--namespaces 500] [--nsConns 40] [--no-readme]",
+    "usage: deno task bench:e2e [--conns 1000,10000,50000] [--polls 20] [--warmup 5] [--namespaces 500] [--nsConns 40] [--idle MS] [--no-readme]",
   );
   Deno.exit(0);
 }
@@ -48,7 +51,8 @@ interface RunnerResult {
   names: number;
   sockets: number;
   calibrationMs: number;
-  phases: Record<string, [number, number]>;
+  fullWindows: [number, number][];
+  intrRetries: number;
   floor: Sample[];
   full: Sample[];
   replay: { sockets: number; nsPerSocket: number };
@@ -107,6 +111,8 @@ async function runRunner(names: string[]): Promise<{ r: RunnerResult; gcMaxMs: n
         values.warmup,
         "--out",
         out,
+        "--idle",
+        values.idle,
       ],
       stdout: "piped",
       stderr: "inherit",
@@ -117,11 +123,11 @@ async function runRunner(names: string[]): Promise<{ r: RunnerResult; gcMaxMs: n
     // The forced GC at calibration ties V8's isolate clock to the runner's performance.now().
     const calib = events.find((e) => e.forced);
     const offset = calib ? calib.at - r.calibrationMs : 0;
-    const [from, to] = r.phases.full;
     let gcMaxMs = 0;
     for (const e of events) {
       const t = e.at - offset;
-      if (!e.forced && t >= from - 2 && t <= to + 2) gcMaxMs = Math.max(gcMaxMs, e.pause);
+      const inPoll = r.fullWindows.some(([from, to]) => t >= from - 1 && t <= to + 1);
+      if (!e.forced && inPoll) gcMaxMs = Math.max(gcMaxMs, e.pause);
     }
     return { r, gcMaxMs };
   } finally {
@@ -210,7 +216,9 @@ const extra = [
 ];
 const body = [
   await machineLine(),
-  `Medians of ${values.polls} polls after ${values.warmup} warm-up polls; CPU is user + sys of the`,
+  `Medians of ${values.polls} polls after ${values.warmup} warm-up polls, floor and full alternating${
+    Number(values.idle) ? ` with ${values.idle} ms idle between` : " back to back"
+  }; CPU is user + sys of the`,
   "whole process (all threads; the kernel's dump work is sys time inside recvmsg). `ss` is the",
   "mean of 20 runs in a shell loop (CPU from the shell's children times, 10 ms ticks).",
   "",

@@ -16,7 +16,7 @@ import process from "node:process";
 import { parseArgs } from "node:util";
 import type { NetlinkSocket } from "../ffi/netlink_socket.ts";
 import { openNetlinkSocketIn } from "../ffi/netns.ts";
-import { decoderMask, defaultConfig, recvBufferSize } from "../src/daemon/config.ts";
+import { decoderMask, defaultConfig, msToDuration, recvBufferSize } from "../src/daemon/config.ts";
 import { Counters, Logger } from "../src/daemon/log.ts";
 import { openDestination } from "../src/dest/destination.ts";
 import { marshaller } from "../src/format/marshal.ts";
@@ -36,6 +36,7 @@ const { values } = parseArgs({
     polls: { type: "string", default: "20" },
     warmup: { type: "string", default: "5" },
     out: { type: "string" },
+    idle: { type: "string", default: "0" },
   },
 });
 if (!values.ns || !values.out) throw new Error("usage: e2e_runner.ts --ns NAME[,NAME…] --out FILE");
@@ -68,16 +69,24 @@ async function measureAsync(fn: () => Promise<unknown>): Promise<Sample> {
 }
 
 const gc = (globalThis as { gc?: () => void }).gc;
-const settle = () => new Promise((r) => setTimeout(r, 150));
+/**
+ * Between polls: timers and microtasks run; `--idle MS` also sleeps (on this kind of VM a poll
+ * after ≥100 ms idle pays a few ms of cold CPU, more for JS than for the kernel's dump).
+ */
+const idleMs = Number(values.idle);
+const settle = () => new Promise((r) => setTimeout(r, idleMs));
 
 // Calibration: a forced GC at a known time ties V8's trace timestamps to performance.now().
 gc?.();
 const calibrationMs = performance.now();
-await settle();
+await new Promise((r) => setTimeout(r, 50));
 
 const cfg = defaultConfig();
 cfg.marshalTo = "protobufList";
 cfg.dest = "null";
+// One poll of every namespace, however long it takes (the default timeout would cut it short).
+cfg.pollFrequency = msToDuration(3_600_000);
+cfg.pollTimeout = msToDuration(3_000_000);
 const mask = decoderMask(cfg);
 const ext = idiagExt(mask);
 const bufSize = recvBufferSize(cfg);
@@ -150,7 +159,9 @@ const result = {
   names: names.length,
   sockets: 0,
   calibrationMs,
-  phases: {} as Record<string, [number, number]>,
+  /** [start, end] of each measured full poll (performance.now ms). */
+  fullWindows: [] as [number, number][],
+  intrRetries: 0,
   floor: [] as Sample[],
   full: [] as Sample[],
   replay: { sockets: 0, nsPerSocket: 0 },
@@ -160,26 +171,24 @@ const rss = () => {
   result.rssMaxMb = Math.max(result.rssMaxMb, Deno.memoryUsage().rss / 1048576);
 };
 
-for (let i = 0; i < warmup; i++) floorPoll();
+// Floor and full polls alternate, so drift (caches, other load) hits both alike.
+for (let i = 0; i < warmup; i++) {
+  floorPoll();
+  await poller.pollOnce();
+}
 await settle();
-let t = performance.now();
 for (let i = 0; i < polls; i++) {
   result.floor.push(measure(floorPoll));
   await settle();
-}
-result.phases.floor = [t, performance.now()];
-
-for (let i = 0; i < warmup; i++) await poller.pollOnce();
-await settle();
-t = performance.now();
-for (let i = 0; i < polls; i++) {
+  const t0 = performance.now();
   let sockets = 0;
   result.full.push(await measureAsync(async () => (sockets = (await poller.pollOnce()).sockets)));
+  result.fullWindows.push([t0, performance.now()]);
   result.sockets = sockets;
   rss();
   await settle();
 }
-result.phases.full = [t, performance.now()];
+result.intrRetries = poller.dumpStats.intrRetries;
 
 // Replay: one full dump recorded, then parsed + encoded from memory.
 recording = true;

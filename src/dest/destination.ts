@@ -14,7 +14,10 @@ import { splitEnvelope, splitLines } from "./split.ts";
 export interface Destination {
   /** Scheme, for counters and logs. */
   readonly scheme: string;
-  /** Sends one flush; resolves when handed to the OS. Errors are counted by the caller. */
+  /**
+   * Sends one flush; resolves when handed to the OS. Errors are counted by the caller. `bytes`
+   * is reused once the promise settles: a destination that keeps them longer copies them.
+   */
   send(bytes: Uint8Array, framing: "message" | "lines"): Promise<void>;
   /** Flushes and releases everything. */
   close(): Promise<void>;

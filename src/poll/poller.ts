@@ -36,6 +36,37 @@ export function nowNs(): bigint {
   return BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n;
 }
 
+/**
+ * Reusable byte buffers for flushes: a destination holds a flush's bytes only until its send
+ * settles, so the buffers come back and the poll loop stops allocating (and freeing) one per
+ * flush — megabytes per poll at 100k sockets.
+ */
+export class BufferPool {
+  private readonly free: ArrayBuffer[] = [];
+
+  /** @param keep buffers kept for reuse at most */
+  constructor(private readonly keep = 8) {}
+
+  /** A copy of `bytes` in a pooled buffer (a view of exactly its length). */
+  copy(bytes: Uint8Array): Uint8Array {
+    let i = this.free.findIndex((b) => b.byteLength >= bytes.length);
+    if (i < 0) {
+      if (this.free.length >= this.keep) this.free.shift();
+      this.free.push(new ArrayBuffer(Math.max(1 << 20, bytes.length)));
+      i = this.free.length - 1;
+    }
+    const buf = this.free.splice(i, 1)[0];
+    const out = new Uint8Array(buf, 0, bytes.length);
+    out.set(bytes);
+    return out;
+  }
+
+  /** Gives a buffer from {@link BufferPool.copy} back once nobody reads it any more. */
+  release(view: Uint8Array): void {
+    if (this.free.length < this.keep) this.free.push(view.buffer as ArrayBuffer);
+  }
+}
+
 /** Dependencies of a {@link Poller}. */
 export interface PollerDeps {
   config: XtcpConfig;
@@ -65,6 +96,8 @@ export class Poller implements DumpSink {
   /** True while the loop runs (readiness). */
   running = false;
   private readonly env = new EnvelopeWriter(1 << 20);
+  /** Flush copies waiting for (or back from) the destination: reused, not reallocated. */
+  private readonly buffers = new BufferPool();
   private readonly dumper: Dumper;
   private stamp = new Stamp({});
   private mark = this.env.mark();
@@ -74,6 +107,10 @@ export class Poller implements DumpSink {
   private pollBytes = 0;
   private pollFlushes = 0;
   private modulusCount = 0;
+  // Per-poll copies of settings read for every socket.
+  private modulus = 1;
+  private maxRows = 10_000;
+  private maxBytes = 786_432;
   private wake: (() => void) | undefined;
   private triggered = 0;
 
@@ -98,13 +135,12 @@ export class Poller implements DumpSink {
   // DumpSink
   /** @internal */
   onSocket(view: SocketView): void {
-    const modulus = Number(this.deps.config.modulus);
+    const modulus = this.modulus;
     if (modulus > 1 && (this.modulusCount++ % modulus) !== 1) return;
     this.env.add(view, this.stamp);
     this.deps.onSocket?.(view, this.stamp);
-    const { rows, bytes } = envelopeLimits(this.deps.config);
-    if (this.env.rows >= rows) this.flush("rows_cap");
-    else if (this.env.byteLength > bytes) this.flush("size_cap");
+    if (this.env.rows >= this.maxRows) this.flush("rows_cap");
+    else if (this.env.byteLength > this.maxBytes) this.flush("size_cap");
   }
   /** @internal */
   checkpoint(): void {
@@ -127,7 +163,7 @@ export class Poller implements DumpSink {
     if (this.env.rows === 0) return;
     const rows = this.env.rows;
     this.deps.onEnvelope?.(this.env);
-    const out = this.deps.marshaller.marshal(this.env).slice();
+    const out = this.buffers.copy(this.deps.marshaller.marshal(this.env));
     this.env.reset();
     this.flushCount++;
     this.pollFlushes++;
@@ -136,12 +172,16 @@ export class Poller implements DumpSink {
     c.inc("Poller", "envelopeFlush", reason);
     c.inc("Poller", "envelopeRows", "count", rows);
     this.pending = this.pending.then(() =>
-      this.deps.dest.send(out, this.deps.marshaller.framing).catch((err) => {
-        c.inc("Poller", "envelopeFlush", "error");
-        this.deps.log.error(
-          `${this.deps.dest.scheme}: ${(err as Error).message} (${rows} rows lost)`,
-        );
-      })
+      this.deps.dest.send(out, this.deps.marshaller.framing).then(
+        () => this.buffers.release(out),
+        (err) => {
+          this.buffers.release(out);
+          c.inc("Poller", "envelopeFlush", "error");
+          this.deps.log.error(
+            `${this.deps.dest.scheme}: ${(err as Error).message} (${rows} rows lost)`,
+          );
+        },
+      )
     );
   }
 
@@ -159,6 +199,8 @@ export class Poller implements DumpSink {
     this.pollBytes = 0;
     this.pollFlushes = 0;
     this.modulusCount = 0;
+    this.modulus = Number(cfg.modulus);
+    ({ rows: this.maxRows, bytes: this.maxBytes } = envelopeLimits(cfg));
     let sockets = 0;
     let namespaces = 0;
     let timedOut = false;
