@@ -38,7 +38,16 @@ export class RecordEncoder {
       p = varint32(o, p + 2, view.index);
     }
     p = copy(o, p, stamp.tail);
-    out.pos = encodeKernelFields(view.u8, view.dv, view.msg, view.attrOff, view.attrLen, o, p);
+    out.pos = encodeKernelFields(
+      view.u8,
+      view.dv,
+      view.msg,
+      view.attrOff,
+      view.attrLen,
+      o,
+      out.dv,
+      p,
+    );
   }
 }
 

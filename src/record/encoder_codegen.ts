@@ -139,7 +139,8 @@ function field(s: FieldSpec, base: string): string[] {
         `// ${s.number} ${s.name}`,
         ...writeTag(s),
         "o[p++] = 16;",
-        `for (let k = 0; k < 16; k++) o[p + k] = src[${a(0)} + k];`,
+        // Four 32-bit copies rather than sixteen byte copies.
+        ...[0, 4, 8, 12].map((k) => `od.setUint32(p + ${k}, dv.getUint32(${a(k)}, true), true);`),
         "p += 16;",
       ];
     case READ_CSTR: {
@@ -163,6 +164,7 @@ const PARAMS: [string, string][] = [
   ["b", "number"],
   ["n", "number"],
   ["o", "Uint8Array"],
+  ["od", "DataView"],
   ["p", "number"],
 ];
 
@@ -230,6 +232,7 @@ export function encodeKernelFields(
   attrOff: Int32Array,
   attrLen: Int32Array,
   o: Uint8Array,
+  od: DataView,
   p: number,
 ): number {
   let b = 0;

@@ -14,10 +14,11 @@ export function encodeKernelFields(
   attrOff: Int32Array,
   attrLen: Int32Array,
   o: Uint8Array,
+  od: DataView,
   p: number,
 ): number {
   let b = 0;
-  p = header(src, dv, m, o, p);
+  p = header(src, dv, m, o, od, p);
   b = attrOff[1];
   if (b >= 0) p = meminfo(dv, b, attrLen[1], o, p);
   b = attrOff[2];
@@ -48,7 +49,14 @@ export function encodeKernelFields(
 }
 
 /** Fields of struct inet_diag_msg (always whole: the parser checked its length). */
-function header(src: Uint8Array, dv: DataView, b: number, o: Uint8Array, p: number): number {
+function header(
+  src: Uint8Array,
+  dv: DataView,
+  b: number,
+  o: Uint8Array,
+  od: DataView,
+  p: number,
+): number {
   let v = 0;
   let lo = 0;
   let hi = 0;
@@ -129,14 +137,20 @@ function header(src: Uint8Array, dv: DataView, b: number, o: Uint8Array, p: numb
   o[p + 1] = 0x3e;
   p += 2;
   o[p++] = 16;
-  for (let k = 0; k < 16; k++) o[p + k] = src[b + 8 + k];
+  od.setUint32(p + 0, dv.getUint32(b + 8, true), true);
+  od.setUint32(p + 4, dv.getUint32(b + 12, true), true);
+  od.setUint32(p + 8, dv.getUint32(b + 16, true), true);
+  od.setUint32(p + 12, dv.getUint32(b + 20, true), true);
   p += 16;
   // 1008 inet_diag_msg_socket_destination
   o[p] = 0x82;
   o[p + 1] = 0x3f;
   p += 2;
   o[p++] = 16;
-  for (let k = 0; k < 16; k++) o[p + k] = src[b + 24 + k];
+  od.setUint32(p + 0, dv.getUint32(b + 24, true), true);
+  od.setUint32(p + 4, dv.getUint32(b + 28, true), true);
+  od.setUint32(p + 8, dv.getUint32(b + 32, true), true);
+  od.setUint32(p + 12, dv.getUint32(b + 36, true), true);
   p += 16;
   // 1009 inet_diag_msg_socket_interface
   v = dv.getUint32(b + 40, true);

@@ -10,12 +10,15 @@ import { varint32, varint64 } from "./wire.ts";
 export class OutBuf {
   /** The bytes; replaced (grown) by {@link OutBuf.ensure}. */
   u8: Uint8Array;
+  /** A DataView of the same bytes (replaced with them). */
+  dv: DataView;
   /** Write position. */
   pos = 0;
 
   /** @param capacity initial size in bytes */
   constructor(capacity = 1 << 16) {
     this.u8 = new Uint8Array(new ArrayBuffer(capacity));
+    this.dv = new DataView(this.u8.buffer);
   }
 
   /** Makes room for `n` more bytes past `pos`. */
@@ -27,6 +30,7 @@ export class OutBuf {
     const next = new Uint8Array(new ArrayBuffer(cap));
     next.set(this.u8.subarray(0, this.pos));
     this.u8 = next;
+    this.dv = new DataView(next.buffer);
   }
 
   /** Appends raw bytes (ensures room itself). */
