@@ -55,6 +55,8 @@ interface RunnerResult {
   intrRetries: number;
   floor: Sample[];
   full: Sample[];
+  fullUring: Sample[];
+  uring: { available: boolean; enters: number; packets: number };
   replay: { sockets: number; nsPerSocket: number };
   rssMaxMb: number;
 }
@@ -63,6 +65,9 @@ interface Row {
   sockets: number;
   floor: Sample;
   full: Sample;
+  fullUring?: Sample;
+  /** Datagrams per io_uring_enter. */
+  uringBatch: number;
   ss?: Sample;
   gcMaxMs: number;
   rssMb: number;
@@ -160,6 +165,8 @@ function row(label: string, run: { r: RunnerResult; gcMaxMs: number }, ss?: Samp
     sockets: run.r.sockets,
     floor: medianSample(run.r.floor),
     full: medianSample(run.r.full),
+    ...(run.r.fullUring.length ? { fullUring: medianSample(run.r.fullUring) } : {}),
+    uringBatch: run.r.uring.enters ? run.r.uring.packets / run.r.uring.enters : 0,
     ...(ss ? { ss } : {}),
     gcMaxMs: run.gcMaxMs,
     rssMb: run.r.rssMaxMb,
@@ -193,6 +200,7 @@ for (const r of rows) {
   const paths: [string, Sample | undefined][] = [
     ["floor (dump, receive only)", r.floor],
     ["full poll (decode, encode, null)", r.full],
+    ["full poll, `--ioUring`", r.fullUring],
     ["`ss -tinHO`", r.ss],
   ];
   for (const [name, s] of paths) {
@@ -208,10 +216,12 @@ for (const r of rows) {
 }
 const extra = [
   "",
-  "| case | decode + encode ns/socket (replay) | longest GC pause in a full poll, ms | peak RSS MB |",
-  "| --- | ---: | ---: | ---: |",
+  "| case | decode + encode ns/socket (replay) | longest GC pause in a full poll, ms | peak RSS MB | datagrams per io_uring_enter |",
+  "| --- | ---: | ---: | ---: | ---: |",
   ...rows.map((r) =>
-    `| ${r.label} | ${r.replayNs.toFixed(0)} | ${f1(r.gcMaxMs)} | ${r.rssMb.toFixed(0)} |`
+    `| ${r.label} | ${r.replayNs.toFixed(0)} | ${f1(r.gcMaxMs)} | ${r.rssMb.toFixed(0)} | ${
+      r.uringBatch ? f1(r.uringBatch) : "n/a"
+    } |`
   ),
 ];
 const body = [

@@ -135,16 +135,17 @@ names.forEach((n, i) => {
 });
 const recorded: Uint8Array[] = [];
 let recording = false;
+const nullDest = await openDestination("null", {
+  marshal: cfg.marshalTo,
+  fileMaxBytes: 0,
+  fileMaxAgeMs: 0,
+  counters,
+  log,
+});
 const poller = new Poller({
   config: cfg,
   registry,
-  dest: await openDestination("null", {
-    marshal: cfg.marshalTo,
-    fileMaxBytes: 0,
-    fileMaxAgeMs: 0,
-    counters,
-    log,
-  }),
+  dest: nullDest,
   marshaller: marshaller(cfg.marshalTo),
   log,
   counters,
@@ -153,6 +154,19 @@ const poller = new Poller({
   onDatagram: (b, out) => {
     if (recording && !out) recorded.push(b.slice());
   },
+});
+
+// The same poll with netlink receives through io_uring (--ioUring).
+const uringCfg = { ...cfg, ioUring: true };
+const uringPoller = new Poller({
+  config: uringCfg,
+  registry,
+  dest: nullDest,
+  marshaller: marshaller(cfg.marshalTo),
+  log,
+  counters,
+  hostname: "bench-host",
+  daemonVersion: "bench",
 });
 
 const result = {
@@ -164,6 +178,8 @@ const result = {
   intrRetries: 0,
   floor: [] as Sample[],
   full: [] as Sample[],
+  fullUring: [] as Sample[],
+  uring: { available: uringPoller.uring !== undefined, enters: 0, packets: 0 },
   replay: { sockets: 0, nsPerSocket: 0 },
   rssMaxMb: 0,
 };
@@ -175,6 +191,7 @@ const rss = () => {
 for (let i = 0; i < warmup; i++) {
   floorPoll();
   await poller.pollOnce();
+  if (result.uring.available) await uringPoller.pollOnce();
 }
 await settle();
 for (let i = 0; i < polls; i++) {
@@ -187,7 +204,16 @@ for (let i = 0; i < polls; i++) {
   result.sockets = sockets;
   rss();
   await settle();
+  if (result.uring.available) {
+    result.fullUring.push(await measureAsync(() => uringPoller.pollOnce()));
+    await settle();
+  }
 }
+if (uringPoller.uring) {
+  result.uring.enters = uringPoller.uring.enters;
+  result.uring.packets = uringPoller.uring.stats.packets;
+}
+uringPoller.close();
 result.intrRetries = poller.dumpStats.intrRetries;
 
 // Replay: one full dump recorded, then parsed + encoded from memory.

@@ -59,6 +59,15 @@ const SYMBOLS = {
   accept4: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
   /** ssize_t write(int fd, const void *buf, size_t count) */
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  /**
+   * long syscall(long number, ...) — variadic in C; called with six integer arguments, which the
+   * x86-64 and arm64 calling conventions pass exactly as for a fixed signature.
+   */
+  syscall: { parameters: ["i64", "i64", "i64", "i64", "i64", "i64", "i64"], result: "i64" },
+  /** void *mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset) */
+  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+  /** int munmap(void *addr, size_t length) */
+  munmap: { parameters: ["pointer", "usize"], result: "i32" },
   /** int capget(cap_user_header_t hdrp, cap_user_data_t datap) */
   capget: { parameters: ["buffer", "buffer"], result: "i32" },
   /** int *__errno_location(void) */
@@ -140,6 +149,29 @@ export function sysAccept(fd: number, flags = SOCK_CLOEXEC): number {
 /** write(2); returns bytes written. */
 export function sysWrite(fd: number, buf: Uint8Array): number {
   return check("write", libc().write(fd, buf, BigInt(buf.length)));
+}
+
+/** A raw system call with up to six integer arguments; throws OsError named `name`. */
+export function sysCall(name: string, nr: number, ...args: (number | bigint)[]): number {
+  const a = [...args, 0, 0, 0, 0, 0, 0].slice(0, 6).map((x) => BigInt(x));
+  return check(name, libc().syscall(BigInt(nr), a[0], a[1], a[2], a[3], a[4], a[5]));
+}
+
+/** mmap(2) of a file descriptor, shared, read-write; returns the mapping. */
+export function sysMmapShared(fd: number, length: number, offset: bigint): Deno.PointerObject {
+  const PROT_READ_WRITE = 3;
+  const MAP_SHARED_POPULATE = 0x01 | 0x8000;
+  const p = libc().mmap(null, BigInt(length), PROT_READ_WRITE, MAP_SHARED_POPULATE, fd, offset);
+  // MAP_FAILED is (void *) -1.
+  if (p === null || Deno.UnsafePointer.value(p) === 0xffffffffffffffffn) {
+    throw new OsError("mmap", errno());
+  }
+  return p;
+}
+
+/** munmap(2). */
+export function sysMunmap(p: Deno.PointerObject, length: number): void {
+  check("munmap", libc().munmap(p, BigInt(length)));
 }
 
 /** setns(2); `context` names the namespace in errors. */

@@ -158,6 +158,7 @@ export class Daemon {
   private async stopLoop(): Promise<void> {
     this.runStop?.abort();
     await this.running;
+    this.poller?.close();
     await this.dest?.close();
     this.capture?.close();
   }

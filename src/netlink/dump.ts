@@ -22,6 +22,8 @@ export interface NetlinkTransport {
   recv(buf: Uint8Array): number;
   /** Whether the last received datagram was truncated (MSG_TRUNC). */
   readonly lastTruncated: boolean;
+  /** Called once a dump is over (io_uring cancels its receives still in flight). */
+  idle?(): void;
 }
 
 /** Where dumped sockets go. */
@@ -95,6 +97,14 @@ export class Dumper {
    * timeout), truncation (TruncatedDatagramError) and broken framing (DecodeError) are thrown.
    */
   dump(t: NetlinkTransport, sink: DumpSink): number {
+    try {
+      return this.dumpFamilies(t, sink);
+    } finally {
+      t.idle?.();
+    }
+  }
+
+  private dumpFamilies(t: NetlinkTransport, sink: DumpSink): number {
     let total = 0;
     for (const family of this.families) {
       const maxRetries = this.opts.maxIntrRetries ?? 3;

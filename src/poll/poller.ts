@@ -6,7 +6,9 @@
  * @module
  */
 import type { XtcpConfig } from "../gen/xtcp_config/v1/xtcp_config_pb.ts";
-import { Dumper, type DumpSink } from "../netlink/dump.ts";
+import type { NetlinkSocket } from "../../ffi/netlink_socket.ts";
+import { UringNetlinkReader } from "../../ffi/uring_netlink.ts";
+import { Dumper, type DumpSink, type NetlinkTransport } from "../netlink/dump.ts";
 import type { SocketView } from "../netlink/socket_view.ts";
 import { idiagExt } from "../netlink/deserializers.ts";
 import { EnvelopeWriter } from "../record/encoder.ts";
@@ -112,6 +114,8 @@ export class Poller implements DumpSink {
   private maxRows = 10_000;
   private maxBytes = 786_432;
   private wake: (() => void) | undefined;
+  private uringReader: UringNetlinkReader | undefined;
+  private readonly uringTransports = new WeakMap<NetlinkSocket, NetlinkTransport>();
   private triggered = 0;
 
   /** @param deps what the poller works with */
@@ -125,6 +129,37 @@ export class Poller implements DumpSink {
       seq: cfg.nlmsgSeq,
       ...(deps.onDatagram ? { onDatagram: deps.onDatagram } : {}),
     });
+    if (cfg.ioUring) {
+      try {
+        this.uringReader = new UringNetlinkReader(
+          cfg.ioUringRecvBatchSize || 64,
+          recvBufferSize(cfg),
+          Number(cfg.nlTimeoutMilliseconds),
+        );
+      } catch (err) {
+        deps.counters.inc("NetlinkerIoUring", "setup", "error");
+        deps.log.warn(`io_uring unavailable (${(err as Error).message}): using recvmsg`);
+      }
+    }
+  }
+
+  /** The io_uring reader when `ioUring` is on and the kernel allows it. */
+  get uring(): UringNetlinkReader | undefined {
+    return this.uringReader;
+  }
+
+  private transport(sock: NetlinkSocket): NetlinkTransport {
+    const r = this.uringReader;
+    if (!r) return sock;
+    let t = this.uringTransports.get(sock);
+    if (!t) this.uringTransports.set(sock, t = r.transport(sock));
+    return t;
+  }
+
+  /** Releases the io_uring ring, if any (the plain path needs nothing). */
+  close(): void {
+    this.uringReader?.close();
+    this.uringReader = undefined;
   }
 
   /** The dumper's counters (parse stats, DUMP_INTR retries). */
@@ -224,7 +259,7 @@ export class Poller implements DumpSink {
         socket_fd: st.socket.fd,
       });
       try {
-        sockets += this.dumper.dump(st.socket, this);
+        sockets += this.dumper.dump(this.transport(st.socket), this);
       } catch (err) {
         c.inc("Poller", "dump", "error");
         this.deps.log.error(`dump of namespace ${st.info.name} failed: ${(err as Error).message}`);

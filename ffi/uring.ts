@@ -1,0 +1,275 @@
+/**
+ * io_uring over the raw system calls (io_uring_setup, io_uring_enter, mmap), with a
+ * liburing-style API: {@link IoUring.setup}, {@link IoUring.getSqe}, {@link IoUring.prepRecvmsg},
+ * {@link IoUring.submit}, {@link IoUring.waitCqe}, {@link IoUring.cqeSeen}. Debian's liburing 2.3
+ * exports none of its inline helpers, so nothing here needs liburing installed; where the kernel
+ * refuses io_uring (ENOSYS, EPERM under seccomp or `kernel.io_uring_disabled`), setup throws an
+ * OsError and callers use the plain syscalls.
+ *
+ * Single-threaded use only (one ring per thread, no SQPOLL): the ring memory is read and written
+ * with plain loads and stores, ordered by the io_uring_enter system call that follows them.
+ *
+ * @module
+ */
+import { OsError } from "./errors.ts";
+import { addressOf, sysCall, sysClose, sysMmapShared, sysMunmap } from "./libc.ts";
+
+const SYS_IO_URING_SETUP = 425;
+const SYS_IO_URING_ENTER = 426;
+const IORING_OFF_SQ_RING = 0n;
+const IORING_OFF_CQ_RING = 0x8000000n;
+const IORING_OFF_SQES = 0x10000000n;
+const IORING_FEAT_SINGLE_MMAP = 1 << 0;
+const IORING_FEAT_EXT_ARG = 1 << 8;
+const IORING_ENTER_GETEVENTS = 1 << 0;
+const IORING_ENTER_EXT_ARG = 1 << 3;
+/** Opcodes. */
+export const IORING_OP_RECVMSG = 10;
+export const IORING_OP_ASYNC_CANCEL = 14;
+/** Flags of IORING_OP_ASYNC_CANCEL (Linux 5.19+): every request on the file descriptor. */
+export const IORING_ASYNC_CANCEL_ALL = 1 << 0;
+export const IORING_ASYNC_CANCEL_FD = 1 << 1;
+const ETIME = 62;
+const EINTR = 4;
+
+const PARAMS_LEN = 120;
+const SQE_LEN = 64;
+const CQE_LEN = 16;
+
+/** One completion, read out of the ring (valid until the next {@link IoUring.waitCqe}). */
+export interface Cqe {
+  /** What the request was tagged with. */
+  userData: number;
+  /** Result: bytes, or −errno. */
+  res: number;
+  /** IORING_CQE_F_* flags. */
+  flags: number;
+}
+
+/** An io_uring instance: submission and completion rings mapped into this process. */
+export class IoUring implements Disposable {
+  /** Submission queue entries. */
+  readonly sqEntries: number;
+  /** Completion queue entries. */
+  readonly cqEntries: number;
+  /** IORING_FEAT_* the kernel offers. */
+  readonly features: number;
+  /** io_uring_enter calls made. */
+  enters = 0;
+  private fdOrClosed: number;
+  private readonly maps: { p: Deno.PointerObject; len: number }[] = [];
+  private readonly sq: Uint32Array;
+  private readonly cq: Uint32Array;
+  private readonly cqDv: DataView;
+  private readonly sqes: DataView;
+  private readonly sqHead: number;
+  private readonly sqTail: number;
+  private readonly sqMask: number;
+  private readonly sqArray: number;
+  private readonly cqHead: number;
+  private readonly cqTail: number;
+  private readonly cqMask: number;
+  private readonly cqes: number;
+  /** SQEs handed out by getSqe and not yet submitted. */
+  private pending = 0;
+  private localTail: number;
+  private readonly cqe: Cqe = { userData: 0, res: 0, flags: 0 };
+  private readonly waitArg = new Uint8Array(new ArrayBuffer(24));
+  private readonly timespec = new Uint8Array(new ArrayBuffer(16));
+
+  private constructor(fd: number, params: DataView) {
+    this.fdOrClosed = fd;
+    this.sqEntries = params.getUint32(0, true);
+    this.cqEntries = params.getUint32(4, true);
+    this.features = params.getUint32(20, true);
+    const sqOff = (i: number) => params.getUint32(40 + i * 4, true); // struct io_sqring_offsets
+    const cqOff = (i: number) => params.getUint32(80 + i * 4, true); // struct io_cqring_offsets
+    const sqLen = sqOff(6) + this.sqEntries * 4; // array + entries
+    const cqLen = cqOff(5) + this.cqEntries * CQE_LEN; // cqes + entries
+    try {
+      let sqMem: ArrayBuffer;
+      let cqMem: ArrayBuffer;
+      if (this.features & IORING_FEAT_SINGLE_MMAP) {
+        const len = Math.max(sqLen, cqLen);
+        const p = sysMmapShared(fd, len, IORING_OFF_SQ_RING);
+        this.maps.push({ p, len });
+        sqMem = cqMem = Deno.UnsafePointerView.getArrayBuffer(p, len);
+      } else {
+        const sp = sysMmapShared(fd, sqLen, IORING_OFF_SQ_RING);
+        this.maps.push({ p: sp, len: sqLen });
+        const cp = sysMmapShared(fd, cqLen, IORING_OFF_CQ_RING);
+        this.maps.push({ p: cp, len: cqLen });
+        sqMem = Deno.UnsafePointerView.getArrayBuffer(sp, sqLen);
+        cqMem = Deno.UnsafePointerView.getArrayBuffer(cp, cqLen);
+      }
+      const sqesLen = this.sqEntries * SQE_LEN;
+      const ep = sysMmapShared(fd, sqesLen, IORING_OFF_SQES);
+      this.maps.push({ p: ep, len: sqesLen });
+      this.sqes = new DataView(Deno.UnsafePointerView.getArrayBuffer(ep, sqesLen));
+      this.sq = new Uint32Array(sqMem, 0, sqLen >>> 2);
+      this.cq = new Uint32Array(cqMem, 0, cqLen >>> 2);
+      this.cqDv = new DataView(cqMem, 0, cqLen);
+    } catch (err) {
+      this.close();
+      throw err;
+    }
+    this.sqHead = sqOff(0) >>> 2;
+    this.sqTail = sqOff(1) >>> 2;
+    this.sqMask = this.sq[sqOff(2) >>> 2];
+    this.sqArray = sqOff(6) >>> 2;
+    this.cqHead = cqOff(0) >>> 2;
+    this.cqTail = cqOff(1) >>> 2;
+    this.cqMask = this.cq[cqOff(2) >>> 2];
+    this.cqes = cqOff(5);
+    this.localTail = this.sq[this.sqTail];
+  }
+
+  /**
+   * io_uring_setup(entries): a ring of at least `entries` submission slots (the kernel rounds up
+   * to a power of two; the completion ring is twice as large). Throws OsError (ENOSYS where the
+   * kernel has no io_uring, EPERM where it is disabled).
+   */
+  static setup(entries: number): IoUring {
+    const params = new Uint8Array(new ArrayBuffer(PARAMS_LEN));
+    const fd = sysCall("io_uring_setup", SYS_IO_URING_SETUP, entries, addressOf(params));
+    return new IoUring(fd, new DataView(params.buffer));
+  }
+
+  /** The ring's file descriptor (throws once closed). */
+  get fd(): number {
+    if (this.fdOrClosed < 0) throw new Error("io_uring is closed");
+    return this.fdOrClosed;
+  }
+
+  /**
+   * The next free submission slot, zeroed, or -1 when the submission ring is full (submit first).
+   * Fill it with a prep method and {@link IoUring.setUserData}.
+   */
+  getSqe(): number {
+    const head = this.sq[this.sqHead];
+    if (((this.localTail - head) >>> 0) >= this.sqEntries) return -1;
+    const idx = this.localTail & this.sqMask;
+    const base = idx * SQE_LEN;
+    for (let i = 0; i < SQE_LEN; i += 8) this.sqes.setBigUint64(base + i, 0n, true);
+    this.sq[this.sqArray + idx] = idx;
+    this.localTail = (this.localTail + 1) >>> 0;
+    this.pending++;
+    return idx;
+  }
+
+  /** io_uring_prep_recvmsg: receive into the msghdr at `msghdr` (an address) on `fd`. */
+  prepRecvmsg(sqe: number, fd: number, msghdr: bigint, flags = 0): void {
+    const b = sqe * SQE_LEN;
+    this.sqes.setUint8(b, IORING_OP_RECVMSG);
+    this.sqes.setInt32(b + 4, fd, true);
+    this.sqes.setBigUint64(b + 16, msghdr, true);
+    this.sqes.setUint32(b + 24, 1, true);
+    this.sqes.setUint32(b + 28, flags, true);
+  }
+
+  /**
+   * io_uring_prep_cancel_fd: cancel every request on `fd` (IORING_ASYNC_CANCEL_FD | ALL, Linux
+   * 5.19+). Its completion's res is the number cancelled or −errno.
+   */
+  prepCancelFd(sqe: number, fd: number): void {
+    const b = sqe * SQE_LEN;
+    this.sqes.setUint8(b, IORING_OP_ASYNC_CANCEL);
+    this.sqes.setInt32(b + 4, fd, true);
+    this.sqes.setUint32(b + 28, IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_ALL, true);
+  }
+
+  /** io_uring_sqe_set_data: tags the request; its completion carries the tag. */
+  setUserData(sqe: number, userData: number): void {
+    this.sqes.setBigUint64(sqe * SQE_LEN + 32, BigInt(userData), true);
+  }
+
+  /** io_uring_submit: hands the prepared SQEs to the kernel; returns how many it took. */
+  submit(): number {
+    if (this.pending === 0) return 0;
+    this.sq[this.sqTail] = this.localTail;
+    const n = this.enter(this.pending, 0, 0, 0n);
+    this.pending -= n;
+    return n;
+  }
+
+  /** Completions ready without waiting. */
+  ready(): number {
+    return (this.cq[this.cqTail] - this.cq[this.cqHead]) >>> 0;
+  }
+
+  /**
+   * io_uring_wait_cqe with a timeout: the oldest completion, waiting up to `timeoutMs` (0 = no
+   * limit) for one. Throws OsError ETIME when none came in time. Mark it consumed with
+   * {@link IoUring.cqeSeen}.
+   */
+  waitCqe(timeoutMs = 0): Cqe {
+    while (this.ready() === 0) {
+      let arg = 0n;
+      let flags = IORING_ENTER_GETEVENTS;
+      if (timeoutMs > 0) {
+        if (!(this.features & IORING_FEAT_EXT_ARG)) {
+          throw new OsError("io_uring_enter", 95, "timeouts need IORING_FEAT_EXT_ARG (Linux 5.11)");
+        }
+        const ts = new DataView(this.timespec.buffer);
+        ts.setBigInt64(0, BigInt(Math.floor(timeoutMs / 1000)), true);
+        ts.setBigInt64(8, BigInt((timeoutMs % 1000) * 1_000_000), true);
+        const a = new DataView(this.waitArg.buffer); // struct io_uring_getevents_arg
+        a.setBigUint64(0, 0n, true); // sigmask
+        a.setUint32(8, 0, true); // sigmask_sz
+        a.setBigUint64(16, addressOf(this.timespec), true); // ts
+        arg = addressOf(this.waitArg);
+        flags |= IORING_ENTER_EXT_ARG;
+      }
+      this.sq[this.sqTail] = this.localTail;
+      try {
+        const n = this.enter(this.pending, 1, flags, arg);
+        this.pending -= n;
+      } catch (err) {
+        if (err instanceof OsError && err.errno === EINTR) continue;
+        if (err instanceof OsError && err.errno === ETIME && this.ready() > 0) break;
+        throw err;
+      }
+    }
+    const head = this.cq[this.cqHead];
+    const at = this.cqes + (head & this.cqMask) * CQE_LEN;
+    this.cqe.userData = Number(this.cqDv.getBigUint64(at, true));
+    this.cqe.res = this.cqDv.getInt32(at + 8, true);
+    this.cqe.flags = this.cqDv.getUint32(at + 12, true);
+    return this.cqe;
+  }
+
+  /** io_uring_cqe_seen: the oldest completion is consumed. */
+  cqeSeen(): void {
+    this.cq[this.cqHead] = (this.cq[this.cqHead] + 1) >>> 0;
+  }
+
+  private enter(toSubmit: number, minComplete: number, flags: number, arg: bigint): number {
+    const argSize = flags & IORING_ENTER_EXT_ARG ? 24 : 0;
+    this.enters++;
+    return sysCall(
+      "io_uring_enter",
+      SYS_IO_URING_ENTER,
+      this.fd,
+      toSubmit,
+      minComplete,
+      flags,
+      arg,
+      argSize,
+    );
+  }
+
+  /** Unmaps the rings and closes the ring (idempotent). */
+  close(): void {
+    for (const m of this.maps.splice(0)) sysMunmap(m.p, m.len);
+    if (this.fdOrClosed >= 0) {
+      const fd = this.fdOrClosed;
+      this.fdOrClosed = -1;
+      sysClose(fd);
+    }
+  }
+
+  /** Same as {@link IoUring.close}. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

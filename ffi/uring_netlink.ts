@@ -1,0 +1,176 @@
+/**
+ * Netlink dump receives through io_uring (`--ioUring`): up to `batch` recvmsg requests in flight
+ * on the namespace's socket, each with its own pooled buffer, so one io_uring_enter both submits
+ * the re-armed requests and collects every datagram the kernel has ready. One reader (one ring,
+ * one buffer pool) serves every namespace in turn, since dumps are sequential; after each
+ * namespace's dump the requests still in flight are cancelled.
+ *
+ * @module
+ */
+import { OsError } from "./errors.ts";
+import { addressOf, MSG_TRUNC } from "./libc.ts";
+import type { NetlinkSocket } from "./netlink_socket.ts";
+import { IoUring } from "./uring.ts";
+
+const MSGHDR_LEN = 56;
+const IOVEC_LEN = 16;
+const CANCEL_TAG = 0xffff_ffff;
+const ECANCELED = 125;
+const ENOENT = 2;
+
+/** What the dump driver uses (the same shape as NetlinkSocket's receive side). */
+export interface UringTransport {
+  readonly portId: number;
+  send(msg: Uint8Array): void;
+  recv(buf: Uint8Array): number;
+  readonly lastTruncated: boolean;
+  /** Cancels the receives still in flight (call when the dump is over). */
+  idle(): void;
+}
+
+/** Counters of a reader. */
+export interface UringStats {
+  /** Receives that found no completion ready and waited. */
+  waits: number;
+  /** Datagrams received. */
+  packets: number;
+  /** Requests cancelled after a dump. */
+  cancelled: number;
+  /** Datagrams that completed after their dump was over (dropped). */
+  orphans: number;
+}
+
+/** One ring and `batch` receive buffers, shared by every namespace's socket. */
+export class UringNetlinkReader implements Disposable {
+  /** Counters. */
+  readonly stats: UringStats = { waits: 0, packets: 0, cancelled: 0, orphans: 0 };
+
+  /** io_uring_enter system calls made (submits and waits). */
+  get enters(): number {
+    return this.ring.enters;
+  }
+  private readonly ring: IoUring;
+  private readonly bufs: Uint8Array[] = [];
+  /** The iovecs the msghdrs point at (kept referenced, so never collected). */
+  private readonly iovs: Uint8Array[] = [];
+  private readonly hdrs: Uint8Array[] = [];
+  private readonly hdrAddr: bigint[] = [];
+  private inflight = 0;
+  private fd = -1;
+
+  /**
+   * @param batch recvmsg requests in flight (ioUringRecvBatch)
+   * @param bufferSize bytes per receive buffer (at least the kernel's 32 KiB dump datagrams)
+   * @param timeoutMs how long a receive waits (like SO_RCVTIMEO; 0 = forever)
+   */
+  constructor(
+    readonly batch: number,
+    readonly bufferSize: number,
+    private readonly timeoutMs: number,
+  ) {
+    this.ring = IoUring.setup(Math.max(2, batch + 1));
+    for (let i = 0; i < batch; i++) {
+      const buf = new Uint8Array(new ArrayBuffer(bufferSize));
+      const iov = new Uint8Array(new ArrayBuffer(IOVEC_LEN));
+      const hdr = new Uint8Array(new ArrayBuffer(MSGHDR_LEN));
+      const iv = new DataView(iov.buffer);
+      iv.setBigUint64(0, addressOf(buf), true);
+      iv.setBigUint64(8, BigInt(bufferSize), true);
+      const h = new DataView(hdr.buffer);
+      h.setBigUint64(16, addressOf(iov), true); // msg_iov
+      h.setBigUint64(24, 1n, true); // msg_iovlen
+      this.bufs.push(buf);
+      this.iovs.push(iov);
+      this.hdrs.push(hdr);
+      this.hdrAddr.push(addressOf(hdr));
+    }
+  }
+
+  /** A transport for `sock` (reads go through this reader's ring). */
+  transport(sock: NetlinkSocket): UringTransport {
+    let truncated = false;
+    return {
+      portId: sock.portId,
+      send: (msg) => sock.send(msg),
+      recv: (buf) => {
+        const { n, trunc } = this.recv(sock.fd, buf);
+        truncated = trunc;
+        return n;
+      },
+      get lastTruncated() {
+        return truncated;
+      },
+      idle: () => this.idle(),
+    };
+  }
+
+  private arm(i: number): void {
+    const sqe = this.ring.getSqe();
+    if (sqe < 0) throw new Error("io_uring submission ring full");
+    // MSG_TRUNC: the result is the datagram's real length, so a short buffer shows.
+    this.ring.prepRecvmsg(sqe, this.fd, this.hdrAddr[i], MSG_TRUNC);
+    this.ring.setUserData(sqe, i);
+    this.inflight++;
+  }
+
+  private recv(fd: number, out: Uint8Array): { n: number; trunc: boolean } {
+    if (fd !== this.fd) {
+      this.idle();
+      this.fd = fd;
+    }
+    if (this.inflight === 0) {
+      for (let i = 0; i < this.batch; i++) this.arm(i);
+      this.ring.submit();
+    }
+    if (this.ring.ready() === 0) this.stats.waits++;
+    const cqe = this.ring.waitCqe(this.timeoutMs);
+    const i = cqe.userData;
+    const res = cqe.res;
+    this.ring.cqeSeen();
+    this.inflight--;
+    if (res < 0) throw new OsError("recvmsg (io_uring)", -res);
+    this.stats.packets++;
+    const n = Math.min(res, this.bufferSize, out.length);
+    out.set(this.bufs[i].subarray(0, n));
+    this.arm(i); // submitted with the next wait
+    return { n, trunc: res > n };
+  }
+
+  /** Cancels what is still in flight on the current socket and reaps it. */
+  idle(): void {
+    if (this.inflight === 0 || this.fd < 0) return;
+    const sqe = this.ring.getSqe();
+    if (sqe < 0) throw new Error("io_uring submission ring full");
+    this.ring.prepCancelFd(sqe, this.fd);
+    this.ring.setUserData(sqe, CANCEL_TAG);
+    this.ring.submit();
+    let cancelDone = false;
+    while (this.inflight > 0 || !cancelDone) {
+      const cqe = this.ring.waitCqe(1000);
+      const { userData, res } = cqe;
+      this.ring.cqeSeen();
+      if (userData === CANCEL_TAG) {
+        if (res < 0 && res !== -ENOENT) throw new OsError("io_uring cancel", -res);
+        cancelDone = true;
+        continue;
+      }
+      this.inflight--;
+      if (res === -ECANCELED) this.stats.cancelled++;
+      else if (res >= 0) this.stats.orphans++;
+    }
+  }
+
+  /** Cancels, unmaps and closes the ring. */
+  close(): void {
+    try {
+      this.idle();
+    } finally {
+      this.ring.close();
+    }
+  }
+
+  /** Same as {@link UringNetlinkReader.close}. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
