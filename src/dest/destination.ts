@@ -21,6 +21,11 @@ export interface Destination {
   send(bytes: Uint8Array, framing: "message" | "lines"): Promise<void>;
   /** Flushes and releases everything. */
   close(): Promise<void>;
+  /**
+   * True when send() is done with the bytes by the time it returns (it writes synchronously and
+   * throws its errors): the poller then hands it the envelope in place, without a copy.
+   */
+  readonly sync?: boolean;
 }
 
 /** Options that shape destinations. */
@@ -47,6 +52,7 @@ export function splitHostPort(addr: string): { host: string; port: number } {
 }
 
 class Stdio implements Destination {
+  readonly sync = true;
   constructor(readonly scheme: "stdout" | "stderr") {}
   send(bytes: Uint8Array): Promise<void> {
     writeAllSync(this.scheme === "stdout" ? Deno.stdout : Deno.stderr, bytes);
@@ -65,6 +71,7 @@ class Stdio implements Destination {
  */
 export class FileDest implements Destination {
   readonly scheme = "file";
+  readonly sync = true;
   private file: Deno.FsFile | undefined;
   private size = 0;
   private openedAt = 0;
@@ -248,7 +255,12 @@ class UnixDest implements Destination {
  */
 export async function openDestination(spec: string, opts: DestOptions): Promise<Destination> {
   if (spec === "null" || spec === "null:") {
-    return { scheme: "null", send: () => Promise.resolve(), close: () => Promise.resolve() };
+    return {
+      scheme: "null",
+      sync: true,
+      send: () => Promise.resolve(),
+      close: () => Promise.resolve(),
+    };
   }
   if (spec === "stdout" || spec === "stderr") return new Stdio(spec);
   const i = spec.indexOf(":");

@@ -106,6 +106,8 @@ export class Poller implements DumpSink {
   private flushesAtMark = 0;
   private flushCount = 0;
   private pending: Promise<void> = Promise.resolve();
+  /** Flushes queued for an asynchronous destination and not yet sent. */
+  private queued = 0;
   private pollBytes = 0;
   private pollFlushes = 0;
   private modulusCount = 0;
@@ -193,28 +195,50 @@ export class Poller implements DumpSink {
     }
   }
 
-  /** Marshals the current envelope (if not empty) and queues it to the destination. */
+  /**
+   * Marshals the current envelope (if not empty) and sends it. A synchronous destination gets
+   * the bytes in place (nothing copied, nothing held); an asynchronous one gets a pooled copy,
+   * queued behind the flushes before it.
+   */
   flush(reason: FlushReason): void {
     if (this.env.rows === 0) return;
     const rows = this.env.rows;
     this.deps.onEnvelope?.(this.env);
-    const out = this.buffers.copy(this.deps.marshaller.marshal(this.env));
-    this.env.reset();
+    const dest = this.deps.dest;
+    const framing = this.deps.marshaller.framing;
+    const marshalled = this.deps.marshaller.marshal(this.env);
+    const c = this.deps.counters;
+    const failed = (err: unknown) => {
+      c.inc("Poller", "envelopeFlush", "error");
+      this.deps.log.error(`${dest.scheme}: ${(err as Error).message} (${rows} rows lost)`);
+    };
     this.flushCount++;
     this.pollFlushes++;
-    this.pollBytes += out.length;
-    const c = this.deps.counters;
+    this.pollBytes += marshalled.length;
     c.inc("Poller", "envelopeFlush", reason);
     c.inc("Poller", "envelopeRows", "count", rows);
+    if (dest.sync && this.queued === 0) {
+      try {
+        dest.send(marshalled, framing).catch(failed);
+      } catch (err) {
+        failed(err);
+      }
+      this.env.reset();
+      return;
+    }
+    const out = this.buffers.copy(marshalled);
+    this.env.reset();
+    this.queued++;
     this.pending = this.pending.then(() =>
-      this.deps.dest.send(out, this.deps.marshaller.framing).then(
-        () => this.buffers.release(out),
-        (err) => {
+      dest.send(out, framing).then(
+        () => {
+          this.queued--;
           this.buffers.release(out);
-          c.inc("Poller", "envelopeFlush", "error");
-          this.deps.log.error(
-            `${this.deps.dest.scheme}: ${(err as Error).message} (${rows} rows lost)`,
-          );
+        },
+        (err) => {
+          this.queued--;
+          this.buffers.release(out);
+          failed(err);
         },
       )
     );
