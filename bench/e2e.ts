@@ -56,6 +56,7 @@ interface RunnerResult {
   floor: Sample[];
   full: Sample[];
   fullUring: Sample[];
+  fullPipeline: Sample[];
   uring: { available: boolean; enters: number; packets: number };
   replay: { sockets: number; nsPerSocket: number };
   rssMaxMb: number;
@@ -66,6 +67,7 @@ interface Row {
   floor: Sample;
   full: Sample;
   fullUring?: Sample;
+  fullPipeline?: Sample;
   /** Datagrams per io_uring_enter. */
   uringBatch: number;
   ss?: Sample;
@@ -166,6 +168,7 @@ function row(label: string, run: { r: RunnerResult; gcMaxMs: number }, ss?: Samp
     floor: medianSample(run.r.floor),
     full: medianSample(run.r.full),
     ...(run.r.fullUring.length ? { fullUring: medianSample(run.r.fullUring) } : {}),
+    ...(run.r.fullPipeline.length ? { fullPipeline: medianSample(run.r.fullPipeline) } : {}),
     uringBatch: run.r.uring.enters ? run.r.uring.packets / run.r.uring.enters : 0,
     ...(ss ? { ss } : {}),
     gcMaxMs: run.gcMaxMs,
@@ -201,6 +204,7 @@ for (const r of rows) {
     ["floor (dump, receive only)", r.floor],
     ["full poll (decode, encode, null)", r.full],
     ["full poll, `--ioUring`", r.fullUring],
+    ["full poll, `--pipeline` (worker decodes)", r.fullPipeline],
     ["`ss -tinHO`", r.ss],
   ];
   for (const [name, s] of paths) {

@@ -169,6 +169,18 @@ const uringPoller = new Poller({
   daemonVersion: "bench",
 });
 
+// The same poll pipelined: decode and encode in a worker while this thread receives.
+const pipePoller = new Poller({
+  config: { ...cfg, pipeline: true },
+  registry,
+  dest: nullDest,
+  marshaller: marshaller(cfg.marshalTo),
+  log,
+  counters,
+  hostname: "bench-host",
+  daemonVersion: "bench",
+});
+
 const result = {
   names: names.length,
   sockets: 0,
@@ -179,6 +191,7 @@ const result = {
   floor: [] as Sample[],
   full: [] as Sample[],
   fullUring: [] as Sample[],
+  fullPipeline: [] as Sample[],
   uring: { available: uringPoller.uring !== undefined, enters: 0, packets: 0 },
   replay: { sockets: 0, nsPerSocket: 0 },
   rssMaxMb: 0,
@@ -192,6 +205,7 @@ for (let i = 0; i < warmup; i++) {
   floorPoll();
   await poller.pollOnce();
   if (result.uring.available) await uringPoller.pollOnce();
+  await pipePoller.pollOnce();
 }
 await settle();
 for (let i = 0; i < polls; i++) {
@@ -208,7 +222,13 @@ for (let i = 0; i < polls; i++) {
     result.fullUring.push(await measureAsync(() => uringPoller.pollOnce()));
     await settle();
   }
+  const tp = performance.now();
+  result.fullPipeline.push(await measureAsync(() => pipePoller.pollOnce()));
+  result.fullWindows.push([tp, performance.now()]);
+  rss();
+  await settle();
 }
+pipePoller.close();
 if (uringPoller.uring) {
   result.uring.enters = uringPoller.uring.enters;
   result.uring.packets = uringPoller.uring.stats.packets;

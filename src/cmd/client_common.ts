@@ -4,7 +4,7 @@
  * @module
  */
 import { Code, ConnectError, type Interceptor, type Transport } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createGrpcTransport, type Http2SessionManager } from "@connectrpc/connect-node";
 
 /** Where the daemon's API is. */
 export interface Target {
@@ -13,14 +13,26 @@ export interface Target {
   token: string;
 }
 
-/** gRPC (HTTP/2) transport to the daemon, with the bearer token when one is given. */
-export function transport(t: Target): Transport {
+/** `http://host:port` of the daemon's API. */
+export function baseUrl(t: Pick<Target, "target" | "port">): string {
   const host = t.target.includes(":") && !t.target.startsWith("[") ? `[${t.target}]` : t.target;
+  return `http://${host}:${t.port}`;
+}
+
+/**
+ * gRPC (HTTP/2) transport to the daemon, with the bearer token when one is given. Pass a session
+ * manager to be able to close the connection yourself.
+ */
+export function transport(t: Target, sessionManager?: Http2SessionManager): Transport {
   const auth: Interceptor = (next) => (req) => {
     if (t.token) req.header.set("authorization", `Bearer ${t.token}`);
     return next(req);
   };
-  return createGrpcTransport({ baseUrl: `http://${host}:${t.port}`, interceptors: [auth] });
+  return createGrpcTransport({
+    baseUrl: baseUrl(t),
+    interceptors: [auth],
+    ...(sessionManager ? { sessionManager } : {}),
+  });
 }
 
 /** Options every client takes. */

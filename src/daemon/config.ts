@@ -393,6 +393,30 @@ export const FLAGS: readonly FlagSpec[] = [
     "DESERIALIZERS",
   ),
   f("ioUring", "ioUring", "bool", "false", "io_uring netlink reads", undefined),
+  f(
+    "pipeline",
+    "pipeline",
+    "bool",
+    "false",
+    "decode and encode in a worker thread while this one receives (lower wall time, same CPU)",
+    "PIPELINE",
+  ),
+  f(
+    "fileMaxBytes",
+    "fileMaxBytes",
+    "uint64",
+    "0",
+    "file: destination: rotate above this size; 0 = 64 MiB",
+    "FILE_MAX_BYTES",
+  ),
+  f(
+    "fileMaxAge",
+    "fileMaxAge",
+    "duration",
+    "0s",
+    "file: destination: rotate after this age; 0 = 1h",
+    "FILE_MAX_AGE",
+  ),
   f("ioUringRecvBatch", "ioUringRecvBatchSize", "uint", "64", "recvmsg SQEs in flight", undefined),
   f("ioUringCqeBatch", "ioUringCqeBatchSize", "uint", "128", "CQEs reaped per peek", undefined),
   f("pyroscopeUrl", "pyroscopeUrl", "string", "", "accepted for compatibility", undefined),
@@ -768,6 +792,8 @@ export function validateConfig(cfg: XtcpConfig): string[] {
     );
   }
   range("maxLoops", 0, 100000);
+  dur("fileMaxAge", 0, WEEK);
+  range("fileMaxBytes", 0, 2 ** 50);
   range("netlinkers", 1, 100);
   range("netlinkersDoneChanSize", 1, 1000);
   range("nlmsgSeq", 0, 10000);
@@ -886,6 +912,14 @@ export function envelopeLimits(cfg: XtcpConfig): { rows: number; bytes: number }
   return {
     rows: cfg.envelopeFlushThresholdRows || 10000,
     bytes: cfg.envelopeFlushThresholdBytes || 786432,
+  };
+}
+
+/** Rotation limits of file: destinations (0 = 64 MiB and 1 h). */
+export function fileLimits(cfg: XtcpConfig): { fileMaxBytes: number; fileMaxAgeMs: number } {
+  return {
+    fileMaxBytes: Number(cfg.fileMaxBytes) || 64 * 1024 * 1024,
+    fileMaxAgeMs: durationMs(cfg.fileMaxAge) || 3_600_000,
   };
 }
 

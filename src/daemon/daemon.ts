@@ -11,9 +11,8 @@ import { type Destination, openDestination } from "../dest/destination.ts";
 import { marshaller } from "../format/marshal.ts";
 import { NamespaceRegistry } from "../netns/registry.ts";
 import { Poller, type PollSummary } from "../poll/poller.ts";
-import type { EnvelopeWriter } from "../record/encoder.ts";
 import { CaptureWriter } from "./capture_writer.ts";
-import { durationMs } from "./config.ts";
+import { durationMs, fileLimits } from "./config.ts";
 import type { Counters, Logger } from "./log.ts";
 import { VERSION } from "../version.ts";
 import { RecordHub } from "./record_hub.ts";
@@ -77,8 +76,7 @@ export class Daemon {
     const cfg = this.config;
     this.dest = await openDestination(cfg.dest, {
       marshal: cfg.marshalTo,
-      fileMaxBytes: Number(cfg.fileMaxBytes) || 64 * 1024 * 1024,
-      fileMaxAgeMs: durationMs(cfg.fileMaxAge) || 3_600_000,
+      ...fileLimits(cfg),
       counters: this.counters,
       log: this.log,
     });
@@ -96,7 +94,8 @@ export class Daemon {
       hostname: cfg.hostname || this.hostname,
       daemonVersion: cfg.daemonVersion || VERSION,
       ...(capture ? { onDatagram: (b: Uint8Array, out: boolean) => capture.write(b, out) } : {}),
-      onEnvelope: (env: EnvelopeWriter) => this.hub.publish(env),
+      onEnvelope: (envelope, rows) => this.hub.publish(envelope, rows),
+      wantEnvelopes: () => this.hub.size > 0,
       onPoll: (s) => this.onPoll?.(s),
     });
     if (this.watchers.length === 0) this.watch();

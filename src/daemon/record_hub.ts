@@ -7,7 +7,6 @@
  *
  * @module
  */
-import type { EnvelopeWriter } from "../record/encoder.ts";
 import type { Counters } from "./log.ts";
 
 /** Envelope field 10 (row), length-delimited: the one tag byte before each row. */
@@ -141,10 +140,13 @@ export class RecordHub {
     this.subs.delete(s);
   }
 
-  /** Called by the poller before each flush: one copy of the bytes, nothing without clients. */
-  publish(env: EnvelopeWriter): void {
+  /**
+   * Called by the poller with each flushed envelope (bytes valid during the call): one copy of
+   * the bytes, nothing without clients.
+   */
+  publish(envelope: Uint8Array, rows: number): void {
     if (this.subs.size === 0) return;
-    const batch = { bytes: env.envelope().slice(), rows: env.rows };
+    const batch = { bytes: envelope.slice(), rows };
     for (const s of this.subs) s.push(batch);
   }
 

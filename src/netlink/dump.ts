@@ -36,6 +36,17 @@ export interface DumpSink {
   rollback(): void;
 }
 
+/**
+ * Where a pipelined dump receives: each datagram goes into a buffer of the pipe, is checked for
+ * its status (done, interrupted, errors) on this thread, and handed to the pipe's consumer.
+ */
+export interface DatagramPipe {
+  /** The next receive buffer (waits for the consumer while every buffer is in use). */
+  acquire(): { u8: Uint8Array; dv: DataView };
+  /** Hands over the datagram just received into the last acquired buffer. */
+  publish(length: number, expectSeq: number, expectPid: number): void;
+}
+
 /** Options of {@link Dumper}. */
 export interface DumperOptions {
   /** Receive buffer size in bytes (at least 32 KiB; default 32 KiB). */
@@ -52,6 +63,8 @@ export interface DumperOptions {
   maxIntrRetries?: number;
   /** Sees every datagram sent and received (for captures). */
   onDatagram?: (bytes: Uint8Array, outgoing: boolean) => void;
+  /** Pipelined: receive into the pipe's buffers and let its consumer decode (the sink's onSocket is not called). */
+  pipe?: DatagramPipe;
 }
 
 /** Minimum receive buffer: the kernel fills up to 32 KiB per dump datagram. */
@@ -73,6 +86,7 @@ export class Dumper {
   /** Next nlmsg_seq. */
   seq: number;
   private readonly recvDv: DataView;
+  private readonly recv: { u8: Uint8Array; dv: DataView };
   private readonly reqBuf: Uint8Array = new Uint8Array(new ArrayBuffer(DUMP_REQUEST_LEN));
   private readonly view = new SocketView();
   private readonly opts: DumperOptions;
@@ -89,6 +103,7 @@ export class Dumper {
     this.seq = opts.seq ?? 666;
     this.recvBuf = new Uint8Array(new ArrayBuffer(size));
     this.recvDv = new DataView(this.recvBuf.buffer);
+    this.recv = { u8: this.recvBuf, dv: this.recvDv };
   }
 
   /**
@@ -137,25 +152,24 @@ export class Dumper {
     writeDumpRequest(this.reqBuf, 0, { family, ext: this.opts.ext, seq });
     this.opts.onDatagram?.(this.reqBuf, true);
     t.send(this.reqBuf);
-    const popts: ParseOptions = { mask: this.opts.mask, expectSeq: seq, expectPid: t.portId };
+    const pipe = this.opts.pipe;
+    const popts: ParseOptions = {
+      mask: this.opts.mask,
+      expectSeq: seq,
+      expectPid: t.portId,
+      ...(pipe ? { countOnly: true } : {}),
+    };
     const stats = this.stats;
     const before = stats.sockets;
     const onSocket = (v: SocketView) => sink.onSocket(v);
     let intr = false;
     for (;;) {
-      const n = t.recv(this.recvBuf);
-      if (t.lastTruncated) throw new TruncatedDatagramError(this.recvBuf.length);
-      this.opts.onDatagram?.(this.recvBuf.subarray(0, n), false);
-      const status = parseDatagram(
-        this.view,
-        this.recvBuf,
-        this.recvDv,
-        0,
-        n,
-        popts,
-        stats,
-        onSocket,
-      );
+      const { u8, dv } = pipe ? pipe.acquire() : this.recv;
+      const n = t.recv(u8);
+      if (t.lastTruncated) throw new TruncatedDatagramError(u8.length);
+      this.opts.onDatagram?.(u8.subarray(0, n), false);
+      const status = parseDatagram(this.view, u8, dv, 0, n, popts, stats, onSocket);
+      pipe?.publish(n, seq, t.portId);
       if (status & PARSE_INTR) intr = true;
       if (status & PARSE_DONE) break;
     }

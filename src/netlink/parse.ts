@@ -89,6 +89,11 @@ export interface ParseOptions {
   source?: string;
   /** Added to offsets in error messages (e.g. the datagram's offset in a capture file). */
   baseOffset?: number;
+  /**
+   * Only frame and count: no attribute is located and `onSocket` is not called (the pipelined
+   * poll checks each datagram's status on the receiving thread, and a worker decodes it).
+   */
+  countOnly?: boolean;
 }
 
 /** Bit of {@link parseDatagram}'s result: NLMSG_DONE was seen. */
@@ -192,12 +197,14 @@ export function parseDatagram(
         if (len < NLMSG_HDRLEN + INET_DIAG_MSG_LEN) {
           stats.shortInetDiagMsg++;
         } else {
-          const msg = off + NLMSG_HDRLEN;
-          view.msg = msg;
-          view.index = index++;
-          locateAttributes(view, dv, msg + INET_DIAG_MSG_LEN, off + len, opts.mask, stats);
           stats.sockets++;
-          onSocket(view);
+          if (!opts.countOnly) {
+            const msg = off + NLMSG_HDRLEN;
+            view.msg = msg;
+            view.index = index++;
+            locateAttributes(view, dv, msg + INET_DIAG_MSG_LEN, off + len, opts.mask, stats);
+            onSocket(view);
+          }
         }
       } else if (type === NLMSG_DONE) {
         if (len >= NLMSG_HDRLEN + 4) {

@@ -8,6 +8,7 @@
 import type { XtcpConfig } from "../gen/xtcp_config/v1/xtcp_config_pb.ts";
 import type { NetlinkSocket } from "../../ffi/netlink_socket.ts";
 import { UringNetlinkReader } from "../../ffi/uring_netlink.ts";
+import { Pipeline, type WorkerReply } from "./pipeline.ts";
 import { Dumper, type DumpSink, type NetlinkTransport } from "../netlink/dump.ts";
 import type { SocketView } from "../netlink/socket_view.ts";
 import { idiagExt } from "../netlink/deserializers.ts";
@@ -17,7 +18,13 @@ import type { Destination } from "../dest/destination.ts";
 import type { Marshaller } from "../format/marshal.ts";
 import type { NamespaceRegistry } from "../netns/registry.ts";
 import type { Counters, Logger } from "../daemon/log.ts";
-import { decoderMask, durationMs, envelopeLimits, recvBufferSize } from "../daemon/config.ts";
+import {
+  decoderMask,
+  durationMs,
+  envelopeLimits,
+  fileLimits,
+  recvBufferSize,
+} from "../daemon/config.ts";
 
 /** What one poll did. */
 export interface PollSummary {
@@ -83,8 +90,10 @@ export interface PollerDeps {
   onSocket?: (view: SocketView, stamp: Stamp) => void;
   /** Sees every netlink datagram sent and received (captures). */
   onDatagram?: (bytes: Uint8Array, outgoing: boolean) => void;
-  /** Sees every envelope just before it is flushed (live record streams). */
-  onEnvelope?: (env: EnvelopeWriter) => void;
+  /** Sees every envelope (bare Envelope bytes, valid during the call) as it is flushed. */
+  onEnvelope?: (envelope: Uint8Array, rows: number) => void;
+  /** Whether onEnvelope has anyone to give envelopes to (the pipeline only sends them then). */
+  wantEnvelopes?: () => boolean;
   /** Sees every completed poll (metrics). */
   onPoll?: (summary: PollSummary) => void;
 }
@@ -117,6 +126,8 @@ export class Poller implements DumpSink {
   private maxBytes = 786_432;
   private wake: (() => void) | undefined;
   private uringReader: UringNetlinkReader | undefined;
+  private pipe: Pipeline | undefined;
+  private pipedDumper: Dumper | undefined;
   private readonly uringTransports = new WeakMap<NetlinkSocket, NetlinkTransport>();
   private triggered = 0;
 
@@ -131,6 +142,26 @@ export class Poller implements DumpSink {
       seq: cfg.nlmsgSeq,
       ...(deps.onDatagram ? { onDatagram: deps.onDatagram } : {}),
     });
+    if (cfg.pipeline) {
+      this.pipe = new Pipeline({
+        slots: 16,
+        slotSize: recvBufferSize(cfg),
+        mask,
+        marshal: cfg.marshalTo,
+        columns: cfg.csvColumns,
+        ...(deps.dest.sync ? { workerDest: cfg.dest } : {}),
+        ...fileLimits(cfg),
+        onEnvelope: (m) => this.fromWorker(m),
+      });
+      this.pipedDumper = new Dumper({
+        mask,
+        ext: idiagExt(mask),
+        bufferSize: recvBufferSize(cfg),
+        seq: cfg.nlmsgSeq,
+        ...(deps.onDatagram ? { onDatagram: deps.onDatagram } : {}),
+        pipe: this.pipe,
+      });
+    }
     if (cfg.ioUring) {
       try {
         this.uringReader = new UringNetlinkReader(
@@ -158,10 +189,17 @@ export class Poller implements DumpSink {
     return t;
   }
 
-  /** Releases the io_uring ring, if any (the plain path needs nothing). */
+  /** Releases the io_uring ring and the pipeline's worker, if any. */
   close(): void {
     this.uringReader?.close();
     this.uringReader = undefined;
+    this.pipe?.close();
+    this.pipe = undefined;
+  }
+
+  /** The pipeline, when `pipeline` is on and its worker runs. */
+  get pipeline(): Pipeline | undefined {
+    return this.pipe;
   }
 
   /** The dumper's counters (parse stats, DUMP_INTR retries). */
@@ -202,11 +240,18 @@ export class Poller implements DumpSink {
    */
   flush(reason: FlushReason): void {
     if (this.env.rows === 0) return;
-    const rows = this.env.rows;
-    this.deps.onEnvelope?.(this.env);
+    this.deps.onEnvelope?.(this.env.envelope(), this.env.rows);
+    this.send(this.deps.marshaller.marshal(this.env), this.env.rows, reason, true);
+    this.env.reset();
+  }
+
+  /**
+   * Counts one flush and hands it to the destination; `bytes` is only valid during the call when
+   * `borrowed` (then an asynchronous destination gets a copy).
+   */
+  private send(bytes: Uint8Array, rows: number, reason: FlushReason, borrowed: boolean): void {
     const dest = this.deps.dest;
     const framing = this.deps.marshaller.framing;
-    const marshalled = this.deps.marshaller.marshal(this.env);
     const c = this.deps.counters;
     const failed = (err: unknown) => {
       c.inc("Poller", "envelopeFlush", "error");
@@ -214,34 +259,54 @@ export class Poller implements DumpSink {
     };
     this.flushCount++;
     this.pollFlushes++;
-    this.pollBytes += marshalled.length;
+    this.pollBytes += bytes.length;
     c.inc("Poller", "envelopeFlush", reason);
     c.inc("Poller", "envelopeRows", "count", rows);
     if (dest.sync && this.queued === 0) {
       try {
-        dest.send(marshalled, framing).catch(failed);
+        dest.send(bytes, framing).catch(failed);
       } catch (err) {
         failed(err);
       }
-      this.env.reset();
       return;
     }
-    const out = this.buffers.copy(marshalled);
-    this.env.reset();
+    const out = borrowed ? this.buffers.copy(bytes) : bytes;
+    const done = () => {
+      this.queued--;
+      if (borrowed) this.buffers.release(out);
+    };
     this.queued++;
     this.pending = this.pending.then(() =>
-      dest.send(out, framing).then(
-        () => {
-          this.queued--;
-          this.buffers.release(out);
-        },
-        (err) => {
-          this.queued--;
-          this.buffers.release(out);
-          failed(err);
-        },
-      )
+      dest.send(out, framing).then(done, (err) => {
+        done();
+        failed(err);
+      })
     );
+  }
+
+  /** The worker failed: what it held of this poll is lost; later polls decode in this thread. */
+  private dropPipeline(err: Error): void {
+    if (!this.pipe) return;
+    this.deps.counters.inc("Poller", "pipeline", "error");
+    this.deps.log.error(`${err.message}: decoding in the main thread from now on`);
+    this.pipe.close();
+    this.pipe = undefined;
+  }
+
+  /** A flush made by the pipeline's worker. */
+  private fromWorker(m: Extract<WorkerReply, { t: "envelope" }>): void {
+    if (m.envelope) this.deps.onEnvelope?.(m.envelope, m.rows);
+    if (m.bytes) {
+      this.send(m.bytes, m.rows, m.reason, false);
+      return;
+    }
+    // Written by the worker itself: only counted here.
+    this.flushCount++;
+    this.pollFlushes++;
+    this.pollBytes += m.size;
+    const c = this.deps.counters;
+    c.inc("Poller", "envelopeFlush", m.reason);
+    c.inc("Poller", "envelopeRows", "count", m.rows);
   }
 
   /** Waits until every queued flush has been handed to the destination. */
@@ -263,6 +328,12 @@ export class Poller implements DumpSink {
     let sockets = 0;
     let namespaces = 0;
     let timedOut = false;
+    const pipe = this.pipe;
+    if (pipe) {
+      await pipe.ready();
+      pipe.wantEnvelopes(this.deps.wantEnvelopes?.() ?? false);
+      pipe.configure(this.maxRows, this.maxBytes, this.modulus);
+    }
     const states = [...this.deps.registry.states.values()];
     for (const st of states) {
       if (performance.now() - t0 > timeoutMs) {
@@ -283,14 +354,37 @@ export class Poller implements DumpSink {
         socket_fd: st.socket.fd,
       });
       try {
-        sockets += this.dumper.dump(this.transport(st.socket), this);
+        if (pipe && this.pipedDumper) {
+          pipe.stamp(this.stamp);
+          sockets += this.pipedDumper.dump(this.transport(st.socket), pipe);
+        } else {
+          sockets += this.dumper.dump(this.transport(st.socket), this);
+        }
       } catch (err) {
+        if (pipe?.error) this.dropPipeline(pipe.error);
         c.inc("Poller", "dump", "error");
         this.deps.log.error(`dump of namespace ${st.info.name} failed: ${(err as Error).message}`);
       }
       namespaces++;
     }
-    this.flush(timedOut ? "poll_timeout" : "poll_end");
+    const reason = timedOut ? "poll_timeout" : "poll_end";
+    if (pipe && this.pipe === pipe) {
+      try {
+        const r = await pipe.endPoll(reason);
+        for (const e of r.sendErrors) {
+          c.inc("Poller", "envelopeFlush", "error");
+          this.deps.log.error(`${this.deps.dest.scheme}: ${e}`);
+        }
+        for (const e of r.decodeErrors) {
+          c.inc("Poller", "decode", "error");
+          this.deps.log.error(`pipeline: ${e}`);
+        }
+      } catch (err) {
+        this.dropPipeline(err as Error);
+      }
+    } else {
+      this.flush(reason);
+    }
     await this.drain();
     this.loops++;
     c.inc("Poller", "pollingLoops");

@@ -10,7 +10,7 @@ import type { SocketView } from "../netlink/socket_view.ts";
 import { encodeKernelFields } from "./encoder_gen.ts";
 import { varint32 } from "./wire.ts";
 import { OutBuf } from "./out_buf.ts";
-import type { Stamp } from "./stamp.ts";
+import type { StampBytes } from "./stamp.ts";
 
 /** Room reserved per record for the kernel fields, excluding strings (their length is added). */
 const KERNEL_BYTES_BOUND = 2048;
@@ -27,7 +27,7 @@ const KERNEL_BYTES_BOUND = 2048;
  */
 export class RecordEncoder {
   /** Appends one encoded XtcpFlatRecord for `view` (stamped with `stamp`) to `out`. */
-  encode(view: SocketView, stamp: Stamp, out: OutBuf): void {
+  encode(view: SocketView, stamp: StampBytes, out: OutBuf): void {
     const congLen = view.attrOff[INET_DIAG_CONG] >= 0 ? view.attrLen[INET_DIAG_CONG] : 0;
     out.ensure(stamp.head.length + stamp.tail.length + KERNEL_BYTES_BOUND + congLen);
     const o = out.u8;
@@ -116,7 +116,7 @@ export class EnvelopeWriter {
   }
 
   /** Appends one row for `view`. */
-  add(view: SocketView, stamp: Stamp): void {
+  add(view: SocketView, stamp: StampBytes): void {
     const out = this.out;
     out.ensure(3);
     const tagAt = out.pos;

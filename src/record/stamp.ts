@@ -51,6 +51,14 @@ export function writeMetaField(
   }
 }
 
+/** What the encoder copies into every record: the encoded metadata around `record_counter`. */
+export interface StampBytes {
+  /** Encoded metadata fields numbered below `record_counter` (60). */
+  readonly head: Uint8Array;
+  /** Encoded metadata fields numbered above `record_counter` and below the kernel payload. */
+  readonly tail: Uint8Array;
+}
+
 /**
  * Metadata of one namespace in one poll, keyed by snake_case proto field name.
  *
@@ -59,7 +67,7 @@ export function writeMetaField(
  * const stamp = new Stamp({ hostname: "node1", netns: "default", timestamp_ns: 1n });
  * ```
  */
-export class Stamp {
+export class Stamp implements StampBytes {
   /** Encoded metadata fields numbered below `record_counter` (60). */
   readonly head: Uint8Array;
   /** Encoded metadata fields numbered above `record_counter` and below the kernel payload. */

@@ -1,0 +1,190 @@
+/**
+ * The decoding side of the pipelined poll (see pipeline.ts): waits on the ring, parses each
+ * datagram, encodes its sockets into envelopes with the current stamp, and flushes them — to the
+ * destination itself when it is synchronous (null, stdout, stderr, file:), else back to the main
+ * thread. It never allocates per socket.
+ *
+ * @module
+ */
+/// <reference lib="deno.worker" />
+import { Counters, Logger } from "../daemon/log.ts";
+import { type Destination, openDestination } from "../dest/destination.ts";
+import { marshaller } from "../format/marshal.ts";
+import { parseDatagram, ParseStats } from "../netlink/parse.ts";
+import { SocketView } from "../netlink/socket_view.ts";
+import { EnvelopeWriter } from "../record/encoder.ts";
+import type { StampBytes } from "../record/stamp.ts";
+import {
+  HEAD,
+  META,
+  type PipelineInit,
+  type Reason,
+  REASONS,
+  SLOT_CHECKPOINT,
+  SLOT_CONFIG,
+  SLOT_DATA,
+  SLOT_END_POLL,
+  SLOT_ROLLBACK,
+  SLOT_STAMP,
+  STOP,
+  TAIL,
+  WANT_ENVELOPES,
+  type WorkerReply,
+} from "./pipeline.ts";
+
+function reply(m: WorkerReply, transfer: Transferable[] = []): void {
+  self.postMessage(m, transfer);
+}
+
+async function run(init: PipelineInit): Promise<void> {
+  const ctl = new Int32Array(init.ctl);
+  const u8s: Uint8Array[] = [];
+  const dvs: DataView[] = [];
+  for (let i = 0; i < init.slots; i++) {
+    u8s.push(new Uint8Array(init.data, i * init.slotSize, init.slotSize));
+    dvs.push(new DataView(init.data, i * init.slotSize, init.slotSize));
+  }
+  const counters = new Counters();
+  const log = new Logger(1);
+  const m = marshaller(init.marshal, init.columns);
+  const dest: Destination | undefined = init.dest
+    ? await openDestination(init.dest, {
+      marshal: init.marshal,
+      fileMaxBytes: init.fileMaxBytes,
+      fileMaxAgeMs: init.fileMaxAgeMs,
+      counters,
+      log,
+    })
+    : undefined;
+  const env = new EnvelopeWriter(1 << 20);
+  const view = new SocketView();
+  const stats = new ParseStats();
+  let stamp: StampBytes = { head: new Uint8Array(0), tail: new Uint8Array(0) };
+  let maxRows = 10_000;
+  let maxBytes = 786_432;
+  let modulus = 1;
+  let modulusCount = 0;
+  let mark = env.mark();
+  let flushesAtMark = 0;
+  let flushes = 0;
+  const sendErrors: string[] = [];
+  const decodeErrors: string[] = [];
+
+  const flush = (reason: Reason) => {
+    if (env.rows === 0) return;
+    const rows = env.rows;
+    const bytes = m.marshal(env);
+    flushes++;
+    const want = Atomics.load(ctl, WANT_ENVELOPES) === 1;
+    if (dest) {
+      try {
+        dest.send(bytes, m.framing).catch((err) => sendErrors.push((err as Error).message));
+      } catch (err) {
+        sendErrors.push(`${(err as Error).message} (${rows} rows lost)`);
+      }
+      if (want) {
+        const envelope = env.envelope().slice();
+        reply({ t: "envelope", envelope, rows, size: bytes.length, reason }, [envelope.buffer]);
+      } else {
+        reply({ t: "envelope", rows, size: bytes.length, reason });
+      }
+    } else {
+      const copy = bytes.slice();
+      const envelope = want ? env.envelope().slice() : undefined;
+      reply(
+        {
+          t: "envelope",
+          bytes: copy,
+          ...(envelope ? { envelope } : {}),
+          rows,
+          size: copy.length,
+          reason,
+        },
+        envelope ? [copy.buffer, envelope.buffer] : [copy.buffer],
+      );
+    }
+    env.reset();
+  };
+  const onSocket = (v: SocketView) => {
+    if (modulus > 1 && (modulusCount++ % modulus) !== 1) return;
+    env.add(v, stamp);
+    if (env.rows >= maxRows) flush("rows_cap");
+    else if (env.byteLength > maxBytes) flush("size_cap");
+  };
+
+  reply({ t: "ready" });
+  let tail = 0;
+  while (Atomics.load(ctl, STOP) === 0) {
+    const head = Atomics.load(ctl, HEAD);
+    if (head === tail) {
+      Atomics.wait(ctl, HEAD, head, 1000);
+      continue;
+    }
+    const slot = tail % init.slots;
+    const meta = META + slot * 4;
+    const kind = ctl[meta];
+    const len = ctl[meta + 1];
+    const a1 = ctl[meta + 2];
+    const a2 = ctl[meta + 3];
+    switch (kind) {
+      case SLOT_DATA:
+        try {
+          parseDatagram(
+            view,
+            u8s[slot],
+            dvs[slot],
+            0,
+            len,
+            {
+              mask: init.mask,
+              expectSeq: a1,
+              expectPid: a2,
+            },
+            stats,
+            onSocket,
+          );
+        } catch (err) {
+          // The receiving thread checked the framing already; report, never stop.
+          if (decodeErrors.length < 10) decodeErrors.push((err as Error).message);
+        }
+        break;
+      case SLOT_STAMP:
+        stamp = { head: u8s[slot].slice(0, a1), tail: u8s[slot].slice(a1, len) };
+        break;
+      case SLOT_CHECKPOINT:
+        mark = env.mark();
+        flushesAtMark = flushes;
+        break;
+      case SLOT_ROLLBACK:
+        if (flushes === flushesAtMark) env.rollback(mark);
+        else env.reset(); // rows already flushed arrive twice; counted on the main thread
+        break;
+      case SLOT_CONFIG:
+        maxRows = a1;
+        maxBytes = a2;
+        modulus = dvs[slot].getInt32(0, true);
+        modulusCount = 0;
+        break;
+      case SLOT_END_POLL: {
+        flush(REASONS[a1] ?? "poll_end");
+        reply({
+          t: "polled",
+          id: a2,
+          sendErrors: sendErrors.splice(0),
+          decodeErrors: decodeErrors.splice(0),
+        });
+        break;
+      }
+    }
+    tail++;
+    Atomics.store(ctl, TAIL, tail);
+    Atomics.notify(ctl, TAIL);
+  }
+  await dest?.close();
+  self.close();
+}
+
+self.onmessage = (e: MessageEvent<PipelineInit>) => {
+  if (e.data.t !== "init") return;
+  run(e.data).catch((err) => reply({ t: "fatal", message: (err as Error).message }));
+};
