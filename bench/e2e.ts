@@ -240,4 +240,4 @@ const body = [
   ...extra,
 ].join("\n");
 console.log(body);
-if (!values["no-readme"]) rewriteReadmeSection("e2e", body, "bench:e2e");
+if (!values["no-readme"]) await rewriteReadmeSection("e2e", body, "bench:e2e");

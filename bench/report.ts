@@ -34,7 +34,7 @@ for (const b of json.benches) {
     `| ${m[1]} | ${perSocket.toFixed(0)} | ${(perSocket / parseNs).toFixed(1)}× | ${m[2]} |`,
   );
 }
-const section = rewriteReadmeSection(
+const section = await rewriteReadmeSection(
   "perf",
   [
     await machineLine(),

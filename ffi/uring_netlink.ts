@@ -58,16 +58,26 @@ export class UringNetlinkReader implements Disposable {
   private inflight = 0;
   private fd = -1;
 
+  /** Completions reaped but not yet handed out: buffer index and result, in order. */
+  private readonly reapedIdx: Int32Array;
+  private readonly reapedRes: Int32Array;
+  private reapedHead = 0;
+  private reapedCount = 0;
+
   /**
    * @param batch recvmsg requests in flight (ioUringRecvBatch)
    * @param bufferSize bytes per receive buffer (at least the kernel's 32 KiB dump datagrams)
    * @param timeoutMs how long a receive waits (like SO_RCVTIMEO; 0 = forever)
+   * @param cqeBatch completions reaped per look at the ring (ioUringCqeBatch)
    */
   constructor(
     readonly batch: number,
     readonly bufferSize: number,
     private readonly timeoutMs: number,
+    readonly cqeBatch = 128,
   ) {
+    this.reapedIdx = new Int32Array(Math.max(1, cqeBatch));
+    this.reapedRes = new Int32Array(Math.max(1, cqeBatch));
     this.ring = IoUring.setup(Math.max(2, batch + 1));
     for (let i = 0; i < batch; i++) {
       const buf = new Uint8Array(new ArrayBuffer(bufferSize));
@@ -122,12 +132,11 @@ export class UringNetlinkReader implements Disposable {
       for (let i = 0; i < this.batch; i++) this.arm(i);
       this.ring.submit();
     }
-    if (this.ring.ready() === 0) this.stats.waits++;
-    const cqe = this.ring.waitCqe(this.timeoutMs);
-    const i = cqe.userData;
-    const res = cqe.res;
-    this.ring.cqeSeen();
-    this.inflight--;
+    if (this.reapedCount === 0) this.reap();
+    const i = this.reapedIdx[this.reapedHead];
+    const res = this.reapedRes[this.reapedHead];
+    this.reapedHead = (this.reapedHead + 1) % this.reapedIdx.length;
+    this.reapedCount--;
     if (res < 0) throw new OsError("recvmsg (io_uring)", -res);
     this.stats.packets++;
     const n = Math.min(res, this.bufferSize, out.length);
@@ -136,8 +145,26 @@ export class UringNetlinkReader implements Disposable {
     return { n, trunc: res > n };
   }
 
+  /** Waits for one completion, then takes every ready one up to cqeBatch, in ring order. */
+  private reap(): void {
+    if (this.ring.ready() === 0) this.stats.waits++;
+    this.reapedHead = 0;
+    do {
+      const cqe = this.ring.waitCqe(this.timeoutMs);
+      this.reapedIdx[this.reapedCount] = cqe.userData;
+      this.reapedRes[this.reapedCount] = cqe.res;
+      this.reapedCount++;
+      this.ring.cqeSeen();
+      this.inflight--;
+    } while (this.reapedCount < this.reapedIdx.length && this.ring.ready() > 0);
+  }
+
   /** Cancels what is still in flight on the current socket and reaps it. */
   idle(): void {
+    // Datagrams reaped but never asked for belong to a dump that is over.
+    this.stats.orphans += this.reapedCount;
+    this.reapedCount = 0;
+    this.reapedHead = 0;
     if (this.inflight === 0 || this.fd < 0) return;
     const sqe = this.ring.getSqe();
     if (sqe < 0) throw new Error("io_uring submission ring full");

@@ -45,8 +45,8 @@ Deno.test({
     using sock = openNetlinkSocketIn(load.nsPath, { rcvTimeoutMs: 5000 });
     const mask = 0xffff;
     const dumper = new Dumper({ mask, ext: idiagExt(mask) });
-    for (const batch of [1, 8, 64]) {
-      using reader = new UringNetlinkReader(batch, 32 * 1024, 5000);
+    for (const [batch, cqeBatch] of [[1, 128], [8, 1], [64, 128]]) {
+      using reader = new UringNetlinkReader(batch, 32 * 1024, 5000, cqeBatch);
       const t = reader.transport(sock);
       const viaRing = new Collect();
       const plain = new Collect();

@@ -168,6 +168,7 @@ export class Poller implements DumpSink {
           cfg.ioUringRecvBatchSize || 64,
           recvBufferSize(cfg),
           Number(cfg.nlTimeoutMilliseconds),
+          cfg.ioUringCqeBatchSize || 128,
         );
       } catch (err) {
         deps.counters.inc("NetlinkerIoUring", "setup", "error");
