@@ -321,12 +321,24 @@ if (import.meta.main) {
     bytes: Number(values.bytes),
   };
   const k = Number(values.namespaces);
-  const loads = k === 1 && values.netns
-    ? [await startLoad({ ...opts, netns: values.netns })]
-    : await startNamespaces(k, opts);
-  for (const l of loads) console.log(`${l.netns} ${l.conns} connections, ${l.listeners} listeners`);
+  // Several namespaces of a few thousand connections: a few processes entering each in turn;
+  // otherwise worker processes inside each namespace (many per namespace for large N).
+  const closers: (() => Promise<void>)[] = [];
+  if (k > 1 && opts.conns <= 4000) {
+    const many = await startManyNamespaces(k, opts);
+    closers.push(() => many.close());
+    console.log(`${k} namespaces × ${opts.conns} connections: ${many.names.join(" ")}`);
+  } else {
+    const loads = k === 1
+      ? [await startLoad({ ...opts, ...(values.netns ? { netns: values.netns } : {}) })]
+      : await startNamespaces(k, opts);
+    for (const l of loads) {
+      closers.push(() => l.close());
+      console.log(`${l.netns} ${l.conns} connections, ${l.listeners} listeners`);
+    }
+  }
   const stop = async () => {
-    for (const l of loads) await l.close();
+    for (const c of closers) await c();
     Deno.exit(0);
   };
   Deno.addSignalListener("SIGINT", stop);
