@@ -398,7 +398,7 @@ export const FLAGS: readonly FlagSpec[] = [
     "pipeline",
     "bool",
     "false",
-    "decode and encode in a worker thread while this one receives (lower wall time, same CPU)",
+    "decode and encode in a worker thread while this one receives (lower wall time, more CPU)",
     "PIPELINE",
   ),
   f(

@@ -601,7 +601,7 @@ export type XtcpConfig = Message<"xtcp_config.v1.XtcpConfig"> & {
 
   /**
    * Decode and encode in a worker thread while the main thread receives (lower wall time per
-   * poll, same CPU).
+   * poll, more CPU).
    *
    * @generated from field: bool pipeline = 302;
    */
