@@ -7,23 +7,43 @@
     let
       system = "x86_64-linux";
       pkgs = nixpkgs.legacyPackages.${system};
-      flags = "--allow-ffi --allow-read --allow-write --allow-sys=hostname";
-      xtcp2 = pkgs.writeShellApplication {
-        name = "xtcp2";
+      # The permission flags of the deno.json tasks of the same names.
+      bin = name: flags: script: pkgs.writeShellApplication {
+        inherit name;
         runtimeInputs = [ pkgs.deno ];
         text = ''
-          exec deno run ${flags} ${self}/src/cmd/xtcp2.ts "$@"
+          exec deno run ${flags} ${self}/${script} "$@"
         '';
       };
+      xtcp2 = bin "xtcp2"
+        "--allow-ffi --allow-read --allow-write --allow-env --allow-net --allow-sys=hostname"
+        "src/cmd/xtcp2.ts";
+      xtcp2client = bin "xtcp2client" "--allow-net" "src/cmd/xtcp2client.ts";
+      xtcp2ctl = bin "xtcp2ctl" "--allow-net --allow-read" "src/cmd/xtcp2ctl.ts";
+      app = p: { type = "app"; program = "${p}/bin/${p.name}"; };
     in
     {
-      packages.${system}.default = xtcp2;
-      apps.${system}.default = {
-        type = "app";
-        program = "${xtcp2}/bin/xtcp2";
+      packages.${system} = {
+        default = xtcp2;
+        inherit xtcp2 xtcp2client xtcp2ctl;
       };
+      apps.${system} = {
+        default = app xtcp2;
+        xtcp2 = app xtcp2;
+        xtcp2client = app xtcp2client;
+        xtcp2ctl = app xtcp2ctl;
+      };
+      # What the test suite uses (quickstart.sh installs the same on Debian).
       devShells.${system}.default = pkgs.mkShell {
-        packages = [ pkgs.deno pkgs.iproute2 pkgs.tshark pkgs.nodejs ];
+        packages = [
+          pkgs.deno
+          pkgs.nodejs
+          pkgs.iproute2
+          pkgs.tshark
+          pkgs.libcap
+          pkgs.prometheus
+          (pkgs.python3.withPackages (ps: [ ps.grpcio ]))
+        ];
       };
     };
 }
