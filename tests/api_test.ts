@@ -770,3 +770,61 @@ Deno.test({
     assert.match(dec.decode(down.stderr), /^xtcp2ctl: Unavailable: /);
   },
 });
+
+Deno.test({
+  name:
+    "PollFlatRecords: each client message triggers a poll whose records stream back (the daemon's own cadence is an hour)",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await using load = await startLoad({ conns: 100, bytes: 10 });
+    await using d = await startDaemon([
+      "--frequency",
+      "1h",
+      "--timeout",
+      "10s",
+      "--pollJitterPct",
+      "0",
+      "--dest",
+      "null",
+    ]);
+    await until("the first poll", () => /poll 1: /.test(d.log()));
+    const client = createClient(XTCPFlatRecordService, d.transport());
+    const ctl = new AbortController();
+    async function* asks() {
+      for (let i = 0; i < 3; i++) {
+        yield {};
+        await new Promise((r) => setTimeout(r, 700));
+      }
+      await new Promise((r) => setTimeout(r, 60_000)); // keep the stream open
+    }
+    const stamps = new Set<bigint>();
+    let fromLoad = 0;
+    const timer = setTimeout(() => ctl.abort(), 15_000);
+    try {
+      for await (const m of client.pollFlatRecords(asks(), { signal: ctl.signal })) {
+        const r = m.xtcpFlatRecord!;
+        if (r.netns !== load.netns) continue;
+        fromLoad++;
+        stamps.add(r.timestampNs);
+        if (stamps.size >= 3 && fromLoad >= 3 * 200) break;
+      }
+    } catch (err) {
+      if (!ctl.signal.aborted) throw err;
+    } finally {
+      clearTimeout(timer);
+      ctl.abort();
+    }
+    assert.ok(stamps.size >= 3, `${stamps.size} polls streamed back\n${d.log()}`);
+    assert.ok(fromLoad >= 600, `${fromLoad} records of the load`);
+    assert.ok([...d.log().matchAll(/poll \d+: /g)].length >= 4, d.log());
+    const metrics = await metricsText(d.httpPort);
+    assert.ok(
+      sample(
+        metrics,
+        "xtcp_record_grpc_counts",
+        'function="PollFlatRecords",variable="srv.Recv",type="count"',
+      ) >= 3,
+    );
+  },
+});

@@ -109,54 +109,59 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name: "SIGTERM: the daemon flushes, closes its destination and exits 0 within 5 s",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  async fn() {
-    const dir = Deno.makeTempDirSync();
-    try {
-      const child = spawn([
-        "-frequency",
-        "1h",
-        "-timeout",
-        "30s",
-        "-pollJitterPct",
-        "0",
-        "-dest",
-        `file:${dir}/out.jsonl`,
-        "-marshal",
-        "jsonl",
-      ]);
-      const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-      let err = "";
-      while (!/poll 1: .* (\d+) sockets/.test(err)) {
-        const { value, done } = await reader.read();
-        if (done) throw new Error(`daemon exited: ${err}`);
-        err += value;
+for (const extra of [[], ["-pipeline"]]) {
+  Deno.test({
+    name: `SIGTERM${
+      extra.length ? " (--pipeline)" : ""
+    }: the daemon flushes, closes its destination and exits 0 within 5 s`,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    async fn() {
+      const dir = Deno.makeTempDirSync();
+      try {
+        const child = spawn([
+          "-frequency",
+          "1h",
+          "-timeout",
+          "30s",
+          "-pollJitterPct",
+          "0",
+          "-dest",
+          `file:${dir}/out.jsonl`,
+          "-marshal",
+          "jsonl",
+          ...extra,
+        ]);
+        const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+        let err = "";
+        while (!/poll 1: .* (\d+) sockets/.test(err)) {
+          const { value, done } = await reader.read();
+          if (done) throw new Error(`daemon exited: ${err}`);
+          err += value;
+        }
+        const t0 = performance.now();
+        child.kill("SIGTERM");
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          err += value;
+        }
+        const status = await child.status;
+        await child.stdout.cancel();
+        const ms = performance.now() - t0;
+        assert.equal(status.code, 0, err);
+        assert.ok(ms < 5000, `took ${ms} ms`);
+        assert.match(err, /SIGTERM caught/);
+        const sockets = Number(/poll 1: .* (\d+) sockets/.exec(err)![1]);
+        const lines = Deno.readTextFileSync(`${dir}/out.jsonl`).trimEnd().split("\n");
+        assert.equal(lines.length, sockets);
+        for (const l of lines) JSON.parse(l);
+      } finally {
+        Deno.removeSync(dir, { recursive: true });
       }
-      const t0 = performance.now();
-      child.kill("SIGTERM");
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        err += value;
-      }
-      const status = await child.status;
-      await child.stdout.cancel();
-      const ms = performance.now() - t0;
-      assert.equal(status.code, 0, err);
-      assert.ok(ms < 5000, `took ${ms} ms`);
-      assert.match(err, /SIGTERM caught/);
-      const sockets = Number(/poll 1: .* (\d+) sockets/.exec(err)![1]);
-      const lines = Deno.readTextFileSync(`${dir}/out.jsonl`).trimEnd().split("\n");
-      assert.equal(lines.length, sockets);
-      for (const l of lines) JSON.parse(l);
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
-  },
-});
+    },
+  });
+}
 
 Deno.test({
   name: "a poll that overruns the interval skips ticks instead of queueing them",
