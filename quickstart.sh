@@ -23,13 +23,16 @@ ensure_deno() {
 
 ensure_apt() {
   # Packages the tests use: ip/ss (iproute2), tshark (reads our pcap captures), capsh, a gRPC
-  # client that is not ours (python3-grpcio), promtool (prometheus).
+  # client that is not ours (python3-grpcio), promtool (prometheus), real brokers (nats-server,
+  # redis-server; the tests start them on free ports, apt does not start them here).
   local missing=()
   command -v ip >/dev/null 2>&1 || missing+=(iproute2)
   command -v ss >/dev/null 2>&1 || missing+=(iproute2)
   command -v tshark >/dev/null 2>&1 || missing+=(tshark)
   command -v capsh >/dev/null 2>&1 || missing+=(libcap2-bin)
   /usr/bin/python3 -c 'import grpc' >/dev/null 2>&1 || missing+=(python3-grpcio)
+  [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
+  [ -x /usr/bin/redis-server ] || missing+=(redis-server)
   [ -x /usr/bin/promtool ] || missing+=(prometheus)
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then

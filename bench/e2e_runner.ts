@@ -137,6 +137,7 @@ const recorded: Uint8Array[] = [];
 let recording = false;
 const nullDest = await openDestination("null", {
   marshal: cfg.marshalTo,
+  topic: "",
   fileMaxBytes: 0,
   fileMaxAgeMs: 0,
   counters,

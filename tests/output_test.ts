@@ -87,6 +87,7 @@ Deno.test("every marshaller's output parses back to the records", () => {
 function opts(marshal: string): DestOptions {
   return {
     marshal,
+    topic: "xtcp",
     fileMaxBytes: 64 * 1024,
     fileMaxAgeMs: 3_600_000,
     counters: new Counters(),

@@ -103,7 +103,7 @@ Deno.test({
         load.netns,
         "/usr/bin/python3",
         "-c",
-        "import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.setsockopt(socket.SOL_SOCKET,socket.SO_RCVBUF,8<<20)\ns.bind(('127.0.0.1',0))\nprint(s.getsockname()[1],flush=True)\ns.settimeout(2)\nn=0\ntry:\n  while True:\n    n+=len(s.recv(70000).split(b'\\n'))-1\nexcept socket.timeout:\n  print(n,flush=True)",
+        "import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.setsockopt(socket.SOL_SOCKET,socket.SO_RCVBUF,8<<20)\ns.bind(('127.0.0.1',0))\nprint(s.getsockname()[1],flush=True)\ns.settimeout(30)\nn=0\ntry:\n  while True:\n    n+=len(s.recv(70000).split(b'\\n'))-1\n    s.settimeout(2)\nexcept socket.timeout:\n  print(n,flush=True)",
       ],
       stdout: "piped",
     }).spawn();

@@ -730,13 +730,22 @@ export const MARSHALLERS = [
   "tsv",
 ];
 /** Destination schemes implemented in this build. */
-export const DEST_SCHEMES = ["null", "stdout", "stderr", "file", "udp", "unix", "unixgram"];
+export const DEST_SCHEMES = [
+  "null",
+  "stdout",
+  "stderr",
+  "file",
+  "udp",
+  "unix",
+  "unixgram",
+  "nats",
+  "valkey",
+  "redis",
+];
 /** Schemes of the original that this build does not implement yet. */
 export const FUTURE_SCHEMES = [
   "kafka",
-  "nats",
   "nsq",
-  "valkey",
   "s3parquet",
   "tcp",
   "http",

@@ -76,6 +76,7 @@ export class Daemon {
     const cfg = this.config;
     this.dest = await openDestination(cfg.dest, {
       marshal: cfg.marshalTo,
+      topic: cfg.topic,
       ...fileLimits(cfg),
       counters: this.counters,
       log: this.log,

@@ -9,6 +9,7 @@ import dgram from "node:dgram";
 import { AF_UNIX_DGRAM, UnixDgramSocket } from "../../ffi/unix_dgram.ts";
 import type { Counters, Logger } from "../daemon/log.ts";
 import { splitEnvelope, splitLines } from "./split.ts";
+import { NatsDest, ValkeyDest } from "./brokers.ts";
 
 /** A place flushes are sent to. */
 export interface Destination {
@@ -32,6 +33,8 @@ export interface Destination {
 export interface DestOptions {
   /** protobufList writes one envelope per message, so files rotate at every flush. */
   marshal: string;
+  /** NATS subject / Valkey channel (`--topic`). */
+  topic: string;
   fileMaxBytes: number;
   fileMaxAgeMs: number;
   counters: Counters;
@@ -279,6 +282,11 @@ export async function openDestination(spec: string, opts: DestOptions): Promise<
     }
     case "unixgram":
       return new UnixgramDest(UnixDgramSocket.connect(addr), opts);
+    case "nats":
+      return await NatsDest.open(addr, opts);
+    case "valkey":
+    case "redis":
+      return await ValkeyDest.open(scheme, addr, opts);
   }
   throw new Error(`Destination ${scheme} is not available in this build`);
 }

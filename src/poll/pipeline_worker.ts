@@ -50,6 +50,7 @@ async function run(init: PipelineInit): Promise<void> {
   const dest: Destination | undefined = init.dest
     ? await openDestination(init.dest, {
       marshal: init.marshal,
+      topic: "",
       fileMaxBytes: init.fileMaxBytes,
       fileMaxAgeMs: init.fileMaxAgeMs,
       counters,

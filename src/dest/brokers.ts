@@ -1,0 +1,160 @@
+/**
+ * Message-broker destinations: `nats:HOST:PORT` (publish each flush on subject `--topic`) and
+ * `valkey:HOST:PORT` / `redis:HOST:PORT` (PUBLISH each flush on channel `--topic`).
+ *
+ * Unlike the original (NATS gives up after 5 reconnects; Valkey errors are dropped silently),
+ * both reconnect for as long as the daemon runs, a flush that cannot be delivered is counted and
+ * logged with its row count, and a flush never waits more than `sendTimeoutMs` for a broker that
+ * went away: collection goes on, and the next flush tries again.
+ *
+ * @module
+ */
+import { Buffer } from "node:buffer";
+import { connect as natsConnect, type NatsConnection } from "nats";
+import { Redis } from "ioredis";
+import type { Destination, DestOptions } from "./destination.ts";
+import { splitEnvelope, splitLines } from "./split.ts";
+
+/** How long a flush may wait for the broker. */
+const SEND_TIMEOUT_MS = 2000;
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** `nats:HOST:PORT`. */
+export class NatsDest implements Destination {
+  readonly scheme = "nats";
+  /** False between a disconnect and the reconnect: flushes then fail at once. */
+  private connected = true;
+  private constructor(
+    private readonly nc: NatsConnection,
+    private readonly opts: DestOptions,
+  ) {}
+
+  /** Connects (failing at startup if the server does not answer within 2 s). */
+  static async open(addr: string, opts: DestOptions): Promise<NatsDest> {
+    const nc = await natsConnect({
+      servers: addr,
+      timeout: 2000,
+      name: "xtcp2",
+      reconnect: true,
+      maxReconnectAttempts: -1, // for as long as the daemon runs
+      reconnectTimeWait: 2000,
+      reconnectJitter: 100,
+    });
+    const dest = new NatsDest(nc, opts);
+    (async () => {
+      for await (const s of nc.status()) {
+        opts.counters.inc("destNATS", String(s.type));
+        if (s.type === "disconnect" || s.type === "reconnect") {
+          dest.connected = s.type === "reconnect";
+          opts.log.info(`nats ${addr}: ${s.type}`);
+        }
+      }
+    })().catch((err) => opts.log.error(`nats ${addr}: ${(err as Error).message}`));
+    return dest;
+  }
+
+  async send(bytes: Uint8Array, framing: "message" | "lines"): Promise<void> {
+    // While disconnected, fail at once: neither the poll nor the flushes behind wait for a
+    // server that is away, and nothing piles up in the client's buffer.
+    if (!this.connected) throw new Error("disconnected from the server (reconnecting)");
+    // A message may not exceed the server's max_payload (1 MiB by default): split at rows/lines.
+    const max = this.nc.info?.max_payload ?? 1024 * 1024;
+    let pieces = [bytes];
+    let dropped = 0;
+    if (bytes.length > max) {
+      ({ pieces, dropped } = this.opts.marshal === "protobufList"
+        ? splitEnvelope(bytes, max)
+        : framing === "lines"
+        ? splitLines(bytes, max)
+        : { pieces: [], dropped: 1 });
+    }
+    if (dropped) this.opts.counters.inc("destNATS", "tooLarge", "error", dropped);
+    for (const p of pieces) {
+      // publish() copies into the connection's buffer (kept while reconnecting); flush() is the
+      // server's acknowledgement that it has everything so far.
+      this.nc.publish(this.opts.topic, p.slice()); // a copy: `bytes` is reused after send
+      this.opts.counters.inc("destNATS", "Publish");
+    }
+    await withTimeout(this.nc.flush(), SEND_TIMEOUT_MS, "nats flush");
+  }
+
+  async close(): Promise<void> {
+    try {
+      await withTimeout(this.nc.drain(), 5000, "nats drain");
+    } catch (err) {
+      this.opts.log.error(`nats: ${(err as Error).message}`);
+      await this.nc.close();
+    }
+  }
+}
+
+/** `valkey:HOST:PORT` (also `redis:`). */
+export class ValkeyDest implements Destination {
+  readonly scheme: string;
+  private constructor(
+    scheme: string,
+    private readonly client: Redis,
+    private readonly opts: DestOptions,
+  ) {
+    this.scheme = scheme;
+  }
+
+  /** Connects and PINGs (failing at startup if the server does not answer within 2 s). */
+  static async open(scheme: string, addr: string, opts: DestOptions): Promise<ValkeyDest> {
+    const i = addr.lastIndexOf(":");
+    const host = addr.slice(0, i).replace(/^\[|\]$/g, "");
+    const port = Number(addr.slice(i + 1));
+    const client = new Redis({
+      host,
+      port,
+      lazyConnect: true,
+      connectTimeout: 2000,
+      // Fail a command at once while disconnected rather than queue it without bound.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      retryStrategy: () => 2000, // reconnect every 2 s, forever
+    });
+    // Without a listener an "error" event would end the process: count it, say it once per kind.
+    let lastError = "";
+    client.on("error", (err: Error) => {
+      opts.counters.inc("destValKey", "connection", "error");
+      if (err.message !== lastError) opts.log.error(`${scheme} ${addr}: ${err.message}`);
+      lastError = err.message;
+    });
+    client.on("ready", () => (lastError = ""));
+    client.on("reconnecting", () => opts.counters.inc("destValKey", "reconnect"));
+    try {
+      await client.connect();
+      await withTimeout(client.ping(), 2000, `${scheme} PING`);
+    } catch (err) {
+      client.disconnect();
+      throw new Error(`${scheme} ${addr}: ${(err as Error).message}`);
+    }
+    return new ValkeyDest(scheme, client, opts);
+  }
+
+  async send(bytes: Uint8Array): Promise<void> {
+    await withTimeout(
+      // A copy: the client may still hold it after a timeout, when `bytes` is reused.
+      this.client.publish(this.opts.topic, Buffer.from(bytes)),
+      SEND_TIMEOUT_MS,
+      `${this.scheme} PUBLISH`,
+    );
+    this.opts.counters.inc("destValKey", "Publish");
+  }
+
+  async close(): Promise<void> {
+    try {
+      await withTimeout(this.client.quit(), 2000, `${this.scheme} QUIT`);
+    } catch {
+      this.client.disconnect();
+    }
+  }
+}

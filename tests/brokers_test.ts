@@ -1,0 +1,248 @@
+/**
+ * Broker destinations against real servers on loopback (Debian's nats-server and redis-server,
+ * started here on free ports and stopped after): every socket of every poll arrives as decodable
+ * protobufList envelopes; the daemon refuses to start without its broker; when the broker goes
+ * away the daemon keeps polling (the lost flushes are counted), and when it comes back on the same
+ * port the records flow again.
+ */
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { fromBinary } from "@bufbuild/protobuf";
+import { connect as natsConnect } from "nats";
+import { Redis } from "ioredis";
+import { EnvelopeSchema } from "../src/gen/xtcp_flat_record/v1/xtcp_flat_record_pb.ts";
+import { startLoad } from "../bench/loadgen.ts";
+import { spawnXtcp2, xtcp2 } from "./support/run.ts";
+
+const NATS = "/usr/sbin/nats-server";
+const REDIS = "/usr/bin/redis-server";
+
+function missing(path: string, pkg: string): boolean {
+  try {
+    Deno.statSync(path);
+    return false;
+  } catch {
+    console.error(`SKIP ${pkg} tests: ${path} missing (apt install ${pkg})`);
+    return true;
+  }
+}
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/** A server process, ready once `ready` shows in its output. */
+async function startServer(cmd: string, args: string[], ready: RegExp): Promise<Deno.ChildProcess> {
+  const child = new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).spawn();
+  const out = [child.stdout, child.stderr].map((s) => s.pipeThrough(new TextDecoderStream()));
+  let text = "";
+  const deadline = Date.now() + 10_000;
+  const readers = out.map((s) => s.getReader());
+  const pump = readers.map(async (r) => {
+    for (;;) {
+      const { value, done } = await r.read();
+      if (done) return;
+      text += value;
+    }
+  });
+  while (!ready.test(text)) {
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`${cmd} did not start:\n${text}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  void Promise.all(pump).catch(() => {});
+  return child;
+}
+
+async function stop(child: Deno.ChildProcess): Promise<void> {
+  try {
+    child.kill("SIGTERM");
+  } catch { /* exited */ }
+  await child.status;
+}
+
+/** Rows of one protobufList message, by namespace. */
+function rowsOf(msg: Uint8Array): { netns: string; ts: bigint }[] {
+  let len = 0;
+  let i = 0;
+  for (let shift = 0;; i++, shift += 7) {
+    len += (msg[i] & 0x7f) * 2 ** shift;
+    if (msg[i] < 0x80) break;
+  }
+  assert.equal(len, msg.length - i - 1, "protobufList prefix is the envelope's length");
+  return fromBinary(EnvelopeSchema, msg.subarray(i + 1)).row.map((r) => ({
+    netns: r.netns,
+    ts: r.timestampNs,
+  }));
+}
+
+/** Runs the daemon polling every second into `dest`; returns it and its stderr so far. */
+function daemon(dest: string, topic: string) {
+  const child = spawnXtcp2([
+    "-frequency",
+    "1s",
+    "-timeout",
+    "900ms",
+    "-pollJitterPct",
+    "0",
+    "-dest",
+    dest,
+    "-topic",
+    topic,
+    "-marshal",
+    "protobufList",
+    "-grpcPort",
+    String(freePort()),
+    "-promListen",
+    `127.0.0.1:${freePort()}`,
+  ]);
+  let err = "";
+  (async () => {
+    for await (const c of child.stderr.pipeThrough(new TextDecoderStream())) err += c;
+  })().catch(() => {});
+  void child.stdout.cancel();
+  return { child, log: () => err };
+}
+
+/** Waits until `cond` holds. */
+async function until(what: string, cond: () => boolean, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Polls of the load seen in full: namespace rows grouped by the poll's timestamp. */
+function completePolls(rows: { netns: string; ts: bigint }[], netns: string, each: number) {
+  const byPoll = new Map<bigint, number>();
+  for (const r of rows) if (r.netns === netns) byPoll.set(r.ts, (byPoll.get(r.ts) ?? 0) + 1);
+  return [...byPoll.values()].filter((n) => n === each).length;
+}
+
+Deno.test({
+  name:
+    "nats: every socket of every poll arrives on the subject; the daemon outlives the server and resumes when it returns",
+  ignore: missing(NATS, "nats-server"),
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await using load = await startLoad({ conns: 200, bytes: 10 });
+    const each = 400 + load.listeners;
+    const port = freePort();
+    const args = ["-a", "127.0.0.1", "-p", String(port)];
+    let server = await startServer(NATS, args, /Server is ready/);
+    const rows: { netns: string; ts: bigint }[] = [];
+    const subscribe = async () => {
+      const nc = await natsConnect({ servers: `127.0.0.1:${port}` });
+      const sub = nc.subscribe("xtcp-test");
+      (async () => {
+        for await (const m of sub) rows.push(...rowsOf(m.data));
+      })().catch(() => {});
+      return nc;
+    };
+    let nc = await subscribe();
+    const d = daemon(`nats:127.0.0.1:${port}`, "xtcp-test");
+    try {
+      await until("two complete polls", () => completePolls(rows, load.netns, each) >= 2);
+      // The broker goes away: polls go on, the lost flushes are counted and said.
+      await nc.close().catch(() => {});
+      await stop(server);
+      const pollsBefore = () => [...d.log().matchAll(/poll \d+: /g)].length;
+      const seen = pollsBefore();
+      await until("two polls without the server", () => pollsBefore() >= seen + 2);
+      assert.match(d.log(), /nats: .*rows lost/);
+      // Each of those polls took well under a second: no flush waited for the absent server.
+      const late = [...d.log().matchAll(/poll \d+: .*, ([\d.]+) ms/g)].slice(seen + 1)
+        .map((m) => Number(m[1]));
+      assert.ok(late.every((ms) => ms < 900), `poll times without the server: ${late}`);
+      assert.equal(await Promise.race([d.child.status.then(() => "exited"), "running"]), "running");
+      // It comes back on the same port: the daemon reconnects (every 2 s) and records flow again.
+      server = await startServer(NATS, args, /Server is ready/);
+      rows.length = 0;
+      nc = await subscribe();
+      await until(
+        "records after the server came back",
+        () => completePolls(rows, load.netns, each) >= 1,
+        20_000,
+      );
+    } finally {
+      d.child.kill("SIGTERM");
+      const status = await d.child.status;
+      await nc.close().catch(() => {});
+      await stop(server);
+      assert.equal(status.code, 0, d.log());
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "valkey/redis: every socket of every poll is PUBLISHed; no server at startup is an error; the daemon outlives the server and resumes",
+  ignore: missing(REDIS, "redis-server"),
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const port = freePort();
+    const refused = await xtcp2(["-maxLoops", "1", "-dest", `valkey:127.0.0.1:${port}`]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, new RegExp(`cannot start: valkey 127\\.0\\.0\\.1:${port}: `));
+
+    await using load = await startLoad({ conns: 200, bytes: 10 });
+    const each = 400 + load.listeners;
+    const args = [
+      "--bind",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+    ];
+    let server = await startServer(REDIS, args, /Ready to accept connections/);
+    const rows: { netns: string; ts: bigint }[] = [];
+    const subscribe = async () => {
+      const sub = new Redis({ host: "127.0.0.1", port, lazyConnect: true });
+      sub.on("error", () => {/* the server goes away on purpose */});
+      await sub.connect();
+      sub.on(
+        "messageBuffer",
+        (_ch: Buffer, msg: Buffer) => rows.push(...rowsOf(new Uint8Array(msg))),
+      );
+      await sub.subscribe("xtcp-test");
+      return sub;
+    };
+    let sub = await subscribe();
+    const d = daemon(`valkey:127.0.0.1:${port}`, "xtcp-test");
+    try {
+      await until("two complete polls", () => completePolls(rows, load.netns, each) >= 2);
+      sub.disconnect();
+      await stop(server);
+      const polls = () => [...d.log().matchAll(/poll \d+: /g)].length;
+      const seen = polls();
+      await until("two polls without the server", () => polls() >= seen + 2);
+      assert.match(d.log(), /rows lost/);
+      assert.equal(await Promise.race([d.child.status.then(() => "exited"), "running"]), "running");
+      server = await startServer(REDIS, args, /Ready to accept connections/);
+      rows.length = 0;
+      sub = await subscribe();
+      await until(
+        "records after the server came back",
+        () => completePolls(rows, load.netns, each) >= 1,
+        20_000,
+      );
+    } finally {
+      d.child.kill("SIGTERM");
+      const status = await d.child.status;
+      sub.disconnect();
+      await stop(server);
+      assert.equal(status.code, 0, d.log());
+    }
+  },
+});
