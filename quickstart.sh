@@ -24,7 +24,8 @@ ensure_deno() {
 ensure_apt() {
   # Packages the tests use: ip/ss (iproute2), tshark (reads our pcap captures), capsh, a gRPC
   # client that is not ours (python3-grpcio), promtool (prometheus), real brokers (nats-server,
-  # redis-server; the tests start them on free ports, apt does not start them here).
+  # redis-server; the tests start them on free ports, apt does not start them here), librdkafka1
+  # (its mock cluster is the Kafka broker of the tests).
   local missing=()
   command -v ip >/dev/null 2>&1 || missing+=(iproute2)
   command -v ss >/dev/null 2>&1 || missing+=(iproute2)
@@ -33,6 +34,7 @@ ensure_apt() {
   /usr/bin/python3 -c 'import grpc' >/dev/null 2>&1 || missing+=(python3-grpcio)
   [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
   [ -x /usr/bin/redis-server ] || missing+=(redis-server)
+  [ -e /usr/lib/x86_64-linux-gnu/librdkafka.so.1 ] || missing+=(librdkafka1)
   [ -x /usr/bin/promtool ] || missing+=(prometheus)
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then

@@ -246,3 +246,87 @@ Deno.test({
     }
   },
 });
+
+const RDKAFKA = "/usr/lib/x86_64-linux-gnu/librdkafka.so.1";
+const MOCK = new URL("../ffi/rdkafka_mock.ts", import.meta.url).pathname;
+
+Deno.test({
+  name:
+    "kafka (librdkafka's mock broker): every socket of every poll is one protobufList record of the topic; polls go on when the broker goes away",
+  ignore: missing(RDKAFKA, "librdkafka1"),
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const { Kafka, logLevel } = await import("kafkajs");
+    const refused = await xtcp2(["-maxLoops", "1", "-dest", `kafka:127.0.0.1:${freePort()}`]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /cannot start: kafka 127\.0\.0\.1:\d+: /);
+    const bogus = await xtcp2([
+      "-maxLoops",
+      "1",
+      "-dest",
+      "kafka:h:1",
+      "-kafkaCompression",
+      "brotli",
+    ]);
+    assert.equal(bogus.code, 2);
+    assert.match(bogus.stderr, /--kafkaCompression: "brotli": must be one of/);
+
+    await using load = await startLoad({ conns: 200, bytes: 10 });
+    const each = 400 + load.listeners;
+    const mock = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--quiet", "--allow-ffi", MOCK, "xtcp-test"],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const mockIn = mock.stdin.getWriter();
+    const out = mock.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let text = "";
+    while (!/bootstrap (\S+)\n/.test(text)) {
+      const { value, done } = await out.read();
+      if (done) {
+        throw new Error(`mock broker did not start: ${await new Response(mock.stderr).text()}`);
+      }
+      text += value;
+    }
+    const bootstrap = /bootstrap (\S+)\n/.exec(text)![1];
+    const rows: { netns: string; ts: bigint }[] = [];
+    const kafka = new Kafka({ clientId: "test", brokers: [bootstrap], logLevel: logLevel.NOTHING });
+    const consumer = kafka.consumer({ groupId: "xtcp2-test" });
+    await consumer.connect();
+    await consumer.subscribe({ topic: "xtcp-test", fromBeginning: true });
+    await consumer.run({
+      eachMessage: ({ message }) => {
+        if (message.value) rows.push(...rowsOf(new Uint8Array(message.value)));
+        return Promise.resolve();
+      },
+    });
+    const d = daemon(`kafka:${bootstrap}`, "xtcp-test");
+    let mockGone = false;
+    try {
+      await until("two complete polls", () => completePolls(rows, load.netns, each) >= 2, 30_000);
+      await consumer.disconnect();
+      await mockIn.close(); // the broker goes away
+      await mock.status;
+      mockGone = true;
+      const polls = () => [...d.log().matchAll(/poll \d+: /g)].length;
+      const seen = polls();
+      await until("three polls without the broker", () => polls() >= seen + 3, 20_000);
+      assert.match(d.log(), /kafka: .*rows lost/);
+      assert.doesNotMatch(d.log(), /Warning/);
+      assert.equal(await Promise.race([d.child.status.then(() => "exited"), "running"]), "running");
+    } finally {
+      d.child.kill("SIGTERM");
+      const status = await d.child.status;
+      if (!mockGone) {
+        await consumer.disconnect().catch(() => {});
+        await mockIn.close().catch(() => {});
+        await mock.status;
+      }
+      await out.cancel().catch(() => {});
+      await mock.stderr.cancel().catch(() => {});
+      assert.equal(status.code, 0, d.log());
+    }
+  },
+});

@@ -731,6 +731,7 @@ export const MARSHALLERS = [
 ];
 /** Destination schemes implemented in this build. */
 export const DEST_SCHEMES = [
+  "kafka",
   "null",
   "stdout",
   "stderr",
@@ -744,7 +745,6 @@ export const DEST_SCHEMES = [
 ];
 /** Schemes of the original that this build does not implement yet. */
 export const FUTURE_SCHEMES = [
-  "kafka",
   "nsq",
   "s3parquet",
   "tcp",
@@ -826,6 +826,12 @@ export function validateConfig(cfg: XtcpConfig): string[] {
   len("topic", 1, 40);
   len("xtcpProtoFile", 1, 80);
   len("kafkaSchemaUrl", 1, 60);
+  const codecs = ["", "auto", "none", "gzip", "zstd", "lz4", "snappy"];
+  if (!codecs.includes(cfg.kafkaCompression)) {
+    out.push(
+      `Invalid value for --kafkaCompression: "${cfg.kafkaCompression}": must be one of auto, none, gzip, zstd, lz4, snappy`,
+    );
+  }
   dur("kafkaProduceTimeout", 0, 600_000);
   range("debugLevel", 0, 1000);
   len("label", 0, 40);

@@ -77,6 +77,8 @@ export class Daemon {
     this.dest = await openDestination(cfg.dest, {
       marshal: cfg.marshalTo,
       topic: cfg.topic,
+      kafkaCompression: cfg.kafkaCompression,
+      produceTimeoutMs: durationMs(cfg.kafkaProduceTimeout),
       ...fileLimits(cfg),
       counters: this.counters,
       log: this.log,

@@ -1,6 +1,7 @@
 /**
- * Message-broker destinations: `nats:HOST:PORT` (publish each flush on subject `--topic`) and
- * `valkey:HOST:PORT` / `redis:HOST:PORT` (PUBLISH each flush on channel `--topic`).
+ * Message-broker destinations: `kafka:HOST:PORT` (each flush one record of topic `--topic`),
+ * `nats:HOST:PORT` (publish each flush on subject `--topic`) and `valkey:HOST:PORT` /
+ * `redis:HOST:PORT` (PUBLISH each flush on channel `--topic`).
  *
  * Unlike the original (NATS gives up after 5 reconnects; Valkey errors are dropped silently),
  * both reconnect for as long as the daemon runs, a flush that cannot be delivered is counted and
@@ -10,8 +11,10 @@
  * @module
  */
 import { Buffer } from "node:buffer";
+import process from "node:process";
 import { connect as natsConnect, type NatsConnection } from "nats";
 import { Redis } from "ioredis";
+import { CompressionTypes, Kafka, logLevel, type Producer } from "kafkajs";
 import type { Destination, DestOptions } from "./destination.ts";
 import { splitEnvelope, splitLines } from "./split.ts";
 
@@ -156,5 +159,120 @@ export class ValkeyDest implements Destination {
     } catch {
       this.client.disconnect();
     }
+  }
+}
+
+/**
+ * kafkajs sets a timer from a date difference that comes out negative on Deno, and Node's timers
+ * warn about it on stderr at every connection (the timer fires at once, as kafkajs expects).
+ * That one warning is dropped; every other warning goes through.
+ */
+function quietKafkajsTimers(): void {
+  const p = process as unknown as { emitWarning: (...args: unknown[]) => void; xtcp2Quiet?: true };
+  if (p.xtcp2Quiet) return;
+  p.xtcp2Quiet = true;
+  const emit = p.emitWarning.bind(process);
+  p.emitWarning = (...args: unknown[]) => {
+    const type = typeof args[1] === "string"
+      ? args[1]
+      : (args[1] as { type?: string } | undefined)?.type ?? (args[0] as Error)?.name;
+    if (type === "TimeoutNegativeWarning") return;
+    emit(...args);
+  };
+}
+
+/** Kafka codecs this build can produce with (kafkajs has GZIP built in; others need plugins). */
+export const KAFKA_CODECS: Record<string, CompressionTypes | undefined> = {
+  "": CompressionTypes.None,
+  auto: CompressionTypes.None,
+  none: CompressionTypes.None,
+  gzip: CompressionTypes.GZIP,
+  zstd: undefined,
+  lz4: undefined,
+  snappy: undefined,
+};
+
+/**
+ * `kafka:HOST:PORT`: each flush is one record (no key) of topic `--topic`, acknowledged by all
+ * in-sync replicas. After a failed produce, flushes fail at once for 2 s (a broker that went away
+ * costs the polls nothing), then the next one tries again; the client reconnects by itself.
+ */
+export class KafkaDest implements Destination {
+  readonly scheme = "kafka";
+  private downUntil = 0;
+  private constructor(
+    private readonly producer: Producer,
+    private readonly compression: CompressionTypes,
+    private readonly timeoutMs: number,
+    private readonly opts: DestOptions,
+  ) {}
+
+  /**
+   * Connects the producer (failing at startup if the broker does not answer).
+   *
+   * @param compression `--kafkaCompression`
+   * @param produceTimeoutMs `--produceTimeout` (0 = 5 s)
+   */
+  static async open(
+    addr: string,
+    compression: string,
+    produceTimeoutMs: number,
+    opts: DestOptions,
+  ): Promise<KafkaDest> {
+    const codec = KAFKA_CODECS[compression];
+    if (codec === undefined) {
+      throw new Error(
+        `kafka compression "${compression}" is not available in this build: use gzip or none`,
+      );
+    }
+    const timeoutMs = produceTimeoutMs || 5000;
+    quietKafkajsTimers();
+    const kafka = new Kafka({
+      clientId: "xtcp2",
+      brokers: [addr],
+      connectionTimeout: 2000,
+      requestTimeout: timeoutMs,
+      retry: { retries: 2, initialRetryTime: 200, maxRetryTime: 2000 },
+      logLevel: logLevel.NOTHING,
+    });
+    const producer = kafka.producer({ allowAutoTopicCreation: true, idempotent: false });
+    try {
+      await withTimeout(producer.connect(), 5000, "kafka connect");
+    } catch (err) {
+      await producer.disconnect().catch(() => {});
+      throw new Error(`kafka ${addr}: ${(err as Error).message}`);
+    }
+    return new KafkaDest(producer, codec, timeoutMs, opts);
+  }
+
+  async send(bytes: Uint8Array): Promise<void> {
+    if (Date.now() < this.downUntil) {
+      throw new Error("broker unreachable (trying again every 2 s)");
+    }
+    try {
+      await withTimeout(
+        this.producer.send({
+          topic: this.opts.topic,
+          acks: -1,
+          timeout: this.timeoutMs,
+          compression: this.compression,
+          // A copy: the client may still hold it after a timeout, when `bytes` is reused.
+          messages: [{ value: Buffer.from(bytes) }],
+        }),
+        this.timeoutMs,
+        "kafka produce",
+      );
+      this.opts.counters.inc("destKafka", "Produce");
+    } catch (err) {
+      this.downUntil = Date.now() + 2000;
+      this.opts.counters.inc("destKafka", "Produce", "error");
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    await withTimeout(this.producer.disconnect(), 5000, "kafka disconnect").catch((err) =>
+      this.opts.log.error(`kafka: ${(err as Error).message}`)
+    );
   }
 }

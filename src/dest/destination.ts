@@ -9,7 +9,7 @@ import dgram from "node:dgram";
 import { AF_UNIX_DGRAM, UnixDgramSocket } from "../../ffi/unix_dgram.ts";
 import type { Counters, Logger } from "../daemon/log.ts";
 import { splitEnvelope, splitLines } from "./split.ts";
-import { NatsDest, ValkeyDest } from "./brokers.ts";
+import { KafkaDest, NatsDest, ValkeyDest } from "./brokers.ts";
 
 /** A place flushes are sent to. */
 export interface Destination {
@@ -33,8 +33,12 @@ export interface Destination {
 export interface DestOptions {
   /** protobufList writes one envelope per message, so files rotate at every flush. */
   marshal: string;
-  /** NATS subject / Valkey channel (`--topic`). */
+  /** Kafka topic / NATS subject / Valkey channel (`--topic`). */
   topic: string;
+  /** `--kafkaCompression` (kafka: only). */
+  kafkaCompression?: string;
+  /** `--produceTimeout` in ms (kafka: only; 0 = 5 s). */
+  produceTimeoutMs?: number;
   fileMaxBytes: number;
   fileMaxAgeMs: number;
   counters: Counters;
@@ -282,6 +286,13 @@ export async function openDestination(spec: string, opts: DestOptions): Promise<
     }
     case "unixgram":
       return new UnixgramDest(UnixDgramSocket.connect(addr), opts);
+    case "kafka":
+      return await KafkaDest.open(
+        addr,
+        opts.kafkaCompression ?? "",
+        opts.produceTimeoutMs ?? 0,
+        opts,
+      );
     case "nats":
       return await NatsDest.open(addr, opts);
     case "valkey":

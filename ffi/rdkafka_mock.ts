@@ -1,0 +1,91 @@
+/**
+ * librdkafka's mock cluster through FFI: a real Kafka-protocol broker (its own threads, a real
+ * TCP port on 127.0.0.1) for tests, since Debian ships no Kafka broker. Needs `librdkafka.so.1`
+ * (Debian package librdkafka1). Run as its own process:
+ *
+ *   deno run --allow-ffi ffi/rdkafka_mock.ts TOPIC…   prints `bootstrap HOST:PORT`, serves until stdin closes
+ *
+ * @module
+ */
+
+const LIB = "librdkafka.so.1";
+
+const SYMBOLS = {
+  rd_kafka_conf_new: { parameters: [], result: "pointer" },
+  rd_kafka_conf_set: {
+    parameters: ["pointer", "buffer", "buffer", "buffer", "usize"],
+    result: "i32",
+  },
+  rd_kafka_new: { parameters: ["i32", "pointer", "buffer", "usize"], result: "pointer" },
+  rd_kafka_destroy: { parameters: ["pointer"], result: "void" },
+  rd_kafka_mock_cluster_new: { parameters: ["pointer", "i32"], result: "pointer" },
+  rd_kafka_mock_cluster_destroy: { parameters: ["pointer"], result: "void" },
+  rd_kafka_mock_cluster_bootstraps: { parameters: ["pointer"], result: "pointer" },
+  rd_kafka_mock_topic_create: { parameters: ["pointer", "buffer", "i32", "i32"], result: "i32" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+const cstr = (s: string) => new TextEncoder().encode(s + "\0");
+
+/** A mock Kafka cluster in this process. */
+export class MockKafkaCluster implements Disposable {
+  /** `host:port` of its brokers. */
+  readonly bootstrap: string;
+  private readonly lib: Deno.DynamicLibrary<typeof SYMBOLS>;
+  private readonly rk: Deno.PointerObject;
+  private readonly mc: Deno.PointerObject;
+
+  /** Starts `brokers` mock brokers; throws if librdkafka is missing. */
+  constructor(brokers = 1) {
+    this.lib = Deno.dlopen(LIB, SYMBOLS);
+    const s = this.lib.symbols;
+    const err = new Uint8Array(512);
+    const conf = s.rd_kafka_conf_new();
+    // Quiet: the handle only hosts the cluster, it has no bootstrap servers of its own.
+    s.rd_kafka_conf_set(conf, cstr("log_level"), cstr("0"), err, 512n);
+    const rk = s.rd_kafka_new(1, /* consumer */ conf, err, 512n);
+    if (rk === null) {
+      throw new Error(`rd_kafka_new: ${new TextDecoder().decode(err).split("\0")[0]}`);
+    }
+    this.rk = rk;
+    const mc = s.rd_kafka_mock_cluster_new(rk, brokers);
+    if (mc === null) throw new Error("rd_kafka_mock_cluster_new failed");
+    this.mc = mc;
+    const b = s.rd_kafka_mock_cluster_bootstraps(mc);
+    if (b === null) throw new Error("rd_kafka_mock_cluster_bootstraps failed");
+    this.bootstrap = Deno.UnsafePointerView.getCString(b);
+  }
+
+  /** Creates a topic (partitions, replication factor); returns librdkafka's error code (0 = ok). */
+  createTopic(name: string, partitions = 1, replication = 1): number {
+    return this.lib.symbols.rd_kafka_mock_topic_create(
+      this.mc,
+      cstr(name),
+      partitions,
+      replication,
+    );
+  }
+
+  /** Stops the brokers and unloads the library. */
+  close(): void {
+    this.lib.symbols.rd_kafka_mock_cluster_destroy(this.mc);
+    this.lib.symbols.rd_kafka_destroy(this.rk);
+    this.lib.close();
+  }
+
+  /** Same as {@link MockKafkaCluster.close}. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+if (import.meta.main) {
+  const cluster = new MockKafkaCluster(1);
+  for (const t of Deno.args) {
+    const rc = cluster.createTopic(t);
+    if (rc !== 0) throw new Error(`creating topic ${t}: librdkafka error ${rc}`);
+  }
+  console.log(`bootstrap ${cluster.bootstrap}`);
+  const buf = new Uint8Array(64);
+  while ((await Deno.stdin.read(buf)) !== null) { /* serve until stdin closes */ }
+  cluster.close();
+}
