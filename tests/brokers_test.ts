@@ -13,6 +13,7 @@ import { Redis } from "ioredis";
 import { EnvelopeSchema } from "../src/gen/xtcp_flat_record/v1/xtcp_flat_record_pb.ts";
 import { startLoad } from "../bench/loadgen.ts";
 import { spawnXtcp2, xtcp2 } from "./support/run.ts";
+import { RDKAFKA, startMockKafka } from "./support/kafka_mock.ts";
 
 const NATS = "/usr/sbin/nats-server";
 const REDIS = "/usr/bin/redis-server";
@@ -247,9 +248,6 @@ Deno.test({
   },
 });
 
-const RDKAFKA = "/usr/lib/x86_64-linux-gnu/librdkafka.so.1";
-const MOCK = new URL("../ffi/rdkafka_mock.ts", import.meta.url).pathname;
-
 Deno.test({
   name:
     "kafka (librdkafka's mock broker): every socket of every poll is one protobufList record of the topic; polls go on when the broker goes away",
@@ -274,23 +272,8 @@ Deno.test({
 
     await using load = await startLoad({ conns: 200, bytes: 10 });
     const each = 400 + load.listeners;
-    const mock = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--quiet", "--allow-ffi", MOCK, "xtcp-test"],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const mockIn = mock.stdin.getWriter();
-    const out = mock.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let text = "";
-    while (!/bootstrap (\S+)\n/.test(text)) {
-      const { value, done } = await out.read();
-      if (done) {
-        throw new Error(`mock broker did not start: ${await new Response(mock.stderr).text()}`);
-      }
-      text += value;
-    }
-    const bootstrap = /bootstrap (\S+)\n/.exec(text)![1];
+    const mock = await startMockKafka(["xtcp-test"]);
+    const bootstrap = mock.bootstrap;
     const rows: { netns: string; ts: bigint }[] = [];
     const kafka = new Kafka({ clientId: "test", brokers: [bootstrap], logLevel: logLevel.NOTHING });
     const consumer = kafka.consumer({ groupId: "xtcp2-test" });
@@ -303,13 +286,10 @@ Deno.test({
       },
     });
     const d = daemon(`kafka:${bootstrap}`, "xtcp-test");
-    let mockGone = false;
     try {
       await until("two complete polls", () => completePolls(rows, load.netns, each) >= 2, 30_000);
       await consumer.disconnect();
-      await mockIn.close(); // the broker goes away
-      await mock.status;
-      mockGone = true;
+      await mock.close(); // the broker goes away
       const polls = () => [...d.log().matchAll(/poll \d+: /g)].length;
       const seen = polls();
       await until("three polls without the broker", () => polls() >= seen + 3, 20_000);
@@ -319,13 +299,8 @@ Deno.test({
     } finally {
       d.child.kill("SIGTERM");
       const status = await d.child.status;
-      if (!mockGone) {
-        await consumer.disconnect().catch(() => {});
-        await mockIn.close().catch(() => {});
-        await mock.status;
-      }
-      await out.cancel().catch(() => {});
-      await mock.stderr.cancel().catch(() => {});
+      await consumer.disconnect().catch(() => {});
+      await mock.close();
       assert.equal(status.code, 0, d.log());
     }
   },

@@ -1,7 +1,8 @@
 /**
  * ClickHouse proves the output: its engine (libchdb, loaded through FFI) reads the daemon's
  * protobufList files with the project's .proto (row count and sampled values equal the records),
- * and the shipped DDL creates the tables into which our output is inserted and routed by epoch.
+ * and the shipped DDL creates the tables into which our output is inserted and routed by epoch;
+ * end to end, ClickHouse's Kafka engine consumes what the daemon produced to a Kafka broker.
  */
 import assert from "node:assert/strict";
 import { fromBinary } from "@bufbuild/protobuf";
@@ -12,6 +13,7 @@ import {
 import { clickhouseDdl } from "../src/record/clickhouse.ts";
 import { startLoad } from "../bench/loadgen.ts";
 import { xtcp2 } from "./support/run.ts";
+import { RDKAFKA, startMockKafka } from "./support/kafka_mock.ts";
 
 const CHECK = new URL("./support/clickhouse_check.ts", import.meta.url).pathname;
 const LIB = Deno.env.get("XTCP2_CHDB_LIB") ??
@@ -112,4 +114,77 @@ Deno.test({
 Deno.test("the committed clickhouse/xtcp.sql is the generated DDL (deno task ddl)", () => {
   const committed = Deno.readTextFileSync(new URL("../clickhouse/xtcp.sql", import.meta.url));
   assert.equal(committed.trimEnd(), clickhouseDdl().trimEnd());
+});
+
+const KAFKA_CHECK = new URL("./support/clickhouse_kafka_check.ts", import.meta.url).pathname;
+
+Deno.test({
+  name:
+    "ClickHouse's Kafka engine consumes the daemon's Kafka records through the shipped DDL (mock broker): every socket lands in xtcp_flat_records_v1, no errors",
+  ignore: !HAVE || (() => {
+    try {
+      Deno.statSync(RDKAFKA);
+      return false;
+    } catch {
+      console.warn(`\n!!! SKIPPING the Kafka → ClickHouse test: ${RDKAFKA} is absent\n`);
+      return true;
+    }
+  })(),
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await using load = await startLoad({ conns: 100, bytes: 100 });
+    await using mock = await startMockKafka(["xtcp-ch"]);
+    const r = await xtcp2([
+      "-maxLoops",
+      "2",
+      "-frequency",
+      "1s",
+      "-timeout",
+      "900ms",
+      "-pollJitterPct",
+      "0",
+      "-dest",
+      `kafka:${mock.bootstrap}`,
+      "-topic",
+      "xtcp-ch",
+      "-marshal",
+      "protobufList",
+      "-envelopeFlushRows",
+      "100", // several records per poll
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const sent = [...r.stderr.matchAll(/poll \d+: \d+ namespaces, (\d+) sockets/g)]
+      .reduce((n, m) => n + Number(m[1]), 0);
+    assert.ok(sent >= 400, r.stderr);
+    const dir = Deno.makeTempDirSync();
+    try {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--quiet",
+          "--allow-all",
+          KAFKA_CHECK,
+          LIB,
+          PROTO,
+          mock.bootstrap,
+          "xtcp-ch",
+          `${dir}/ch`,
+          String(sent),
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const err = new TextDecoder().decode(out.stderr);
+      assert.ok(out.success, err);
+      const res = JSON.parse(new TextDecoder().decode(out.stdout));
+      assert.equal(res.v1, sent, JSON.stringify(res));
+      assert.equal(res.v0, 0);
+      assert.equal(res.errors, 0);
+      assert.equal(res.merged, sent);
+      assert.equal(res.hosts, "1\t1"); // one host, and tcp_info values came through
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
 });
