@@ -4,6 +4,7 @@
  * --conf with secrets blanked, -v.
  */
 import assert from "node:assert/strict";
+import { checkCapabilities } from "../src/daemon/caps.ts";
 import { toJsonString } from "@bufbuild/protobuf";
 import { XtcpConfigSchema } from "../src/gen/xtcp_config/v1/xtcp_config_pb.ts";
 import {
@@ -143,4 +144,14 @@ Deno.test("the binary: invalid config exits 2 with one line; --conf redacts; -v"
   const help = await xtcp2(["--help"]);
   assert.equal(help.code, 0);
   assert.match(new TextDecoder().decode(help.stdout), /--envelopeFlushRows/);
+});
+
+Deno.test("CAP_SYS_RESOURCE is only asked for with --ioUring", () => {
+  const all = (1n << 41n) - 1n;
+  const withoutResource = all & ~(1n << 24n);
+  assert.deepEqual(checkCapabilities(withoutResource), []);
+  const warnings = checkCapabilities(withoutResource, { ioUring: true });
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0], /CAP_SYS_RESOURCE — raising RLIMIT_MEMLOCK for io_uring rings/);
+  assert.throws(() => checkCapabilities(all & ~(1n << 12n)), /CAP_NET_ADMIN: netlink inet_diag/);
 });

@@ -12,6 +12,8 @@ export interface CapNeed {
   bit: number;
   fatal: boolean;
   why: string;
+  /** Only needed with this setting on (no warning otherwise). */
+  onlyWith?: "ioUring";
 }
 
 /** What xtcp2 needs, and why. */
@@ -40,7 +42,8 @@ export const CAPS: readonly CapNeed[] = [
     name: "CAP_SYS_RESOURCE",
     bit: 24,
     fatal: false,
-    why: "raising RLIMIT_MEMLOCK for io_uring rings",
+    why: "raising RLIMIT_MEMLOCK for io_uring rings (kernels before 5.12)",
+    onlyWith: "ioUring",
   },
 ];
 
@@ -55,8 +58,13 @@ const SNIPPET = [
  * Checks the effective capabilities. Returns warnings for missing optional ones; throws an
  * Error listing the missing required ones (with a systemd snippet) when any is missing.
  */
-export function checkCapabilities(effective: bigint = effectiveCaps()): string[] {
-  const missing = CAPS.filter((c) => (effective & (1n << BigInt(c.bit))) === 0n);
+export function checkCapabilities(
+  effective: bigint = effectiveCaps(),
+  settings: { ioUring?: boolean } = {},
+): string[] {
+  const missing = CAPS.filter((c) =>
+    (effective & (1n << BigInt(c.bit))) === 0n && (!c.onlyWith || settings[c.onlyWith])
+  );
   const fatal = missing.filter((c) => c.fatal);
   if (fatal.length) {
     throw new Error(

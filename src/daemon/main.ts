@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { netnsInode } from "../../ffi/libc.ts";
+import { effectiveCaps, netnsInode } from "../../ffi/libc.ts";
 import { serveGrpc } from "../api/grpc.ts";
 import { healthcheck, serveHttp } from "../api/http.ts";
 import { checkCapabilities } from "./caps.ts";
@@ -76,7 +76,7 @@ export async function runDaemon(
   const log = new Logger(cfg.debugLevel);
   const counters = new Counters();
   try {
-    for (const w of checkCapabilities()) log.warn(w);
+    for (const w of checkCapabilities(effectiveCaps(), { ioUring: cfg.ioUring })) log.warn(w);
   } catch (err) {
     console.error((err as Error).message);
     return 1;
