@@ -133,7 +133,7 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    await using load = await startLoad({ conns: 100, bytes: 100 });
+    await using _load = await startLoad({ conns: 100, bytes: 100 });
     await using mock = await startMockKafka(["xtcp-ch"]);
     const r = await xtcp2([
       "-maxLoops",
