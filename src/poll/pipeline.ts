@@ -166,9 +166,6 @@ export class Pipeline implements DatagramPipe, DumpSink {
   private fail(err: Error): void {
     this.failure ??= err;
     this.failed(err);
-    // Wake anything waiting: the poll that waits gets the error.
-    Atomics.store(this.ctl, TAIL, Number.MAX_SAFE_INTEGER | 0);
-    Atomics.notify(this.ctl, TAIL);
   }
 
   /** Asks for every envelope (live streams) or stops asking. */

@@ -329,9 +329,15 @@ export class Poller implements DumpSink {
     let sockets = 0;
     let namespaces = 0;
     let timedOut = false;
+    if (this.pipe) {
+      try {
+        await this.pipe.ready();
+      } catch (err) {
+        this.dropPipeline(err as Error); // its worker could not start: decode here
+      }
+    }
     const pipe = this.pipe;
     if (pipe) {
-      await pipe.ready();
       pipe.wantEnvelopes(this.deps.wantEnvelopes?.() ?? false);
       pipe.configure(this.maxRows, this.maxBytes, this.modulus);
     }
