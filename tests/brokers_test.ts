@@ -137,6 +137,9 @@ Deno.test({
     const each = 400 + load.listeners;
     const port = freePort();
     const args = ["-a", "127.0.0.1", "-p", String(port)];
+    const refused = await xtcp2(["-maxLoops", "1", "-dest", `nats:127.0.0.1:${port}`]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, new RegExp(`cannot start: nats 127\\.0\\.0\\.1:${port}: `));
     let server = await startServer(NATS, args, /Server is ready/);
     const rows: { netns: string; ts: bigint }[] = [];
     const subscribe = async () => {

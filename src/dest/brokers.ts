@@ -4,9 +4,10 @@
  * `redis:HOST:PORT` (PUBLISH each flush on channel `--topic`).
  *
  * Unlike the original (NATS gives up after 5 reconnects; Valkey errors are dropped silently),
- * both reconnect for as long as the daemon runs, a flush that cannot be delivered is counted and
- * logged with its row count, and a flush never waits more than `sendTimeoutMs` for a broker that
- * went away: collection goes on, and the next flush tries again.
+ * all three fail at startup without their broker, reconnect for as long as the daemon runs after
+ * that, count and log each flush that cannot be delivered with its row count, and never make a
+ * flush wait long for a broker that went away (2 s; Kafka: the produce timeout): collection goes
+ * on, and a later flush tries again.
  *
  * @module
  */
@@ -41,15 +42,20 @@ export class NatsDest implements Destination {
 
   /** Connects (failing at startup if the server does not answer within 2 s). */
   static async open(addr: string, opts: DestOptions): Promise<NatsDest> {
-    const nc = await natsConnect({
-      servers: addr,
-      timeout: 2000,
-      name: "xtcp2",
-      reconnect: true,
-      maxReconnectAttempts: -1, // for as long as the daemon runs
-      reconnectTimeWait: 2000,
-      reconnectJitter: 100,
-    });
+    let nc: NatsConnection;
+    try {
+      nc = await natsConnect({
+        servers: addr,
+        timeout: 2000,
+        name: "xtcp2",
+        reconnect: true,
+        maxReconnectAttempts: -1, // for as long as the daemon runs
+        reconnectTimeWait: 2000,
+        reconnectJitter: 100,
+      });
+    } catch (err) {
+      throw new Error(`nats ${addr}: ${(err as Error).message}`);
+    }
     const dest = new NatsDest(nc, opts);
     (async () => {
       for await (const s of nc.status()) {

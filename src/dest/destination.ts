@@ -9,7 +9,6 @@ import dgram from "node:dgram";
 import { AF_UNIX_DGRAM, UnixDgramSocket } from "../../ffi/unix_dgram.ts";
 import type { Counters, Logger } from "../daemon/log.ts";
 import { splitEnvelope, splitLines } from "./split.ts";
-import { KafkaDest, NatsDest, ValkeyDest } from "./brokers.ts";
 
 /** A place flushes are sent to. */
 export interface Destination {
@@ -286,18 +285,19 @@ export async function openDestination(spec: string, opts: DestOptions): Promise<
     }
     case "unixgram":
       return new UnixgramDest(UnixDgramSocket.connect(addr), opts);
+    // The broker clients are loaded only when used: the other destinations start without them.
     case "kafka":
-      return await KafkaDest.open(
+      return await (await import("./brokers.ts")).KafkaDest.open(
         addr,
         opts.kafkaCompression ?? "",
         opts.produceTimeoutMs ?? 0,
         opts,
       );
     case "nats":
-      return await NatsDest.open(addr, opts);
+      return await (await import("./brokers.ts")).NatsDest.open(addr, opts);
     case "valkey":
     case "redis":
-      return await ValkeyDest.open(scheme, addr, opts);
+      return await (await import("./brokers.ts")).ValkeyDest.open(scheme, addr, opts);
   }
   throw new Error(`Destination ${scheme} is not available in this build`);
 }
