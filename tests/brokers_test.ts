@@ -308,3 +308,131 @@ Deno.test({
     }
   },
 });
+
+/**
+ * nsqd's TCP protocol, as far as a publisher uses it: no nsqd can be installed here (not in
+ * Debian, not on npm), so this stub speaks it. It checks the magic, sends a heartbeat first (the
+ * client must answer NOP), answers each PUB with OK, and can cut a connection after some PUBs.
+ */
+class NsqdStub implements AsyncDisposable {
+  readonly port: number;
+  readonly bodies: { topic: string; body: Uint8Array }[] = [];
+  nops = 0;
+  connections = 0;
+  /** Close each connection after this many PUBs (0 = never). */
+  cutAfter = 0;
+  private readonly listener: Deno.TcpListener;
+  private readonly conns = new Set<Deno.TcpConn>();
+
+  constructor() {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    this.listener = listener;
+    this.port = (listener.addr as Deno.NetAddr).port;
+    (async () => {
+      for await (const c of listener) {
+        this.conns.add(c);
+        this.serve(c).catch(() => {}).finally(() => {
+          this.conns.delete(c);
+          try {
+            c.close();
+          } catch { /* closed */ }
+        });
+      }
+    })().catch(() => {});
+  }
+
+  private async serve(c: Deno.TcpConn): Promise<void> {
+    this.connections++;
+    let buf = new Uint8Array(0);
+    const need = async (n: number) => {
+      while (buf.length < n) {
+        const chunk = new Uint8Array(65536);
+        const got = await c.read(chunk);
+        if (got === null) throw new Error("closed");
+        const next = new Uint8Array(buf.length + got);
+        next.set(buf);
+        next.set(chunk.subarray(0, got), buf.length);
+        buf = next;
+      }
+      const out = buf.slice(0, n);
+      buf = buf.subarray(n);
+      return out;
+    };
+    const frame = async (type: number, text: string) => {
+      const data = new TextEncoder().encode(text);
+      const f = new Uint8Array(8 + data.length);
+      const dv = new DataView(f.buffer);
+      dv.setUint32(0, 4 + data.length);
+      dv.setUint32(4, type);
+      f.set(data, 8);
+      await c.write(f);
+    };
+    assert.equal(new TextDecoder().decode(await need(4)), "  V2");
+    await frame(0, "_heartbeat_");
+    let pubs = 0;
+    for (;;) {
+      let line = "";
+      for (;;) {
+        const ch = new TextDecoder().decode(await need(1));
+        if (ch === "\n") break;
+        line += ch;
+      }
+      if (line === "NOP") {
+        this.nops++;
+        continue;
+      }
+      const m = /^PUB (\S+)$/.exec(line);
+      if (!m) {
+        await frame(1, `E_INVALID unknown command ${line}`);
+        return;
+      }
+      const size = new DataView((await need(4)).buffer).getUint32(0);
+      this.bodies.push({ topic: m[1], body: await need(size) });
+      await frame(0, "OK");
+      if (this.cutAfter && ++pubs >= this.cutAfter) return;
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.listener.close();
+    for (const c of this.conns) {
+      try {
+        c.close();
+      } catch { /* closed */ }
+    }
+    await Promise.resolve();
+  }
+}
+
+Deno.test({
+  name:
+    "nsq (nsqd protocol stub): every socket of every poll is PUBlished on the topic; heartbeats answered; a cut connection is reopened",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const refused = await xtcp2(["-maxLoops", "1", "-dest", `nsq:127.0.0.1:${freePort()}`]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /cannot start: nsq 127\.0\.0\.1:\d+: /);
+
+    await using load = await startLoad({ conns: 200, bytes: 10 });
+    const each = 400 + load.listeners;
+    await using nsqd = new NsqdStub();
+    nsqd.cutAfter = 2; // every second PUB ends its connection
+    const d = daemon(`nsq:127.0.0.1:${nsqd.port}`, "xtcp-test");
+    try {
+      const rows = () => nsqd.bodies.flatMap((b) => rowsOf(b.body));
+      await until(
+        "three complete polls",
+        () => completePolls(rows(), load.netns, each) >= 3,
+        30_000,
+      );
+      assert.ok(nsqd.bodies.every((b) => b.topic === "xtcp-test"));
+      assert.ok(nsqd.nops >= 1, "the heartbeat was answered with NOP");
+      assert.ok(nsqd.connections >= 2, `${nsqd.connections} connections: it reconnected`);
+    } finally {
+      d.child.kill("SIGTERM");
+      const status = await d.child.status;
+      assert.equal(status.code, 0, d.log());
+    }
+  },
+});

@@ -90,7 +90,7 @@ Deno.test("every validation rule names the flag, the value and the rule", () => 
     [["-uplinkCount", "3"], /--uplinkCount: "3"/],
     [["-marshal", "bogus"], /--marshal: "bogus": valid marshallers are protobufList/],
     [["-dest", "foo:bar:1"], /unknown destination scheme "foo"/],
-    [["-dest", "nsq:h:1"], /destination nsq is not available in this build yet/],
+    [["-dest", "s3parquet:b"], /destination s3parquet is not available in this build yet/],
     [["-dest", "kafka:h"], /kafka: needs HOST:PORT/],
     [["-dest", "udp:host"], /needs HOST:PORT/],
     [["-marshal", "csv", "-columns", "nope"], /--columns: "nope": unknown column/],

@@ -740,12 +740,12 @@ export const DEST_SCHEMES = [
   "unix",
   "unixgram",
   "nats",
+  "nsq",
   "valkey",
   "redis",
 ];
 /** Schemes of the original that this build does not implement yet. */
 export const FUTURE_SCHEMES = [
-  "nsq",
   "s3parquet",
   "tcp",
   "http",

@@ -18,17 +18,10 @@ import { Redis } from "ioredis";
 import { CompressionTypes, Kafka, logLevel, type Producer } from "kafkajs";
 import type { Destination, DestOptions } from "./destination.ts";
 import { splitEnvelope, splitLines } from "./split.ts";
+import { withTimeout } from "./timeout.ts";
 
 /** How long a flush may wait for the broker. */
 const SEND_TIMEOUT_MS = 2000;
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
 
 /** `nats:HOST:PORT`. */
 export class NatsDest implements Destination {

@@ -295,6 +295,8 @@ export async function openDestination(spec: string, opts: DestOptions): Promise<
       );
     case "nats":
       return await (await import("./brokers.ts")).NatsDest.open(addr, opts);
+    case "nsq":
+      return await (await import("./nsq.ts")).NsqDest.open(addr, opts);
     case "valkey":
     case "redis":
       return await (await import("./brokers.ts")).ValkeyDest.open(scheme, addr, opts);

@@ -1,0 +1,161 @@
+/**
+ * `nsq:HOST:PORT`: each flush is published (PUB) on topic `--topic` of an nsqd, over its TCP
+ * protocol, written here (nothing to install): the `"  V2"` magic, `PUB <topic>\n` + u32 size +
+ * body, answered by a frame (u32 size, u32 type: 0 response, 1 error, 2 message) whose response
+ * must be `OK`; `_heartbeat_` responses are answered with `NOP\n`. Bodies above nsqd's 1 MiB
+ * message limit are split at rows (protobufList) or lines.
+ *
+ * Like the other brokers: no nsqd at startup is an error; later failures close the connection,
+ * fail flushes at once for 2 s (counted and logged by the poller), then reconnect.
+ *
+ * @module
+ */
+import type { Destination, DestOptions } from "./destination.ts";
+import { splitEnvelope, splitLines } from "./split.ts";
+import { withTimeout } from "./timeout.ts";
+
+const MAGIC = new TextEncoder().encode("  V2");
+const NOP = new TextEncoder().encode("NOP\n");
+/** nsqd's default --max-msg-size. */
+export const NSQ_MAX_MESSAGE = 1024 * 1024;
+const TIMEOUT_MS = 2000;
+const FRAME_RESPONSE = 0;
+const FRAME_ERROR = 1;
+
+/** Valid NSQ topic names. */
+export const NSQ_TOPIC = /^[.a-zA-Z0-9_-]{1,64}(#ephemeral)?$/;
+
+/** `nsq:HOST:PORT`. */
+export class NsqDest implements Destination {
+  readonly scheme = "nsq";
+  private conn: Deno.TcpConn | undefined;
+  private pending = new Uint8Array(0);
+  private downUntil = 0;
+
+  private constructor(
+    private readonly host: string,
+    private readonly port: number,
+    private readonly opts: DestOptions,
+  ) {}
+
+  /** Connects (failing at startup if nsqd does not answer). */
+  static async open(addr: string, opts: DestOptions): Promise<NsqDest> {
+    if (!NSQ_TOPIC.test(opts.topic)) {
+      throw new Error(`nsq topic "${opts.topic}": use 1 to 64 of [.a-zA-Z0-9_-]`);
+    }
+    const i = addr.lastIndexOf(":");
+    const d = new NsqDest(
+      addr.slice(0, i).replace(/^\[|\]$/g, ""),
+      Number(addr.slice(i + 1)),
+      opts,
+    );
+    try {
+      await d.connect();
+    } catch (err) {
+      throw new Error(`nsq ${addr}: ${(err as Error).message}`);
+    }
+    return d;
+  }
+
+  private async connect(): Promise<Deno.TcpConn> {
+    if (this.conn) return this.conn;
+    const conn = await withTimeout(
+      Deno.connect({ hostname: this.host, port: this.port }),
+      TIMEOUT_MS,
+      "connect",
+    );
+    try {
+      await writeAll(conn, MAGIC);
+    } catch (err) {
+      conn.close();
+      throw err;
+    }
+    this.conn = conn;
+    this.pending = new Uint8Array(0);
+    this.opts.counters.inc("destNSQ", "connect");
+    return conn;
+  }
+
+  private drop(): void {
+    try {
+      this.conn?.close();
+    } catch { /* already closed */ }
+    this.conn = undefined;
+  }
+
+  /** Reads exactly `n` bytes (keeping what follows for the next read). */
+  private async readExactly(conn: Deno.TcpConn, n: number): Promise<Uint8Array> {
+    while (this.pending.length < n) {
+      const buf = new Uint8Array(64 * 1024);
+      const got = await conn.read(buf);
+      if (got === null) throw new Error("nsqd closed the connection");
+      const next = new Uint8Array(this.pending.length + got);
+      next.set(this.pending);
+      next.set(buf.subarray(0, got), this.pending.length);
+      this.pending = next;
+    }
+    const out = this.pending.slice(0, n);
+    this.pending = this.pending.subarray(n);
+    return out;
+  }
+
+  /** Waits for the answer to a command, answering heartbeats on the way. */
+  private async answer(conn: Deno.TcpConn): Promise<void> {
+    for (;;) {
+      const head = new DataView((await this.readExactly(conn, 8)).buffer);
+      const size = head.getUint32(0);
+      const type = head.getUint32(4);
+      if (size < 4 || size > 64 * 1024 * 1024) throw new Error(`bad frame size ${size}`);
+      const data = new TextDecoder().decode(await this.readExactly(conn, size - 4));
+      if (type === FRAME_RESPONSE && data === "_heartbeat_") {
+        await writeAll(conn, NOP);
+        continue;
+      }
+      if (type === FRAME_RESPONSE && data === "OK") return;
+      if (type === FRAME_ERROR) throw new Error(data);
+      throw new Error(`unexpected frame ${type}: ${data.slice(0, 80)}`);
+    }
+  }
+
+  async send(bytes: Uint8Array, framing: "message" | "lines"): Promise<void> {
+    if (Date.now() < this.downUntil) throw new Error("nsqd unreachable (trying again every 2 s)");
+    let pieces = [bytes];
+    let dropped = 0;
+    if (bytes.length > NSQ_MAX_MESSAGE) {
+      ({ pieces, dropped } = this.opts.marshal === "protobufList"
+        ? splitEnvelope(bytes, NSQ_MAX_MESSAGE)
+        : framing === "lines"
+        ? splitLines(bytes, NSQ_MAX_MESSAGE)
+        : { pieces: [], dropped: 1 });
+    }
+    if (dropped) this.opts.counters.inc("destNSQ", "tooLarge", "error", dropped);
+    try {
+      const conn = await this.connect();
+      const head = new TextEncoder().encode(`PUB ${this.opts.topic}\n`);
+      for (const p of pieces) {
+        const frame = new Uint8Array(head.length + 4 + p.length);
+        frame.set(head);
+        new DataView(frame.buffer).setUint32(head.length, p.length);
+        frame.set(p, head.length + 4);
+        await withTimeout(writeAll(conn, frame), TIMEOUT_MS, "PUB");
+        await withTimeout(this.answer(conn), TIMEOUT_MS, "PUB answer");
+        this.opts.counters.inc("destNSQ", "Publish");
+      }
+    } catch (err) {
+      this.drop();
+      this.downUntil = Date.now() + 2000;
+      this.opts.counters.inc("destNSQ", "Publish", "error");
+      throw err;
+    }
+  }
+
+  close(): Promise<void> {
+    this.drop();
+    return Promise.resolve();
+  }
+}
+
+async function writeAll(conn: Deno.TcpConn, b: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < b.length) off += await conn.write(b.subarray(off));
+}
