@@ -143,44 +143,26 @@ const nullDest = await openDestination("null", {
   counters,
   log,
 });
-const poller = new Poller({
-  config: cfg,
-  registry,
-  dest: nullDest,
-  marshaller: marshaller(cfg.marshalTo),
-  log,
-  counters,
-  hostname: "bench-host",
-  daemonVersion: "bench",
-  onDatagram: (b, out) => {
-    if (recording && !out) recorded.push(b.slice());
-  },
+/** A poller over exactly these namespaces, as the daemon builds one, destination null. */
+const makePoller = (config: typeof cfg, onDatagram?: (b: Uint8Array, out: boolean) => void) =>
+  new Poller({
+    config,
+    registry,
+    dest: nullDest,
+    marshaller: marshaller(cfg.marshalTo),
+    log,
+    counters,
+    hostname: "bench-host",
+    daemonVersion: "bench",
+    ...(onDatagram ? { onDatagram } : {}),
+  });
+const poller = makePoller(cfg, (b, out) => {
+  if (recording && !out) recorded.push(b.slice());
 });
-
 // The same poll with netlink receives through io_uring (--ioUring).
-const uringCfg = { ...cfg, ioUring: true };
-const uringPoller = new Poller({
-  config: uringCfg,
-  registry,
-  dest: nullDest,
-  marshaller: marshaller(cfg.marshalTo),
-  log,
-  counters,
-  hostname: "bench-host",
-  daemonVersion: "bench",
-});
-
+const uringPoller = makePoller({ ...cfg, ioUring: true });
 // The same poll pipelined: decode and encode in a worker while this thread receives.
-const pipePoller = new Poller({
-  config: { ...cfg, pipeline: true },
-  registry,
-  dest: nullDest,
-  marshaller: marshaller(cfg.marshalTo),
-  log,
-  counters,
-  hostname: "bench-host",
-  daemonVersion: "bench",
-});
+const pipePoller = makePoller({ ...cfg, pipeline: true });
 
 const result = {
   names: names.length,

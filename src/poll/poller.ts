@@ -135,13 +135,14 @@ export class Poller implements DumpSink {
   constructor(private readonly deps: PollerDeps) {
     const cfg = deps.config;
     const mask = decoderMask(cfg);
-    this.dumper = new Dumper({
+    const dumping = {
       mask,
       ext: idiagExt(mask),
       bufferSize: recvBufferSize(cfg),
       seq: cfg.nlmsgSeq,
       ...(deps.onDatagram ? { onDatagram: deps.onDatagram } : {}),
-    });
+    };
+    this.dumper = new Dumper(dumping);
     if (cfg.pipeline) {
       this.pipe = new Pipeline({
         slots: 16,
@@ -153,14 +154,7 @@ export class Poller implements DumpSink {
         ...fileLimits(cfg),
         onEnvelope: (m) => this.fromWorker(m),
       });
-      this.pipedDumper = new Dumper({
-        mask,
-        ext: idiagExt(mask),
-        bufferSize: recvBufferSize(cfg),
-        seq: cfg.nlmsgSeq,
-        ...(deps.onDatagram ? { onDatagram: deps.onDatagram } : {}),
-        pipe: this.pipe,
-      });
+      this.pipedDumper = new Dumper({ ...dumping, pipe: this.pipe });
     }
     if (cfg.ioUring) {
       try {
