@@ -22,19 +22,11 @@ import { Http2SessionManager } from "@connectrpc/connect-node";
 import type { Transport } from "@connectrpc/connect";
 import { renderTable } from "../src/cmd/xtcp2client.ts";
 import { startLoad } from "../bench/loadgen.ts";
-import { spawnXtcp2, xtcp2 } from "./support/run.ts";
+import { freePort, spawnXtcp2, until, xtcp2 } from "./support/run.ts";
 
 const dec = new TextDecoder();
 const INTEROP = new URL("./support/grpc_interop.py", import.meta.url).pathname;
 const ROOT = new URL("../", import.meta.url).pathname;
-
-/** A port nobody listens on now. */
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
 
 /** A daemon started for one test, with its own ports; stopped (SIGTERM) on dispose. */
 interface Running extends AsyncDisposable {
@@ -140,15 +132,6 @@ async function interop(
 
 function b64(text: string): Uint8Array {
   return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
-}
-
-/** Waits until `cond` holds (checked every 100 ms) or fails after `ms`. */
-async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 15_000) {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 async function rejectsWith(p: Promise<unknown>, code: Code, message: RegExp): Promise<void> {

@@ -12,7 +12,8 @@ import { connect as natsConnect } from "nats";
 import { Redis } from "ioredis";
 import { EnvelopeSchema } from "../src/gen/xtcp_flat_record/v1/xtcp_flat_record_pb.ts";
 import { startLoad } from "../bench/loadgen.ts";
-import { spawnXtcp2, xtcp2 } from "./support/run.ts";
+import { freePort, spawnXtcp2, until, xtcp2 } from "./support/run.ts";
+import { unframe } from "./support/records.ts";
 import { RDKAFKA, startMockKafka } from "./support/kafka_mock.ts";
 
 const NATS = "/usr/sbin/nats-server";
@@ -26,13 +27,6 @@ function missing(path: string, pkg: string): boolean {
     console.error(`SKIP ${pkg} tests: ${path} missing (apt install ${pkg})`);
     return true;
   }
-}
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
 }
 
 /** A server process, ready once `ready` shows in its output. */
@@ -69,14 +63,7 @@ async function stop(child: Deno.ChildProcess): Promise<void> {
 
 /** Rows of one protobufList message, by namespace. */
 function rowsOf(msg: Uint8Array): { netns: string; ts: bigint }[] {
-  let len = 0;
-  let i = 0;
-  for (let shift = 0;; i++, shift += 7) {
-    len += (msg[i] & 0x7f) * 2 ** shift;
-    if (msg[i] < 0x80) break;
-  }
-  assert.equal(len, msg.length - i - 1, "protobufList prefix is the envelope's length");
-  return fromBinary(EnvelopeSchema, msg.subarray(i + 1)).row.map((r) => ({
+  return fromBinary(EnvelopeSchema, unframe(msg)).row.map((r) => ({
     netns: r.netns,
     ts: r.timestampNs,
   }));
@@ -108,15 +95,6 @@ function daemon(dest: string, topic: string) {
   })().catch(() => {});
   void child.stdout.cancel();
   return { child, log: () => err };
-}
-
-/** Waits until `cond` holds. */
-async function until(what: string, cond: () => boolean, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 /** Polls of the load seen in full: namespace rows grouped by the poll's timestamp. */

@@ -5,6 +5,7 @@
  * end to end, ClickHouse's Kafka engine consumes what the daemon produced to a Kafka broker.
  */
 import assert from "node:assert/strict";
+import { unframe } from "./support/records.ts";
 import { fromBinary } from "@bufbuild/protobuf";
 import {
   EnvelopeSchema,
@@ -32,12 +33,6 @@ const HAVE = (() => {
     return false;
   }
 })();
-
-function unframe(b: Uint8Array): Uint8Array {
-  let i = 0;
-  while (b[i] & 0x80) i++;
-  return b.subarray(i + 1);
-}
 
 Deno.test({
   name: "ClickHouse reads the daemon's protobufList output: row count and sampled values equal",

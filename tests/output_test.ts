@@ -4,6 +4,7 @@
  * pieces); files rotate.
  */
 import assert from "node:assert/strict";
+import { unframe } from "./support/records.ts";
 import dgram from "node:dgram";
 import { equals, fromBinary, fromJsonString } from "@bufbuild/protobuf";
 import {
@@ -28,12 +29,6 @@ function envelope(): EnvelopeWriter {
   const c = ownCaptures()[0].pcap;
   decodeCapture(Deno.readFileSync(c), c, -1, (v) => env.add(v, stamp));
   return env;
-}
-
-function unframe(b: Uint8Array): Uint8Array {
-  let i = 0;
-  while (b[i] & 0x80) i++;
-  return b.subarray(i + 1);
 }
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);

@@ -12,7 +12,8 @@ import { createClient } from "@connectrpc/connect";
 import { Http2SessionManager } from "@connectrpc/connect-node";
 import { XTCPFlatRecordService } from "../src/gen/xtcp_flat_record/v1/xtcp_flat_record_pb.ts";
 import { transport } from "../src/cmd/client_common.ts";
-import { spawnXtcp2, xtcp2 } from "./support/run.ts";
+import { freePort, spawnXtcp2, xtcp2 } from "./support/run.ts";
+import { unframe } from "./support/records.ts";
 
 const dec = new TextDecoder();
 
@@ -66,15 +67,8 @@ Deno.test({
       );
       assert.ok(files.length >= 5, `${files.length} files`);
       for (const f of files) {
-        const bytes = Deno.readFileSync(`${dir}/${f}`);
-        let len = 0;
-        let i = 0;
-        for (let shift = 0;; i++, shift += 7) {
-          len += (bytes[i] & 0x7f) * 2 ** shift;
-          if (bytes[i] < 0x80) break;
-        }
-        assert.equal(len, bytes.length - i - 1, f);
-        for (const row of fromBinary(EnvelopeSchema, bytes.subarray(i + 1)).row) {
+        const envelope = unframe(Deno.readFileSync(`${dir}/${f}`), f);
+        for (const row of fromBinary(EnvelopeSchema, envelope).row) {
           rows.push({
             netns: row.netns,
             sport: row.inetDiagMsgSocketSourcePort,
@@ -139,9 +133,7 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     await using load = await startLoad({ conns: 300, bytes: 10 });
-    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const port = (l.addr as Deno.NetAddr).port;
-    l.close();
+    const port = freePort();
     const child = spawnXtcp2([
       "-pipeline",
       "-frequency",

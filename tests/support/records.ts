@@ -12,6 +12,21 @@ import { Stamp } from "../../src/record/stamp.ts";
 import { type FieldValue, recordEntries } from "../../src/record/values.ts";
 import type { SsSocket } from "./ss_text.ts";
 
+/**
+ * The Envelope inside one protobufList message (varint length ‖ Envelope), after checking that
+ * the prefix is exactly the length of what follows.
+ */
+export function unframe(msg: Uint8Array, what = "protobufList message"): Uint8Array {
+  let len = 0;
+  let i = 0;
+  for (let shift = 0;; i++, shift += 7) {
+    len += (msg[i] & 0x7f) * 2 ** shift;
+    if (msg[i] < 0x80) break;
+  }
+  assert.equal(len, msg.length - i - 1, `${what}: the prefix is the envelope's length`);
+  return msg.subarray(i + 1);
+}
+
 /** One decoded socket: proto field name → value (absent fields missing). */
 export type Rec = Map<string, FieldValue>;
 
