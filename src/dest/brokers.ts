@@ -16,8 +16,8 @@ import process from "node:process";
 import { connect as natsConnect, type NatsConnection } from "nats";
 import { Redis } from "ioredis";
 import { CompressionTypes, Kafka, logLevel, type Producer } from "kafkajs";
-import type { Destination, DestOptions } from "./destination.ts";
-import { splitEnvelope, splitLines } from "./split.ts";
+import { type Destination, type DestOptions, splitHostPort } from "./destination.ts";
+import { splitFlush } from "./split.ts";
 import { withTimeout } from "./timeout.ts";
 
 /** How long a flush may wait for the broker. */
@@ -68,15 +68,7 @@ export class NatsDest implements Destination {
     if (!this.connected) throw new Error("disconnected from the server (reconnecting)");
     // A message may not exceed the server's max_payload (1 MiB by default): split at rows/lines.
     const max = this.nc.info?.max_payload ?? 1024 * 1024;
-    let pieces = [bytes];
-    let dropped = 0;
-    if (bytes.length > max) {
-      ({ pieces, dropped } = this.opts.marshal === "protobufList"
-        ? splitEnvelope(bytes, max)
-        : framing === "lines"
-        ? splitLines(bytes, max)
-        : { pieces: [], dropped: 1 });
-    }
+    const { pieces, dropped } = splitFlush(bytes, max, this.opts.marshal, framing);
     if (dropped) this.opts.counters.inc("destNATS", "tooLarge", "error", dropped);
     for (const p of pieces) {
       // publish() copies into the connection's buffer (kept while reconnecting); flush() is the
@@ -110,9 +102,7 @@ export class ValkeyDest implements Destination {
 
   /** Connects and PINGs (failing at startup if the server does not answer within 2 s). */
   static async open(scheme: string, addr: string, opts: DestOptions): Promise<ValkeyDest> {
-    const i = addr.lastIndexOf(":");
-    const host = addr.slice(0, i).replace(/^\[|\]$/g, "");
-    const port = Number(addr.slice(i + 1));
+    const { host, port } = splitHostPort(addr);
     const client = new Redis({
       host,
       port,

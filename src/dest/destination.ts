@@ -8,7 +8,7 @@
 import dgram from "node:dgram";
 import { AF_UNIX_DGRAM, UnixDgramSocket } from "../../ffi/unix_dgram.ts";
 import type { Counters, Logger } from "../daemon/log.ts";
-import { splitEnvelope, splitLines } from "./split.ts";
+import { splitFlush } from "./split.ts";
 
 /** A place flushes are sent to. */
 export interface Destination {
@@ -139,16 +139,7 @@ abstract class DatagramDest implements Destination {
   constructor(protected readonly opts: DestOptions, protected readonly max: number) {}
   protected abstract sendOne(b: Uint8Array): Promise<void>;
   async send(bytes: Uint8Array, framing: "message" | "lines"): Promise<void> {
-    let pieces: Uint8Array[];
-    let dropped = 0;
-    if (bytes.length <= this.max) pieces = [bytes];
-    else if (this.opts.marshal === "protobufList") {
-      ({ pieces, dropped } = splitEnvelope(bytes, this.max));
-    } else if (framing === "lines") ({ pieces, dropped } = splitLines(bytes, this.max));
-    else {
-      pieces = [];
-      dropped = 1;
-    }
+    const { pieces, dropped } = splitFlush(bytes, this.max, this.opts.marshal, framing);
     if (dropped) {
       this.opts.counters.inc(this.scheme, "tooLarge", "error", dropped);
       this.opts.log.error(

@@ -10,8 +10,8 @@
  *
  * @module
  */
-import type { Destination, DestOptions } from "./destination.ts";
-import { splitEnvelope, splitLines } from "./split.ts";
+import { type Destination, type DestOptions, splitHostPort } from "./destination.ts";
+import { splitFlush } from "./split.ts";
 import { withTimeout } from "./timeout.ts";
 
 const MAGIC = new TextEncoder().encode("  V2");
@@ -43,12 +43,8 @@ export class NsqDest implements Destination {
     if (!NSQ_TOPIC.test(opts.topic)) {
       throw new Error(`nsq topic "${opts.topic}": use 1 to 64 of [.a-zA-Z0-9_-]`);
     }
-    const i = addr.lastIndexOf(":");
-    const d = new NsqDest(
-      addr.slice(0, i).replace(/^\[|\]$/g, ""),
-      Number(addr.slice(i + 1)),
-      opts,
-    );
+    const { host, port } = splitHostPort(addr);
+    const d = new NsqDest(host, port, opts);
     try {
       await d.connect();
     } catch (err) {
@@ -119,15 +115,7 @@ export class NsqDest implements Destination {
 
   async send(bytes: Uint8Array, framing: "message" | "lines"): Promise<void> {
     if (Date.now() < this.downUntil) throw new Error("nsqd unreachable (trying again every 2 s)");
-    let pieces = [bytes];
-    let dropped = 0;
-    if (bytes.length > NSQ_MAX_MESSAGE) {
-      ({ pieces, dropped } = this.opts.marshal === "protobufList"
-        ? splitEnvelope(bytes, NSQ_MAX_MESSAGE)
-        : framing === "lines"
-        ? splitLines(bytes, NSQ_MAX_MESSAGE)
-        : { pieces: [], dropped: 1 });
-    }
+    const { pieces, dropped } = splitFlush(bytes, NSQ_MAX_MESSAGE, this.opts.marshal, framing);
     if (dropped) this.opts.counters.inc("destNSQ", "tooLarge", "error", dropped);
     try {
       const conn = await this.connect();

@@ -102,3 +102,19 @@ export function splitLines(bytes: Uint8Array, max: number): Split {
   if (start < bytes.length) pieces.push(bytes.subarray(start));
   return { pieces, dropped };
 }
+
+/**
+ * A flush cut to messages of at most `max` bytes: protobufList at rows, line formats at lines;
+ * another format too large is dropped whole (counted as one).
+ */
+export function splitFlush(
+  bytes: Uint8Array,
+  max: number,
+  marshal: string,
+  framing: "message" | "lines",
+): Split {
+  if (bytes.length <= max) return { pieces: [bytes], dropped: 0 };
+  if (marshal === "protobufList") return splitEnvelope(bytes, max);
+  if (framing === "lines") return splitLines(bytes, max);
+  return { pieces: [], dropped: 1 };
+}
