@@ -74,8 +74,11 @@ export class IoUring implements Disposable {
   private pending = 0;
   private localTail: number;
   private readonly cqe: Cqe = { userData: 0, res: 0, flags: 0 };
+  /** struct __kernel_timespec of the wait's timeout. */
+  private readonly timespec = new DataView(new ArrayBuffer(16));
+  /** struct io_uring_getevents_arg { sigmask = 0, sigmask_sz = 0, pad, ts = &timespec }. */
   private readonly waitArg = new Uint8Array(new ArrayBuffer(24));
-  private readonly timespec = new Uint8Array(new ArrayBuffer(16));
+  private readonly waitArgAddr = addressOf(this.waitArg);
 
   private constructor(fd: number, params: DataView) {
     this.fdOrClosed = fd;
@@ -122,6 +125,11 @@ export class IoUring implements Disposable {
     this.cqMask = this.cq[cqOff(2) >>> 2];
     this.cqes = cqOff(5);
     this.localTail = this.sq[this.sqTail];
+    new DataView(this.waitArg.buffer).setBigUint64(
+      16,
+      addressOf(new Uint8Array(this.timespec.buffer)),
+      true,
+    );
   }
 
   /**
@@ -210,14 +218,9 @@ export class IoUring implements Disposable {
         if (!(this.features & IORING_FEAT_EXT_ARG)) {
           throw new OsError("io_uring_enter", 95, "timeouts need IORING_FEAT_EXT_ARG (Linux 5.11)");
         }
-        const ts = new DataView(this.timespec.buffer);
-        ts.setBigInt64(0, BigInt(Math.floor(timeoutMs / 1000)), true);
-        ts.setBigInt64(8, BigInt((timeoutMs % 1000) * 1_000_000), true);
-        const a = new DataView(this.waitArg.buffer); // struct io_uring_getevents_arg
-        a.setBigUint64(0, 0n, true); // sigmask
-        a.setUint32(8, 0, true); // sigmask_sz
-        a.setBigUint64(16, addressOf(this.timespec), true); // ts
-        arg = addressOf(this.waitArg);
+        this.timespec.setBigInt64(0, BigInt(Math.floor(timeoutMs / 1000)), true);
+        this.timespec.setBigInt64(8, BigInt((timeoutMs % 1000) * 1_000_000), true);
+        arg = this.waitArgAddr;
         flags |= IORING_ENTER_EXT_ARG;
       }
       this.sq[this.sqTail] = this.localTail;
