@@ -15,10 +15,12 @@
 import process from "node:process";
 import { parseArgs } from "node:util";
 import type { NetlinkSocket } from "../ffi/netlink_socket.ts";
-import { openNetlinkSocketIn } from "../ffi/netns.ts";
-import { decoderMask, defaultConfig, msToDuration, recvBufferSize } from "../src/daemon/config.ts";
-import { Counters, Logger } from "../src/daemon/log.ts";
-import { openDestination } from "../src/dest/destination.ts";
+import { defaultHome, openNetlinkSocketIn } from "../ffi/netns.ts";
+import { decoderMask, pollSettings, recvBufferSize } from "../src/config/derive.ts";
+import { defaultConfig } from "../src/config/load.ts";
+import { Counters, Logger } from "../src/util/log.ts";
+import { msToDuration } from "../src/util/duration.ts";
+import { openDestination } from "../src/dest/registry.ts";
 import { marshaller } from "../src/format/marshal.ts";
 import { idiagExt } from "../src/netlink/deserializers.ts";
 import { parseDatagram, ParseStats } from "../src/netlink/parse.ts";
@@ -125,7 +127,13 @@ function floorPoll(): void {
 // Full: the daemon's Poller over exactly these namespaces.
 const counters = new Counters();
 const log = new Logger(0);
-const registry = new NamespaceRegistry({ selfInode: 0n, rcvTimeoutMs: 10_000, log, counters });
+const registry = new NamespaceRegistry({
+  home: defaultHome(),
+  selfInode: 0n,
+  rcvTimeoutMs: 10_000,
+  log,
+  counters,
+});
 names.forEach((n, i) => {
   const inode = BigInt(Deno.statSync(`/run/netns/${n}`).ino ?? i);
   registry.states.set(inode, {
@@ -146,14 +154,12 @@ const nullDest = await openDestination("null", {
 /** A poller over exactly these namespaces, as the daemon builds one, destination null. */
 const makePoller = (config: typeof cfg, onDatagram?: (b: Uint8Array, out: boolean) => void) =>
   new Poller({
-    config,
+    settings: pollSettings(config, { hostname: "bench-host", version: "bench" }),
     registry,
     dest: nullDest,
     marshaller: marshaller(cfg.marshalTo),
     log,
     counters,
-    hostname: "bench-host",
-    daemonVersion: "bench",
     ...(onDatagram ? { onDatagram } : {}),
   });
 const poller = makePoller(cfg, (b, out) => {
@@ -211,12 +217,12 @@ for (let i = 0; i < polls; i++) {
   rss();
   await settle();
 }
-pipePoller.close();
+pipePoller[Symbol.dispose]();
 if (uringPoller.uring) {
   result.uring.enters = uringPoller.uring.enters;
   result.uring.packets = uringPoller.uring.stats.packets;
 }
-uringPoller.close();
+uringPoller[Symbol.dispose]();
 result.intrRetries = poller.dumpStats.intrRetries;
 
 // Replay: one full dump recorded, then parsed + encoded from memory.

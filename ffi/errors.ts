@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { errnoMessage, errnoName } from "../src/netlink/errno.ts";
+import { errnoMessage, errnoName } from "../src/util/errno.ts";
 
 export { errnoMessage, errnoName };
 

@@ -1,10 +1,12 @@
 /**
  * Network namespaces without threads: `setns` the JS thread into a namespace, create a socket
- * there (it stays bound to that namespace for its whole life), and `setns` back.
+ * there (it stays bound to that namespace for its whole life), and `setns` back to the thread's
+ * home namespace, which is opened once (at startup, or on first use) and never taken from the
+ * thread's current state again. Failing to return home is fatal: the thread would serve the
+ * wrong namespace from then on, so every later use fails too.
  *
  * @module
  */
-import { OsError } from "./errors.ts";
 import { CLONE_NEWNET, O_CLOEXEC, O_RDONLY, sysClose, sysOpen, sysSetns } from "./libc.ts";
 import { NetlinkSocket, type NetlinkSocketOptions } from "./netlink_socket.ts";
 
@@ -14,13 +16,65 @@ export function openNetnsFd(path: string): number {
 }
 
 /**
- * Runs `fn` with the calling thread inside the network namespace `targetFd`, then returns the
- * thread to its own namespace, whatever `fn` did. Failing to return is fatal for the daemon and
- * is thrown as an OsError saying so.
+ * The thread could not return to its home network namespace after entering another one: it is
+ * stuck in the wrong namespace. Fatal: the process must stop.
  */
-export function withNetns<T>(targetFd: number, fn: () => T, context?: string): T {
-  const origin = openNetnsFd("/proc/thread-self/ns/net");
-  try {
+export class NamespaceEscapeError extends Error {
+  /** Always true: nothing this thread does afterwards can be trusted. */
+  readonly fatal = true;
+  /**
+   * @param entered the namespace the thread entered and could not leave
+   * @param cause the failed setns
+   */
+  constructor(readonly entered: string, cause: unknown) {
+    super(
+      `Cannot return to the daemon's own network namespace after entering ${entered}: ` +
+        `the thread is stuck there: ${(cause as Error).message}`,
+      { cause },
+    );
+    this.name = "NamespaceEscapeError";
+  }
+}
+
+/**
+ * The home network namespace of the calling thread, opened once.
+ *
+ * @example
+ * ```ts
+ * using home = NetnsHome.open();
+ * using sock = home.openNetlinkSocketIn("/run/netns/blue");
+ * ```
+ */
+export class NetnsHome implements Disposable {
+  private fdOrClosed: number;
+  private broken: NamespaceEscapeError | undefined;
+
+  private constructor(fd: number, readonly path: string) {
+    this.fdOrClosed = fd;
+  }
+
+  /**
+   * Opens the home namespace: by default the calling thread's namespace now
+   * (`/proc/thread-self/ns/net`).
+   */
+  static open(path = "/proc/thread-self/ns/net"): NetnsHome {
+    return new NetnsHome(openNetnsFd(path), path);
+  }
+
+  /** The namespace file descriptor (throws once closed). */
+  get fd(): number {
+    if (this.fdOrClosed < 0) throw new Error(`Home network namespace is closed: ${this.path}`);
+    return this.fdOrClosed;
+  }
+
+  /**
+   * Runs `fn` with the calling thread inside the namespace `targetFd` (`context` names it in
+   * errors), then returns the thread home, whatever `fn` did. Throws NamespaceEscapeError when
+   * the return fails, and from then on at every call.
+   */
+  run<T>(targetFd: number, fn: () => T, context = `fd ${targetFd}`): T {
+    if (this.broken) throw this.broken;
+    const home = this.fd;
     sysSetns(targetFd, CLONE_NEWNET, context);
     let outcome: { ok: true; value: T } | { ok: false; error: unknown };
     try {
@@ -28,32 +82,51 @@ export function withNetns<T>(targetFd: number, fn: () => T, context?: string): T
     } catch (error) {
       outcome = { ok: false, error };
     }
-    returnHome(origin);
+    try {
+      sysSetns(home, CLONE_NEWNET, this.path);
+    } catch (err) {
+      this.broken = new NamespaceEscapeError(context, err);
+      throw this.broken;
+    }
     if (!outcome.ok) throw outcome.error;
     return outcome.value;
-  } finally {
-    sysClose(origin);
   }
-}
 
-function returnHome(origin: number): void {
-  try {
-    sysSetns(origin, CLONE_NEWNET);
-  } catch (err) {
-    throw new OsError(
-      "setns",
-      (err as OsError).errno,
-      "the thread could not return to its own network namespace; it is unusable",
-    );
+  /** Creates a netlink socket inside the namespace at `path` (the socket stays bound to it). */
+  openNetlinkSocketIn(path: string, opts: NetlinkSocketOptions = {}): NetlinkSocket {
+    const fd = openNetnsFd(path);
+    try {
+      return this.run(fd, () => NetlinkSocket.open(opts), path);
+    } finally {
+      sysClose(fd);
+    }
   }
-}
 
-/** Creates a netlink socket inside the namespace at `path` (the socket stays bound to it). */
-export function openNetlinkSocketIn(path: string, opts: NetlinkSocketOptions = {}): NetlinkSocket {
-  const fd = openNetnsFd(path);
-  try {
-    return withNetns(fd, () => NetlinkSocket.open(opts), path);
-  } finally {
+  /** Closes the namespace file (idempotent). */
+  [Symbol.dispose](): void {
+    if (this.fdOrClosed < 0) return;
+    const fd = this.fdOrClosed;
+    this.fdOrClosed = -1;
     sysClose(fd);
   }
+}
+
+let processHome: NetnsHome | undefined;
+
+/**
+ * The main thread's home namespace, opened on first use: for library callers that do not open
+ * one themselves (the daemon opens its own at startup).
+ */
+export function defaultHome(): NetnsHome {
+  return processHome ??= NetnsHome.open();
+}
+
+/** {@link NetnsHome.run} on the {@link defaultHome}. */
+export function withNetns<T>(targetFd: number, fn: () => T, context?: string): T {
+  return defaultHome().run(targetFd, fn, context);
+}
+
+/** {@link NetnsHome.openNetlinkSocketIn} on the {@link defaultHome}. */
+export function openNetlinkSocketIn(path: string, opts: NetlinkSocketOptions = {}): NetlinkSocket {
+  return defaultHome().openNetlinkSocketIn(path, opts);
 }

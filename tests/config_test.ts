@@ -7,15 +7,12 @@ import assert from "node:assert/strict";
 import { checkCapabilities } from "../src/daemon/caps.ts";
 import { toJsonString } from "@bufbuild/protobuf";
 import { XtcpConfigSchema } from "../src/gen/xtcp_config/v1/xtcp_config_pb.ts";
-import {
-  ConfigError,
-  decoderMask,
-  defaultConfig,
-  durationMs,
-  FLAGS,
-  loadConfig,
-  validateConfig,
-} from "../src/daemon/config.ts";
+import { ConfigError } from "../src/config/config_error.ts";
+import { decoderMask } from "../src/config/derive.ts";
+import { FLAGS } from "../src/config/flags.ts";
+import { defaultConfig, loadConfig } from "../src/config/load.ts";
+import { validateConfig } from "../src/config/validate.ts";
+import { durationMs } from "../src/util/duration.ts";
 import { idiagExt } from "../src/netlink/deserializers.ts";
 import { xtcp2 } from "./support/run.ts";
 

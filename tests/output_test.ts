@@ -15,8 +15,9 @@ import { decodeCapture } from "../src/netlink/capture.ts";
 import { EnvelopeWriter } from "../src/record/encoder.ts";
 import { Stamp } from "../src/record/stamp.ts";
 import { marshaller } from "../src/format/marshal.ts";
-import { type DestOptions, openDestination } from "../src/dest/destination.ts";
-import { Counters, Logger } from "../src/daemon/log.ts";
+import type { DestOptions } from "../src/dest/destination.ts";
+import { openDestination } from "../src/dest/registry.ts";
+import { Counters, Logger } from "../src/util/log.ts";
 import { ownCaptures } from "./support/fixtures.ts";
 
 function envelope(): EnvelopeWriter {
@@ -116,7 +117,7 @@ Deno.test({
     const d = await openDestination(`udp:[::1]:${port}`, o);
     await d.send(framed, "message");
     await new Promise((r) => setTimeout(r, 300));
-    await d.close();
+    await d[Symbol.asyncDispose]();
     sock.close();
     assert.ok(got.length >= 2, `${got.length} datagrams`);
     const rows = got.flatMap((g) => fromBinary(EnvelopeSchema, unframe(g)).row);
@@ -154,7 +155,7 @@ Deno.test({
     const d = await openDestination(`unix:${path}`, opts("jsonl"));
     await d.send(payload, "lines");
     await d.send(payload, "lines");
-    await d.close();
+    await d[Symbol.asyncDispose]();
     const all = await received;
     listener.close();
     let at = 0;
@@ -191,7 +192,7 @@ for i in range(2):
     const small = new TextEncoder().encode("hello\n");
     await g.send(small, "lines");
     await g.send(small, "lines");
-    await g.close();
+    await g[Symbol.asyncDispose]();
     let out = "";
     for (;;) {
       const { value, done } = await lines.read();
@@ -211,7 +212,7 @@ Deno.test("file: protobufList writes one envelope per file; line formats rotate 
     const pb = await openDestination(`file:${dir}/pb/out`, opts("protobufList"));
     await pb.send(marshaller("protobufList").marshal(env).slice(), "message");
     await pb.send(marshaller("protobufList").marshal(env).slice(), "message");
-    await pb.close();
+    await pb[Symbol.asyncDispose]();
     const files = [...Deno.readDirSync(`${dir}/pb`)].map((e) => e.name).sort();
     assert.equal(files.length, 2);
     assert.ok(files.every((f) => /^out\..*-\d{6}\.binpb$/.test(f)), files.join());
@@ -220,7 +221,7 @@ Deno.test("file: protobufList writes one envelope per file; line formats rotate 
     const payload = marshaller("jsonl").marshal(env); // ~ 100 KiB > 64 KiB limit
     await j.send(payload, "lines");
     await j.send(payload, "lines");
-    await j.close();
+    await j[Symbol.asyncDispose]();
     const jf = [...Deno.readDirSync(`${dir}/j`)].map((e) => e.name).sort();
     assert.ok(jf.length >= 2, jf.join());
     assert.equal(o.counters.get("destFile", "rotate"), 1);

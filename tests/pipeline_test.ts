@@ -180,7 +180,7 @@ Deno.test({
       child.kill("SIGTERM");
       await child.status;
       await stdout;
-      assert.doesNotMatch(await stderr, /pipeline worker/);
+      assert.doesNotMatch(await stderr, /pipeline worker/i);
     }
   },
 });

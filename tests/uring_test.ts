@@ -133,7 +133,8 @@ Deno.test({
       const r = await xtcp2(["-maxLoops", "1", "-dest", "stdout", "-marshal", "jsonl", "-ioUring"]);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(
-        r.stderr.match(/io_uring unavailable \(io_uring_setup failed: EPERM/g)?.length,
+        r.stderr.match(/io_uring unavailable: using recvmsg: io_uring_setup failed: EPERM/g)
+          ?.length,
         1,
       );
       assert.match(new TextDecoder().decode(r.stdout), /"inet_diag_msg_family"/);

@@ -11,28 +11,18 @@ import { WireType } from "@bufbuild/protobuf/wire";
 import { type Duration, DurationSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import {
-  ConfigService,
-  type XtcpConfig,
-  XtcpConfigSchema,
-} from "../gen/xtcp_config/v1/xtcp_config_pb.ts";
+import { ConfigService, XtcpConfigSchema } from "../gen/xtcp_config/v1/xtcp_config_pb.ts";
 import {
   FlatRecordsResponseSchema,
   PollFlatRecordsResponseSchema,
   XTCPFlatRecordService,
 } from "../gen/xtcp_flat_record/v1/xtcp_flat_record_pb.ts";
-import type { Daemon } from "../daemon/daemon.ts";
-import { durationMs, FLAGS, msToDuration, validateConfig } from "../daemon/config.ts";
-import type { Metrics } from "../daemon/metrics.ts";
-
-const SECRET_FIELDS = FLAGS.filter((f) => f.secret).map((f) => f.field);
-
-/** The running config with secrets blanked. */
-function redacted(cfg: XtcpConfig): XtcpConfig {
-  const c = clone(XtcpConfigSchema, cfg);
-  for (const f of SECRET_FIELDS) (c as unknown as Record<string, unknown>)[f] = "";
-  return c;
-}
+import { keepSecrets, redact as redacted } from "../config/redact.ts";
+import { validateConfig } from "../config/validate.ts";
+import { durationMs, msToDuration } from "../util/duration.ts";
+import { errorMessage } from "../util/errors.ts";
+import type { DaemonControl } from "./control.ts";
+import type { Metrics } from "./metrics.ts";
 
 function invalid(problems: string[]): ConnectError {
   return new ConnectError(problems.join("; "), Code.InvalidArgument);
@@ -55,7 +45,7 @@ function asField1<T extends DescMessage>(schema: T, row: Uint8Array): MessageSha
 
 /** Options of {@link serveGrpc}. */
 export interface GrpcOptions {
-  daemon: Daemon;
+  daemon: DaemonControl;
   metrics: Metrics;
   hostname: string;
   port: number;
@@ -96,7 +86,7 @@ export function serveGrpc(o: GrpcOptions): Promise<http2.Http2Server> {
     const t0 = performance.now();
     const sent = method === "FlatRecords" ? "frSent" : "pfrSent";
     const chFull = m.recordGrpc.labels(method, "chFull", "drop");
-    const sub = d.hub.subscribe(o.queueLimit, (n) => chFull.inc(n));
+    const sub = d.subscribe(o.queueLimit ?? 10_000, (n) => chFull.inc(n));
     m.recordGrpc.labels(method, "start", "count").inc();
     try {
       for await (const row of sub.records(signal)) {
@@ -104,7 +94,7 @@ export function serveGrpc(o: GrpcOptions): Promise<http2.Http2Server> {
         yield row;
       }
     } finally {
-      d.hub.unsubscribe(sub);
+      d.unsubscribe(sub);
       m.recordGrpc.labels(method, "complete", "count").inc();
       m.recordGrpcHist.labels(method, "complete", "count").observe(
         (performance.now() - t0) / 1000,
@@ -123,11 +113,7 @@ export function serveGrpc(o: GrpcOptions): Promise<http2.Http2Server> {
       set: (req) =>
         timed("Set", async () => {
           if (!req.config) throw new ConnectError("config is required", Code.InvalidArgument);
-          const next = clone(XtcpConfigSchema, req.config);
-          for (const f of SECRET_FIELDS) {
-            const n = next as unknown as Record<string, unknown>;
-            if (!n[f]) n[f] = (d.config as unknown as Record<string, unknown>)[f]; // blank keeps the old secret
-          }
+          const next = keepSecrets(req.config, d.config); // a blank secret keeps the running one
           const problems = validateConfig(next);
           if (next.grpcPort !== d.config.grpcPort) {
             problems.push(
@@ -141,7 +127,7 @@ export function serveGrpc(o: GrpcOptions): Promise<http2.Http2Server> {
             m.configGrpc.labels("Set", "reconfigure", "count").inc();
           } catch (err) {
             throw new ConnectError(
-              `the new config cannot start (the previous one runs): ${(err as Error).message}`,
+              `the new config cannot start (the previous one runs): ${errorMessage(err)}`,
               Code.FailedPrecondition,
             );
           }
@@ -156,11 +142,9 @@ export function serveGrpc(o: GrpcOptions): Promise<http2.Http2Server> {
           next.pollTimeout = msToDuration(t);
           const problems = validateConfig(next).filter((p) => /--(frequency|timeout)/.test(p));
           if (problems.length) throw invalid(problems);
-          d.config.pollFrequency = next.pollFrequency;
-          d.config.pollTimeout = next.pollTimeout;
-          d.triggerPoll(); // restart the cadence now
+          const applied = d.setPollFrequency(f, t); // restarts the cadence now
           d.counters.inc("Poller", "ticker.Reset");
-          return { config: redacted(d.config) };
+          return { config: redacted(applied) };
         }),
       triggerPoll: () =>
         timed("TriggerPoll", () => {

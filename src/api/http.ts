@@ -5,14 +5,8 @@
  *
  * @module
  */
-import type { Metrics } from "../daemon/metrics.ts";
-
-/** Parses `host:port` / `:port` / `[v6]:port`. */
-export function parseListen(text: string): { hostname: string; port: number } {
-  const m = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:]*):(\d+)$/.exec(text);
-  if (!m) throw new Error(`Invalid listen address "${text}": use HOST:PORT`);
-  return { hostname: m[1] || "0.0.0.0", port: Number(m[2]) };
-}
+import { parseListen } from "../util/address.ts";
+import type { Metrics } from "./metrics.ts";
 
 /** Options of {@link serveHttp}. */
 export interface HttpOptions {

@@ -18,21 +18,3 @@ export class UsageError extends Error {
     this.name = "UsageError";
   }
 }
-
-/** Parses a non-negative integer flag, naming it in the error. */
-export function intFlag(
-  name: string,
-  value: string | undefined,
-  def: number,
-  min = 0,
-  max = 2 ** 31,
-): number {
-  if (value === undefined) return def;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    throw new UsageError(
-      `Invalid value for --${name}: "${value}": must be an integer from ${min} to ${max}`,
-    );
-  }
-  return n;
-}

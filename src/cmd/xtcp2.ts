@@ -9,8 +9,9 @@ import { DeserializerSpecError, parseDeserializers } from "../netlink/deserializ
 import { DecodeError } from "../netlink/errors.ts";
 import { EnvelopeWriter } from "../record/encoder.ts";
 import { Stamp } from "../record/stamp.ts";
-import { marshaller } from "../format/marshal.ts";
+import { marshaller, MARSHALLER_NAMES } from "../format/marshal.ts";
 import { runDaemon } from "../daemon/main.ts";
+import { writeAllSync } from "../util/write_all.ts";
 import { normalizeGoFlags, UsageError } from "./args.ts";
 
 const DECODE_USAGE =
@@ -19,11 +20,6 @@ const DECODE_USAGE =
 Decodes every sock_diag reply of an nlmon capture (pcap, link type 253) and prints the records:
 jsonl = one protojson object per socket, proto field names (snake_case), 64-bit values as decimal
 strings; protobuflist = one varint-prefixed Envelope (ClickHouse ProtobufList).`;
-
-function writeAllSync(f: { writeSync(b: Uint8Array): number }, b: Uint8Array): void {
-  let off = 0;
-  while (off < b.length) off += f.writeSync(b.subarray(off));
-}
 
 function decodeCommand(args: string[]): number {
   const { values, positionals } = parseArgs({
@@ -41,19 +37,10 @@ function decodeCommand(args: string[]): number {
   }
   if (positionals.length !== 1) throw new UsageError("decode takes exactly one FILE.pcap");
   const file = positionals[0];
-  const formats: Record<string, string> = {
-    jsonl: "jsonl",
-    protobuflist: "protobufList",
-    protojson: "protoJson",
-    prototext: "protoText",
-    csv: "csv",
-    tsv: "tsv",
-    msgpack: "msgpack",
-  };
-  const format = formats[values.format.toLowerCase()];
+  const format = MARSHALLER_NAMES.find((n) => n.toLowerCase() === values.format.toLowerCase());
   if (!format) {
     throw new UsageError(
-      `Invalid value for --format: "${values.format}": use ${Object.keys(formats).join(", ")}`,
+      `Invalid value for --format: "${values.format}": use ${MARSHALLER_NAMES.join(", ")}`,
     );
   }
   const mask = parseDeserializers(values.deserializers);

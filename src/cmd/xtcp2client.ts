@@ -12,7 +12,7 @@ import {
   XtcpFlatRecordSchema,
   XTCPFlatRecordService,
 } from "../gen/xtcp_flat_record/v1/xtcp_flat_record_pb.ts";
-import { parseDuration } from "../daemon/duration.ts";
+import { parseDuration } from "../util/duration.ts";
 import { formatIp } from "../record/ip.ts";
 import { TCP_STATE_NAMES } from "../netlink/constants.ts";
 import { describeError, intFlag, TARGET_OPTIONS, transport } from "./client_common.ts";

@@ -7,8 +7,7 @@ import { parseArgs } from "node:util";
 import { fromJsonString, toJsonString } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { ConfigService, XtcpConfigSchema } from "../gen/xtcp_config/v1/xtcp_config_pb.ts";
-import { msToDuration } from "../daemon/config.ts";
-import { parseDuration } from "../daemon/duration.ts";
+import { msToDuration, parseDuration } from "../util/duration.ts";
 import { describeError, intFlag, TARGET_OPTIONS, transport } from "./client_common.ts";
 import { normalizeGoFlags } from "./args.ts";
 

@@ -1,34 +1,63 @@
 /**
- * The running daemon as an object: what the entrypoint, the gRPC API and the metrics share. A new
- * configuration is applied in place (flush, rebuild, same PID) without losing records.
+ * The running daemon as an object: it composes the registry of namespaces, the destination, the
+ * poller and the live-record hub from a configuration, and is what the API controls (through
+ * {@link DaemonControl}). A new configuration is applied in place (flush, rebuild, same PID)
+ * without losing records; the configuration object is replaced, never changed in place.
  *
  * @module
  */
 import { clone } from "@bufbuild/protobuf";
 import { type XtcpConfig, XtcpConfigSchema } from "../gen/xtcp_config/v1/xtcp_config_pb.ts";
-import type { XtcpFlatRecord } from "../gen/xtcp_flat_record/v1/xtcp_flat_record_pb.ts";
-import { type Destination, openDestination } from "../dest/destination.ts";
+import type { NetnsHome } from "../../ffi/netns.ts";
+import type { DaemonControl } from "../api/control.ts";
+import { destOptions, pollSettings } from "../config/derive.ts";
+import type { Destination } from "../dest/destination.ts";
+import { openDestination } from "../dest/registry.ts";
 import { marshaller } from "../format/marshal.ts";
 import { NamespaceRegistry } from "../netns/registry.ts";
+import { CaptureWriter } from "../poll/capture_writer.ts";
 import { Poller, type PollSummary } from "../poll/poller.ts";
-import { CaptureWriter } from "./capture_writer.ts";
-import { durationMs, fileLimits } from "./config.ts";
-import type { Counters, Logger } from "./log.ts";
+import { RecordHub, type Subscriber } from "../poll/record_hub.ts";
+import { durationMs, msToDuration } from "../util/duration.ts";
+import { errorMessage, isFatal } from "../util/errors.ts";
+import type { Counters, Logger } from "../util/log.ts";
 import { VERSION } from "../version.ts";
-import { RecordHub } from "./record_hub.ts";
+
+/** What a {@link Daemon} is made of. */
+export interface DaemonDeps {
+  /** The initial configuration (validated). */
+  config: XtcpConfig;
+  /** The thread's home network namespace, opened at startup. */
+  home: NetnsHome;
+  /** Inode of the daemon's own namespace. */
+  selfInode: bigint;
+  log: Logger;
+  counters: Counters;
+  /** The OS hostname (records carry it unless the configuration names another). */
+  hostname: string;
+  /** The entrypoint's shutdown signal: when it aborts, the poll loop stops (last flush). */
+  signal: AbortSignal;
+}
+
+/** One running poll loop and what it owns. */
+interface Loop {
+  poller: Poller;
+  dest: Destination;
+  capture: CaptureWriter | undefined;
+  stop: AbortController;
+  running: Promise<void>;
+}
 
 /** Shared state of a running daemon. */
-export class Daemon {
-  config: XtcpConfig;
+export class Daemon implements DaemonControl, AsyncDisposable {
   /** Live record subscribers (gRPC streams). */
   readonly hub: RecordHub;
-  /** Last poll summaries listeners (metrics). */
+  /** Sees every completed poll (metrics). */
   onPoll: ((s: PollSummary) => void) | undefined;
-  private poller: Poller | undefined;
-  private dest: Destination | undefined;
-  private capture: CaptureWriter | undefined;
-  private runStop: AbortController | undefined;
-  private running: Promise<void> | undefined;
+  /** What shutdown is doing now (the shutdown guard names it when it fires). */
+  phase = "running";
+  private configNow: XtcpConfig;
+  private loop: Loop | undefined;
   private readonly registry: NamespaceRegistry;
   private reconcileTimer: ReturnType<typeof setInterval> | undefined;
   private readonly watchers: Deno.FsWatcher[] = [];
@@ -40,25 +69,34 @@ export class Daemon {
   private reconfiguring = false;
   private readonly ended = Promise.withResolvers<void>();
 
-  /**
-   * @param config initial configuration (validated)
-   * @param selfInode inode of the daemon's own namespace
-   */
-  constructor(
-    config: XtcpConfig,
-    private readonly selfInode: bigint,
-    readonly log: Logger,
-    readonly counters: Counters,
-    private readonly hostname: string,
-  ) {
-    this.config = config;
-    this.hub = new RecordHub(counters);
+  /** @param deps configuration, namespace home, logging, shutdown signal */
+  constructor(private readonly deps: DaemonDeps) {
+    this.configNow = deps.config;
+    this.hub = new RecordHub(deps.counters);
     this.registry = new NamespaceRegistry({
-      selfInode,
-      rcvTimeoutMs: Number(config.nlTimeoutMilliseconds),
-      log,
-      counters,
+      home: deps.home,
+      selfInode: deps.selfInode,
+      rcvTimeoutMs: Number(deps.config.nlTimeoutMilliseconds),
+      log: deps.log,
+      counters: deps.counters,
     });
+    this.ended.promise.catch(() => {/* reported by wait() */});
+    deps.signal.addEventListener("abort", () => this.loop?.stop.abort(), { once: true });
+  }
+
+  /** The configuration in force (replaced, never changed in place). */
+  get config(): XtcpConfig {
+    return this.configNow;
+  }
+
+  /** The daemon's counters. */
+  get counters(): Counters {
+    return this.deps.counters;
+  }
+
+  /** The daemon's logger. */
+  get log(): Logger {
+    return this.deps.log;
   }
 
   /** Namespaces tracked now. */
@@ -68,34 +106,45 @@ export class Daemon {
 
   /** Whether the poll loop runs (readiness). */
   get ready(): boolean {
-    return !this.stopped && (this.poller?.running ?? false);
+    return !this.stopped && (this.loop?.poller.running ?? false);
+  }
+
+  /** A fatal error: the daemon must stop (wait() rejects with it). */
+  private fail(err: unknown): void {
+    this.deps.log.error(errorMessage(err));
+    this.ended.reject(err);
+    this.loop?.stop.abort();
+  }
+
+  /** Reconciles namespaces; a fatal error stops the daemon, others are the registry's to log. */
+  private reconcile(): void {
+    if (this.stopped) return;
+    try {
+      this.registry.reconcile();
+    } catch (err) {
+      if (isFatal(err)) this.fail(err);
+      else this.deps.log.error(`Reconcile failed: ${errorMessage(err)}`);
+    }
   }
 
   /** Starts (or restarts, after {@link Daemon.reconfigure}) the poll loop. */
   async start(): Promise<void> {
-    const cfg = this.config;
-    this.dest = await openDestination(cfg.dest, {
-      marshal: cfg.marshalTo,
-      topic: cfg.topic,
-      kafkaCompression: cfg.kafkaCompression,
-      produceTimeoutMs: durationMs(cfg.kafkaProduceTimeout),
-      ...fileLimits(cfg),
-      counters: this.counters,
-      log: this.log,
-    });
-    this.capture = cfg.writeFiles > 0
+    const cfg = this.configNow;
+    const { counters, log } = this.deps;
+    const dest = await openDestination(
+      cfg.dest,
+      destOptions(cfg, { counters, log, signal: this.deps.signal }),
+    );
+    const capture = cfg.writeFiles > 0
       ? new CaptureWriter(cfg.capturePath, cfg.writeFiles)
       : undefined;
-    const capture = this.capture;
-    this.poller = new Poller({
-      config: cfg,
+    const poller = new Poller({
+      settings: pollSettings(cfg, { hostname: this.deps.hostname, version: VERSION }),
       registry: this.registry,
-      dest: this.dest,
+      dest,
       marshaller: marshaller(cfg.marshalTo, cfg.csvColumns),
-      log: this.log,
-      counters: this.counters,
-      hostname: cfg.hostname || this.hostname,
-      daemonVersion: cfg.daemonVersion || VERSION,
+      log,
+      counters,
       ...(capture ? { onDatagram: (b: Uint8Array, out: boolean) => capture.write(b, out) } : {}),
       onEnvelope: (envelope, rows) => this.hub.publish(envelope, rows),
       wantEnvelopes: () => this.hub.size > 0,
@@ -105,30 +154,30 @@ export class Daemon {
     if (this.reconcileTimer !== undefined) clearInterval(this.reconcileTimer);
     const reconcileMs = durationMs(cfg.reconcileFrequency);
     this.reconcileTimer = reconcileMs > 0
-      ? setInterval(() => this.registry.reconcile(), reconcileMs)
+      ? setInterval(() => this.reconcile(), reconcileMs)
       : undefined;
-    this.registry.reconcile();
-    this.log.info(
+    this.reconcile();
+    log.info(
       `started: ${this.registry.states.size} namespaces, every ${
         durationMs(cfg.pollFrequency)
       } ms to ${cfg.dest} as ${cfg.marshalTo}`,
     );
-    this.runStop = new AbortController();
-    const poller = this.poller;
-    this.running = poller.run(this.runStop.signal, () => {
-      if (this.config.reconcileBeforePoll) this.registry.reconcile();
-    });
-    this.running.then(
+    const stop = new AbortController();
+    if (this.deps.signal.aborted) stop.abort();
+    // Before each poll: a fatal reconcile error ends the loop at once (and the daemon with it).
+    const running = poller.run(stop.signal, () => this.registry.reconcile());
+    this.loop = { poller, dest, capture, stop, running };
+    running.then(
       () => {
         if (!this.reconfiguring) this.ended.resolve();
       },
-      (err) => this.ended.reject(err),
+      (err) => this.fail(err),
     );
   }
 
   /**
-   * Resolves when the poll loop ends by itself (maxLoops) or is stopped by {@link Daemon.shutdown};
-   * a loop replaced by {@link Daemon.reconfigure} does not count.
+   * Resolves when the poll loop ends by itself (maxLoops) or after the shutdown signal; rejects
+   * with a fatal error. A loop replaced by {@link Daemon.reconfigure} does not count.
    */
   wait(): Promise<void> {
     return this.ended.promise;
@@ -141,7 +190,7 @@ export class Daemon {
       queued = true;
       setTimeout(() => {
         queued = false;
-        if (!this.stopped) this.registry.reconcile();
+        this.reconcile();
       }, 50);
     };
     for (const dir of ["/run/netns", "/run/docker/netns"]) {
@@ -150,19 +199,35 @@ export class Daemon {
         this.watchers.push(w);
         (async () => {
           for await (const _ of w) soon();
-        })().catch((err) => this.log.error(`watching ${dir}: ${(err as Error).message}`));
+        })().catch((err) => this.deps.log.error(`Watching ${dir}: ${errorMessage(err)}`));
       } catch {
-        this.log.debug(`${dir} absent: namespaces there are found by the periodic reconcile`);
+        this.deps.log.debug(`${dir} absent: namespaces there are found by the periodic reconcile`);
       }
     }
   }
 
+  /** Stops the poll loop (last flush) and releases what it owned. */
   private async stopLoop(): Promise<void> {
-    this.runStop?.abort();
-    await this.running;
-    this.poller?.close();
-    await this.dest?.close();
-    this.capture?.close();
+    const loop = this.loop;
+    if (!loop) return;
+    this.loop = undefined;
+    loop.stop.abort();
+    this.phase = "stopping the poll loop (last flush)";
+    try {
+      await loop.running;
+    } catch {
+      // A fatal error: already reported by fail(); what the loop owned is released below.
+    }
+    try {
+      loop.poller[Symbol.dispose]();
+    } finally {
+      this.phase = `closing the destination ${loop.dest.scheme}`;
+      try {
+        await loop.dest[Symbol.asyncDispose]();
+      } finally {
+        loop.capture?.close();
+      }
+    }
   }
 
   /**
@@ -171,23 +236,23 @@ export class Daemon {
    * and the error is thrown.
    */
   async reconfigure(next: XtcpConfig): Promise<void> {
-    if (this.stopped) throw new Error("the daemon is stopping");
-    this.counters.inc("ConfigService", "Set", "count");
-    const previous = this.config;
+    if (this.stopped) throw new Error("The daemon is stopping");
+    this.deps.counters.inc("ConfigService", "Set", "count");
+    const previous = this.configNow;
     this.reconfiguring = true;
     try {
       await this.stopLoop();
-      this.config = clone(XtcpConfigSchema, next);
+      this.configNow = clone(XtcpConfigSchema, next);
       try {
         await this.start();
       } catch (err) {
-        this.counters.inc("ConfigService", "Set", "error");
-        this.log.error(`new config rejected, previous one restored: ${(err as Error).message}`);
-        this.config = previous;
+        this.deps.counters.inc("ConfigService", "Set", "error");
+        this.deps.log.error(`New config rejected, previous one restored: ${errorMessage(err)}`);
+        this.configNow = previous;
         try {
           await this.start();
         } catch (again) {
-          this.ended.reject(again); // neither config runs: the daemon exits with an error
+          this.fail(again); // neither config runs: the daemon exits with an error
         }
         throw err;
       }
@@ -196,9 +261,19 @@ export class Daemon {
     }
   }
 
+  /** A new cadence: the poller's settings are replaced and the next poll starts now. */
+  setPollFrequency(frequencyMs: number, timeoutMs: number): XtcpConfig {
+    const next = clone(XtcpConfigSchema, this.configNow);
+    next.pollFrequency = msToDuration(frequencyMs);
+    next.pollTimeout = msToDuration(timeoutMs);
+    this.configNow = next;
+    this.loop?.poller.setCadence(frequencyMs, timeoutMs);
+    return next;
+  }
+
   /** Requests one extra poll. */
   triggerPoll(): void {
-    this.poller?.trigger();
+    this.loop?.poller.trigger();
   }
 
   /** Fires `count` polls `intervalMs` apart (the first now); false if a burst already runs. */
@@ -212,23 +287,36 @@ export class Daemon {
         return;
       }
       this.triggerPoll();
-      this.counters.inc("pollBurstRunner", "poke");
+      this.deps.counters.inc("pollBurstRunner", "poke");
       this.burstTimer = setTimeout(fire, intervalMs);
     };
     fire();
     return true;
   }
 
-  /** Stops everything: last flush, destination closed, sockets closed. */
-  async shutdown(): Promise<void> {
+  /** A live-record client (see {@link RecordHub.subscribe}). */
+  subscribe(limit: number, onDrop: (rows: number) => void): Subscriber {
+    return this.hub.subscribe(limit, onDrop);
+  }
+
+  /** Ends a client's stream. */
+  unsubscribe(s: Subscriber): void {
+    this.hub.unsubscribe(s);
+  }
+
+  /** Stops everything: last flush, destination closed, streams ended, sockets closed. */
+  async [Symbol.asyncDispose](): Promise<void> {
     this.stopped = true;
     if (this.burstTimer !== undefined) clearTimeout(this.burstTimer);
     if (this.reconcileTimer !== undefined) clearInterval(this.reconcileTimer);
     for (const w of this.watchers) w.close();
-    await this.stopLoop();
-    this.hub.close();
-    this.registry[Symbol.dispose]();
+    try {
+      await this.stopLoop();
+    } finally {
+      this.phase = "ending the live streams and closing the namespace sockets";
+      this.hub.close();
+      this.registry[Symbol.dispose]();
+      this.phase = "stopped";
+    }
   }
 }
-
-export type { XtcpFlatRecord };

@@ -1,20 +1,29 @@
 /**
- * The daemon: configuration, capability check, namespaces, poller, destination, signals.
+ * The daemon's entrypoint logic: configuration, capability check, the home namespace, the
+ * daemon, its API listeners, and one shutdown signal from SIGINT/SIGTERM down to all of them.
  *
  * @module
  */
 import { effectiveCaps, netnsInode } from "../../ffi/libc.ts";
+import { NetnsHome } from "../../ffi/netns.ts";
 import { serveGrpc } from "../api/grpc.ts";
 import { healthcheck, serveHttp } from "../api/http.ts";
-import { checkCapabilities } from "./caps.ts";
-import { ConfigError, FLAGS, loadConfig, PROCESS_FLAGS, redactedJson } from "./config.ts";
-import { Daemon } from "./daemon.ts";
-import { Metrics } from "./metrics.ts";
-import { Counters, Logger } from "./log.ts";
+import { Metrics } from "../api/metrics.ts";
+import { ConfigError } from "../config/config_error.ts";
+import { FLAGS, PROCESS_FLAGS } from "../config/flags.ts";
+import { loadConfig } from "../config/load.ts";
+import { redactedJson } from "../config/redact.ts";
+import { errorMessage, isFatal } from "../util/errors.ts";
+import { Counters, Logger } from "../util/log.ts";
 import { VERSION } from "../version.ts";
+import { checkCapabilities } from "./caps.ts";
+import { Daemon } from "./daemon.ts";
 
 /** The `-v` line, in the original's shape. */
 export const VERSION_LINE = `xtcp commit:${VERSION}\tdate(UTC):unknown\tversion:${VERSION}`;
+
+/** How long shutdown may take before the process exits anyway (status 1). */
+export const SHUTDOWN_GUARD_MS = 5000;
 
 /** `--help` text. */
 export function usage(): string {
@@ -28,6 +37,7 @@ export function usage(): string {
     "Flags (-flag and --flag both work; each has the environment variable shown):",
   ];
   for (const f of FLAGS) {
+    if (!f.flag) continue;
     lines.push(`  --${f.flag.padEnd(22)} ${f.help} [${f.def}]${f.env ? ` (${f.env})` : ""}`);
   }
   for (const [name, f] of Object.entries(PROCESS_FLAGS)) {
@@ -41,6 +51,21 @@ export function usage(): string {
     "XTCP_CONFIG_JSON (an XtcpConfig in protojson) replaces flags and environment when set.",
   );
   return lines.join("\n");
+}
+
+/** Resolves with the first of SIGINT/SIGTERM, and aborts `controller` with it. */
+function onStopSignal(controller: AbortController): Disposable {
+  const handlers: [Deno.Signal, () => void][] = [];
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    const h = () => controller.abort(sig);
+    Deno.addSignalListener(sig, h);
+    handlers.push([sig, h]);
+  }
+  return {
+    [Symbol.dispose]() {
+      for (const [sig, h] of handlers) Deno.removeSignalListener(sig, h);
+    },
+  };
 }
 
 /** Runs the daemon until SIGINT/SIGTERM or maxLoops; returns the exit status. */
@@ -78,24 +103,37 @@ export async function runDaemon(
   try {
     for (const w of checkCapabilities(effectiveCaps(), { ioUring: cfg.ioUring })) log.warn(w);
   } catch (err) {
-    console.error((err as Error).message);
+    console.error(errorMessage(err));
     return 1;
   }
-  const selfInode = netnsInode("/proc/self/ns/net");
-  const daemon = new Daemon(cfg, selfInode, log, counters, Deno.hostname());
+  const shutdown = new AbortController();
+  using _signals = onStopSignal(shutdown);
+  using home = NetnsHome.open();
+  await using stack = new AsyncDisposableStack();
+  const daemon = new Daemon({
+    config: cfg,
+    home,
+    selfInode: netnsInode("/proc/self/ns/net"),
+    log,
+    counters,
+    hostname: Deno.hostname(),
+    signal: shutdown.signal,
+  });
   const metrics = new Metrics(counters, () => daemon.namespaces);
   daemon.onPoll = (s) => metrics.poll(s);
-  let http: Deno.HttpServer<Deno.NetAddr> | undefined;
-  let grpc: Awaited<ReturnType<typeof serveGrpc>> | undefined;
   try {
-    http = await serveHttp({
+    const http = await serveHttp({
       listen: proc.promListen,
       metricsPath: proc.promPath,
       token: proc.apiToken,
       metrics,
       ready: () => daemon.ready,
     });
-    grpc = await serveGrpc({
+    stack.defer(async () => {
+      daemon.phase = "closing the HTTP listener";
+      await http.shutdown();
+    });
+    const grpc = await serveGrpc({
       daemon,
       metrics,
       hostname: proc.grpcAddress,
@@ -103,35 +141,40 @@ export async function runDaemon(
       token: proc.apiToken,
       queueLimit: Number(proc.streamQueue),
     });
+    stack.defer(() => {
+      daemon.phase = "closing the gRPC server";
+      grpc.close();
+    });
     log.debug(`listening: http ${proc.promListen}, grpc ${proc.grpcAddress}:${cfg.grpcPort}`);
+    stack.use(daemon);
     await daemon.start();
   } catch (err) {
-    console.error(`xtcp2: cannot start: ${(err as Error).message}`);
-    await http?.shutdown();
-    grpc?.close();
+    console.error(`xtcp2: cannot start: ${errorMessage(err)}`);
     return 1;
   }
-  const stop = new Promise<string>((resolve) => {
-    const on = (sig: "SIGINT" | "SIGTERM") => {
-      const h = () => {
-        Deno.removeSignalListener(sig, h);
-        resolve(sig);
-      };
-      Deno.addSignalListener(sig, h);
-    };
-    on("SIGINT");
-    on("SIGTERM");
-  });
-  const ended = await Promise.race([stop, daemon.wait().then(() => "")]);
-  if (ended) log.info(`${ended} caught: flushing and stopping`);
-  // Never hang at shutdown: a destination that does not drain within 5 s is abandoned.
+  const stopped = new Promise<void>((resolve) =>
+    shutdown.signal.addEventListener("abort", () => resolve(), { once: true })
+  );
+  try {
+    await Promise.race([stopped, daemon.wait()]);
+  } catch (err) {
+    // Reported by the daemon. The thread may be in the wrong namespace: nothing more is done
+    // (no flush, no connection), the process ends here.
+    if (isFatal(err)) Deno.exit(1);
+    log.error(`Stopping after an error: ${errorMessage(err)}`);
+  }
+  if (shutdown.signal.aborted) log.info(`${shutdown.signal.reason} caught: flushing and stopping`);
+  // Never hang at shutdown: what does not finish within the guard is abandoned, and said.
   const guard = setTimeout(() => {
-    log.error("shutdown took over 5 s: exiting without waiting further");
-    Deno.exit(0);
-  }, 5000);
-  await daemon.shutdown();
-  grpc.close();
-  await http.shutdown();
-  clearTimeout(guard);
+    log.error(
+      `Shutdown did not finish within ${SHUTDOWN_GUARD_MS / 1000} s: stuck ${daemon.phase}`,
+    );
+    Deno.exit(1);
+  }, SHUTDOWN_GUARD_MS);
+  try {
+    await stack.disposeAsync();
+  } finally {
+    clearTimeout(guard);
+  }
   return 0;
 }

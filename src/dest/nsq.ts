@@ -5,50 +5,69 @@
  * must be `OK`; `_heartbeat_` responses are answered with `NOP\n`. Bodies above nsqd's 1 MiB
  * message limit are split at rows (protobufList) or lines.
  *
- * Like the other brokers: no nsqd at startup is an error; later failures close the connection,
- * fail flushes at once for 2 s (counted and logged by the poller), then reconnect.
+ * Like the other brokers: no nsqd at startup is an error; a later failure closes the connection,
+ * the send fails (the caller retries) and the next send reconnects.
  *
  * @module
  */
-import { type Destination, type DestOptions, splitHostPort } from "./destination.ts";
+import { splitHostPort } from "../util/address.ts";
+import { errorMessage } from "../util/errors.ts";
+import { withTimeout } from "../util/timeout.ts";
+import { writeAll } from "../util/write_all.ts";
+import {
+  DEFAULT_SEND_TIMEOUT_MS,
+  type Destination,
+  type DestOptions,
+  type Framing,
+} from "./destination.ts";
 import { splitFlush } from "./split.ts";
-import { withTimeout } from "./timeout.ts";
 
 const MAGIC = new TextEncoder().encode("  V2");
 const NOP = new TextEncoder().encode("NOP\n");
 /** nsqd's default --max-msg-size. */
 export const NSQ_MAX_MESSAGE = 1024 * 1024;
-const TIMEOUT_MS = 2000;
 const FRAME_RESPONSE = 0;
 const FRAME_ERROR = 1;
 
 /** Valid NSQ topic names. */
 export const NSQ_TOPIC = /^[.a-zA-Z0-9_-]{1,64}(#ephemeral)?$/;
 
-/** `nsq:HOST:PORT`. */
+/** nsqd answered a command with an error frame (E_BAD_TOPIC, E_PUB_FAILED, …). */
+export class NsqError extends Error {
+  /** @param frame the error frame's text */
+  constructor(readonly frame: string) {
+    super(`Nsqd refused the command: ${frame}`);
+    this.name = "NsqError";
+  }
+}
+
+/** Publishes flushes to an nsqd. */
 export class NsqDest implements Destination {
+  /** Always "nsq". */
   readonly scheme = "nsq";
   private conn: Deno.TcpConn | undefined;
   private pending = new Uint8Array(0);
-  private downUntil = 0;
+  private readonly timeoutMs: number;
 
   private constructor(
     private readonly host: string,
     private readonly port: number,
     private readonly opts: DestOptions,
-  ) {}
+  ) {
+    this.timeoutMs = opts.sendTimeoutMs || DEFAULT_SEND_TIMEOUT_MS;
+  }
 
   /** Connects (failing at startup if nsqd does not answer). */
   static async open(addr: string, opts: DestOptions): Promise<NsqDest> {
     if (!NSQ_TOPIC.test(opts.topic)) {
-      throw new Error(`nsq topic "${opts.topic}": use 1 to 64 of [.a-zA-Z0-9_-]`);
+      throw new RangeError(`Invalid NSQ topic: "${opts.topic}": use 1 to 64 of [.a-zA-Z0-9_-]`);
     }
     const { host, port } = splitHostPort(addr);
     const d = new NsqDest(host, port, opts);
     try {
       await d.connect();
     } catch (err) {
-      throw new Error(`nsq ${addr}: ${(err as Error).message}`);
+      throw new Error(`nsq ${addr}: ${errorMessage(err)}`, { cause: err });
     }
     return d;
   }
@@ -57,8 +76,8 @@ export class NsqDest implements Destination {
     if (this.conn) return this.conn;
     const conn = await withTimeout(
       Deno.connect({ hostname: this.host, port: this.port }),
-      TIMEOUT_MS,
-      "connect",
+      this.timeoutMs,
+      `nsq connect to ${this.host}:${this.port}`,
     );
     try {
       await writeAll(conn, MAGIC);
@@ -75,7 +94,9 @@ export class NsqDest implements Destination {
   private drop(): void {
     try {
       this.conn?.close();
-    } catch { /* already closed */ }
+    } catch (err) {
+      if (!(err instanceof Deno.errors.BadResource)) throw err; // already closed
+    }
     this.conn = undefined;
   }
 
@@ -84,7 +105,7 @@ export class NsqDest implements Destination {
     while (this.pending.length < n) {
       const buf = new Uint8Array(64 * 1024);
       const got = await conn.read(buf);
-      if (got === null) throw new Error("nsqd closed the connection");
+      if (got === null) throw new Deno.errors.ConnectionReset("Nsqd closed the connection");
       const next = new Uint8Array(this.pending.length + got);
       next.set(this.pending);
       next.set(buf.subarray(0, got), this.pending.length);
@@ -101,20 +122,20 @@ export class NsqDest implements Destination {
       const head = new DataView((await this.readExactly(conn, 8)).buffer);
       const size = head.getUint32(0);
       const type = head.getUint32(4);
-      if (size < 4 || size > 64 * 1024 * 1024) throw new Error(`bad frame size ${size}`);
+      if (size < 4 || size > 64 * 1024 * 1024) throw new Error(`Bad nsqd frame size: ${size}`);
       const data = new TextDecoder().decode(await this.readExactly(conn, size - 4));
       if (type === FRAME_RESPONSE && data === "_heartbeat_") {
         await writeAll(conn, NOP);
         continue;
       }
       if (type === FRAME_RESPONSE && data === "OK") return;
-      if (type === FRAME_ERROR) throw new Error(data);
-      throw new Error(`unexpected frame ${type}: ${data.slice(0, 80)}`);
+      if (type === FRAME_ERROR) throw new NsqError(data);
+      throw new Error(`Unexpected nsqd frame: type ${type}: ${data.slice(0, 80)}`);
     }
   }
 
-  async send(bytes: Uint8Array, framing: "message" | "lines"): Promise<void> {
-    if (Date.now() < this.downUntil) throw new Error("nsqd unreachable (trying again every 2 s)");
+  /** PUBlishes one flush (split at nsqd's message limit); resolves on each piece's `OK`. */
+  async send(bytes: Uint8Array, framing: Framing): Promise<void> {
     const { pieces, dropped } = splitFlush(bytes, NSQ_MAX_MESSAGE, this.opts.marshal, framing);
     if (dropped) this.opts.counters.inc("destNSQ", "tooLarge", "error", dropped);
     try {
@@ -125,25 +146,20 @@ export class NsqDest implements Destination {
         frame.set(head);
         new DataView(frame.buffer).setUint32(head.length, p.length);
         frame.set(p, head.length + 4);
-        await withTimeout(writeAll(conn, frame), TIMEOUT_MS, "PUB");
-        await withTimeout(this.answer(conn), TIMEOUT_MS, "PUB answer");
+        await withTimeout(writeAll(conn, frame), this.timeoutMs, "nsq PUB");
+        await withTimeout(this.answer(conn), this.timeoutMs, "nsq PUB answer");
         this.opts.counters.inc("destNSQ", "Publish");
       }
     } catch (err) {
-      this.drop();
-      this.downUntil = Date.now() + 2000;
+      this.drop(); // the stream's state is unknown: reconnect on the next send
       this.opts.counters.inc("destNSQ", "Publish", "error");
       throw err;
     }
   }
 
-  close(): Promise<void> {
+  /** Closes the connection. */
+  [Symbol.asyncDispose](): Promise<void> {
     this.drop();
     return Promise.resolve();
   }
-}
-
-async function writeAll(conn: Deno.TcpConn, b: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < b.length) off += await conn.write(b.subarray(off));
 }

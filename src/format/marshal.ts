@@ -167,7 +167,26 @@ class MsgPack {
   }
 }
 
-const MARSHALLERS: Record<string, (columns: string) => Marshaller> = {
+/** The marshallers, by name as on the command line (`--marshal`). */
+export const MARSHALLER_NAMES = [
+  "protobufList",
+  "protoJson",
+  "protoText",
+  "msgpack",
+  "jsonl",
+  "csv",
+  "tsv",
+] as const;
+
+/** A marshaller's name. */
+export type MarshallerName = (typeof MARSHALLER_NAMES)[number];
+
+/** Whether `name` is a marshaller's name. */
+export function isMarshallerName(name: string): name is MarshallerName {
+  return (MARSHALLER_NAMES as readonly string[]).includes(name);
+}
+
+const MARSHALLERS: Record<MarshallerName, (columns: string) => Marshaller> = {
   protobufList: () => ({
     name: "protobufList",
     contentType: "application/octet-stream",
@@ -233,11 +252,10 @@ const MARSHALLERS: Record<string, (columns: string) => Marshaller> = {
 
 /** The marshaller called `name` (validated by the config layer). */
 export function marshaller(name: string, columns = ""): Marshaller {
-  const make = MARSHALLERS[name];
-  if (!make) {
-    throw new Error(
-      `Unknown marshaller ${name}: valid ones are ${Object.keys(MARSHALLERS).join(", ")}`,
+  if (!isMarshallerName(name)) {
+    throw new RangeError(
+      `Unknown marshaller: ${name}: valid ones are ${MARSHALLER_NAMES.join(", ")}`,
     );
   }
-  return make(columns);
+  return MARSHALLERS[name](columns);
 }

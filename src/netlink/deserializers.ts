@@ -54,11 +54,45 @@ export class DeserializerSpecError extends Error {
 }
 
 /**
- * Parses a `--deserializers` value into a bitmask of enabled attribute types
- * (bit N set = attribute type N decoded).
+ * The decoder names a `--deserializers` value enables: `default` every decoder but meminfo
+ * (deprecated, duplicates skmem), `all` every one, `""` none, and a comma list exactly the
+ * decoders it names. Throws DeserializerSpecError naming an unknown one.
  *
- * `default` enables every decoder but meminfo (deprecated, duplicates skmem), `all` every one,
- * `""` none, and a comma list exactly the decoders it names.
+ * @example
+ * ```ts
+ * decoderNames("info, cong"); // ["info", "cong"]
+ * ```
+ */
+export function decoderNames(spec: string): string[] {
+  const s = spec.trim();
+  if (s === "all") return [...DECODER_NAMES];
+  if (s === "default") return DECODER_NAMES.filter((n) => n !== "meminfo");
+  const names = s.split(",").map((n) => n.trim()).filter((n) => n !== "");
+  for (const name of names) if (!(name in DECODERS)) throw new DeserializerSpecError(spec, name);
+  return names;
+}
+
+/**
+ * The bitmask of attribute types (bit N set = attribute type N decoded) of decoder names;
+ * unknown names are ignored.
+ *
+ * @example
+ * ```ts
+ * decoderMask(["info", "cong"]); // (1 << 2) | (1 << 4)
+ * ```
+ */
+export function decoderMask(names: Iterable<string>): number {
+  let mask = 0;
+  for (const name of names) {
+    const type = DECODERS[name];
+    if (type !== undefined) mask |= 1 << type;
+  }
+  return mask;
+}
+
+/**
+ * Parses a `--deserializers` value (see {@link decoderNames}) into a bitmask of enabled
+ * attribute types.
  *
  * @example
  * ```ts
@@ -66,20 +100,7 @@ export class DeserializerSpecError extends Error {
  * ```
  */
 export function parseDeserializers(spec: string): number {
-  const s = spec.trim();
-  if (s === "all") return DECODER_NAMES.reduce((m, n) => m | (1 << DECODERS[n]), 0);
-  if (s === "default") {
-    return DECODER_NAMES.filter((n) => n !== "meminfo").reduce((m, n) => m | (1 << DECODERS[n]), 0);
-  }
-  let mask = 0;
-  for (const raw of s.split(",")) {
-    const name = raw.trim();
-    if (name === "") continue;
-    const type = DECODERS[name];
-    if (type === undefined) throw new DeserializerSpecError(spec, name);
-    mask |= 1 << type;
-  }
-  return mask;
+  return decoderMask(decoderNames(spec));
 }
 
 /**

@@ -19,7 +19,7 @@ import {
   SOCK_DIAG_BY_FAMILY,
 } from "./constants.ts";
 import { DecodeError, NetlinkError } from "./errors.ts";
-import { errnoName } from "./errno.ts";
+import { errnoName } from "../util/errno.ts";
 import { SocketView } from "./socket_view.ts";
 
 /** Counters of what a parse met. Plain numbers: no allocation while counting. */

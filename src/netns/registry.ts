@@ -1,23 +1,29 @@
 /**
  * The namespaces being polled: one netlink socket per namespace, created by entering it
  * (`setns` on the JS thread) and kept for the namespace's life. Reconcile adds new namespaces and
- * closes the sockets of vanished ones; failing to enter one namespace never stops the others.
+ * closes the sockets of vanished ones; failing to enter one namespace never stops the others,
+ * but failing to come back from one (the thread stuck in the wrong namespace) is thrown.
  *
  * @module
  */
 import { NetlinkSocket } from "../../ffi/netlink_socket.ts";
-import { openNetlinkSocketIn } from "../../ffi/netns.ts";
-import type { Counters, Logger } from "../daemon/log.ts";
+import type { NetnsHome } from "../../ffi/netns.ts";
+import { errorMessage, isFatal } from "../util/errors.ts";
+import type { Counters, Logger } from "../util/log.ts";
 import { discover, type DiscoveryOptions, type NsInfo } from "./discovery.ts";
 
 /** A namespace being polled. */
 export interface NsState {
+  /** What discovery found. */
   info: NsInfo;
+  /** Its inet_diag socket (replaced by {@link NamespaceRegistry.reopen}). */
   socket: NetlinkSocket;
 }
 
 /** Options of {@link NamespaceRegistry}. */
 export interface RegistryOptions extends DiscoveryOptions {
+  /** The thread's home namespace: where the thread returns after creating each socket. */
+  home: NetnsHome;
   /** SO_RCVTIMEO of each socket (ms). */
   rcvTimeoutMs: number;
   log: Logger;
@@ -33,7 +39,18 @@ export class NamespaceRegistry implements Disposable {
   /** @param opts discovery and socket options */
   constructor(private readonly opts: RegistryOptions) {}
 
-  /** Discovers namespaces, opens sockets for new ones, closes those that vanished. */
+  private open(info: NsInfo): NetlinkSocket {
+    const o = { rcvTimeoutMs: this.opts.rcvTimeoutMs };
+    // The daemon's own namespace needs no setns (and no process of it to stay alive).
+    return info.inode === this.opts.selfInode
+      ? NetlinkSocket.open(o)
+      : this.opts.home.openNetlinkSocketIn(info.path, o);
+  }
+
+  /**
+   * Discovers namespaces, opens sockets for new ones, closes those that vanished. Throws only
+   * what is fatal (the thread could not return home).
+   */
   reconcile(): { added: number; removed: number } {
     const c = this.opts.counters;
     c.inc("reconcile", "start");
@@ -43,9 +60,10 @@ export class NamespaceRegistry implements Disposable {
     c.inc("discoverNamespaces", "skipped", "counter", stats.skipped);
     let removed = 0;
     for (const [ino, st] of this.states) {
-      if (namespaces.has(ino)) {
+      const now = namespaces.get(ino);
+      if (now) {
         // A bind mount may appear after the process was first seen: keep the best name.
-        st.info.name = namespaces.get(ino)!.name;
+        st.info.name = now.name;
         continue;
       }
       this.close(st);
@@ -59,21 +77,20 @@ export class NamespaceRegistry implements Disposable {
     for (const [ino, info] of namespaces) {
       if (this.states.has(ino)) continue;
       try {
-        const socket = ino === this.opts.selfInode
-          ? NetlinkSocket.open({ rcvTimeoutMs: this.opts.rcvTimeoutMs })
-          : openNetlinkSocketIn(info.path, { rcvTimeoutMs: this.opts.rcvTimeoutMs });
+        const socket = this.open(info);
         this.states.set(ino, { info, socket });
         this.failed.delete(ino);
         added++;
         c.inc("add", "store");
         this.opts.log.debug(`namespace ${info.name} (${ino}) added, fd ${socket.fd}`);
       } catch (err) {
+        if (isFatal(err)) throw err;
         c.inc("netNamespaceInstance", "open", "error");
         // Log once per namespace; retried at every reconcile.
         if (!this.failed.has(ino)) {
           this.failed.add(ino);
           this.opts.log.error(
-            `cannot enter namespace ${info.name} (${info.path}): ${(err as Error).message}`,
+            `Cannot enter namespace ${info.name} (${info.path}): ${errorMessage(err)}`,
           );
         }
       }
@@ -82,12 +99,32 @@ export class NamespaceRegistry implements Disposable {
     return { added, removed };
   }
 
+  /**
+   * Replaces a namespace's socket with a fresh one (after a dump failed midway, the old socket
+   * may still hold the rest of that dump). When the namespace cannot be entered any more it is
+   * forgotten (the next reconcile finds it again if it still exists). Throws only what is fatal.
+   */
+  reopen(st: NsState): void {
+    this.close(st);
+    this.opts.counters.inc("netNamespaceInstance", "reopen");
+    try {
+      st.socket = this.open(st.info);
+    } catch (err) {
+      if (isFatal(err)) throw err;
+      this.states.delete(st.info.inode);
+      this.opts.counters.inc("netNamespaceInstance", "open", "error");
+      this.opts.log.error(
+        `Cannot reopen the socket of namespace ${st.info.name}: ${errorMessage(err)}`,
+      );
+    }
+  }
+
   private close(st: NsState): void {
     try {
       st.socket.close();
     } catch (err) {
       this.opts.counters.inc("netNamespaceInstance", "closeSocketFD", "error");
-      this.opts.log.error(`closing the socket of ${st.info.name}: ${(err as Error).message}`);
+      this.opts.log.error(`Closing the socket of ${st.info.name}: ${errorMessage(err)}`);
     }
   }
 

@@ -4,8 +4,10 @@
  * decodes, encodes and flushes the envelopes. Wall time approaches the kernel's dump alone; the
  * CPU cost is the same work plus the hand-off.
  *
- * Ring protocol (Int32Array over a SharedArrayBuffer): `HEAD` counts slots published by this
- * thread, `TAIL` slots consumed by the worker; each slot has a kind, a length and two arguments.
+ * Ring protocol (Int32Array over a SharedArrayBuffer, for Atomics.wait): `HEAD` counts slots
+ * published by this thread, `TAIL` slots consumed by the worker; each slot has a kind, a length
+ * and two arguments, read and written as unsigned 32-bit words (a netlink sequence number or
+ * port id above 2^31 stays what it is).
  * Both sides wait with Atomics.wait on the other's counter. Control slots (stamp, checkpoint,
  * rollback, config, end of poll) travel in the same ring, so they stay in order with the data.
  *
@@ -13,6 +15,7 @@
  */
 import type { DatagramPipe, DumpSink } from "../netlink/dump.ts";
 import type { StampBytes } from "../record/stamp.ts";
+import type { PipelineSettings } from "./settings.ts";
 
 /** Slot kinds. */
 export const SLOT_DATA = 1;
@@ -58,43 +61,37 @@ export type WorkerReply =
     sendErrors: string[];
     /** Records the worker could not decode (broken framing). */
     decodeErrors: string[];
+    /** What the worker's counters (its destination's) grew by during the poll. */
+    counters: [string, number][];
   }
   | { t: "fatal"; message: string };
 
 /** Settings of the worker. */
-export interface PipelineInit {
+export interface PipelineInit extends PipelineSettings {
   t: "init";
   data: SharedArrayBuffer;
   ctl: SharedArrayBuffer;
   slots: number;
   slotSize: number;
   mask: number;
-  marshal: string;
-  columns: string;
-  /** Destination the worker writes to itself (synchronous ones); else envelopes come back. */
-  dest?: string;
-  fileMaxBytes: number;
-  fileMaxAgeMs: number;
 }
 
 /** Options of {@link Pipeline}. */
-export interface PipelineOptions {
+export interface PipelineOptions extends PipelineSettings {
   slots: number;
   slotSize: number;
   mask: number;
-  marshal: string;
-  columns: string;
-  /** The destination spec when it is synchronous (null, stdout, stderr, file:): the worker owns it. */
-  workerDest?: string;
-  fileMaxBytes: number;
-  fileMaxAgeMs: number;
   /** Each envelope the worker flushed (marshalled bytes and/or the bare envelope). */
   onEnvelope: (m: Extract<WorkerReply, { t: "envelope" }>) => void;
+  /** What the worker's counters grew by, once per poll. */
+  onCounters?: (deltas: [string, number][]) => void;
 }
 
 /** The receiving side of the ring, and the worker. */
 export class Pipeline implements DatagramPipe, DumpSink {
   private readonly ctl: Int32Array;
+  /** The slots' metadata words as unsigned (sequence numbers and port ids reach 2^32). */
+  private readonly meta: Uint32Array;
   private readonly u8: Uint8Array[] = [];
   private readonly dv: DataView[] = [];
   private readonly views: { u8: Uint8Array; dv: DataView }[] = [];
@@ -111,6 +108,7 @@ export class Pipeline implements DatagramPipe, DumpSink {
     const data = new SharedArrayBuffer(o.slots * o.slotSize);
     const ctl = new SharedArrayBuffer((META + 4 * o.slots) * 4);
     this.ctl = new Int32Array(ctl);
+    this.meta = new Uint32Array(ctl);
     for (let i = 0; i < o.slots; i++) {
       const u8 = new Uint8Array(data, i * o.slotSize, o.slotSize);
       const dv = new DataView(data, i * o.slotSize, o.slotSize);
@@ -129,13 +127,14 @@ export class Pipeline implements DatagramPipe, DumpSink {
       if (m.t === "ready") ready();
       else if (m.t === "envelope") o.onEnvelope(m);
       else if (m.t === "polled") {
+        o.onCounters?.(m.counters);
         this.waiting.get(m.id)?.(m);
         this.waiting.delete(m.id);
-      } else this.fail(new Error(`pipeline worker: ${m.message}`));
+      } else this.fail(new Error(`Pipeline worker failed: ${m.message}`));
     };
     this.worker.onerror = (e) => {
       e.preventDefault();
-      this.fail(new Error(`pipeline worker: ${e.message}`));
+      this.fail(new Error(`Pipeline worker failed: ${e.message}`));
     };
     const init: PipelineInit = {
       t: "init",
@@ -146,9 +145,7 @@ export class Pipeline implements DatagramPipe, DumpSink {
       mask: o.mask,
       marshal: o.marshal,
       columns: o.columns,
-      ...(o.workerDest ? { dest: o.workerDest } : {}),
-      fileMaxBytes: o.fileMaxBytes,
-      fileMaxAgeMs: o.fileMaxAgeMs,
+      ...(o.workerDest ? { workerDest: o.workerDest } : {}),
     };
     this.worker.postMessage(init);
   }
@@ -182,17 +179,17 @@ export class Pipeline implements DatagramPipe, DumpSink {
       // The worker reports failures by message, which this blocked thread cannot read: a worker
       // that stops consuming for 10 s is taken as dead.
       if (Atomics.wait(this.ctl, TAIL, tail, 1000) === "timed-out" && ++waited >= 10) {
-        this.fail(new Error("pipeline worker stopped consuming for 10 s"));
+        this.fail(new Error("Pipeline worker stopped consuming for 10 s"));
       }
     }
   }
 
   private emit(kind: number, len: number, a1: number, a2: number): void {
     const m = META + (this.head % this.o.slots) * 4;
-    this.ctl[m] = kind;
-    this.ctl[m + 1] = len;
-    this.ctl[m + 2] = a1;
-    this.ctl[m + 3] = a2;
+    this.meta[m] = kind;
+    this.meta[m + 1] = len;
+    this.meta[m + 2] = a1;
+    this.meta[m + 3] = a2;
     this.head++;
     Atomics.store(this.ctl, HEAD, this.head);
     Atomics.notify(this.ctl, HEAD);
@@ -227,7 +224,9 @@ export class Pipeline implements DatagramPipe, DumpSink {
   /** The metadata every following record carries. */
   stamp(s: StampBytes): void {
     const i = this.slot();
-    if (s.head.length + s.tail.length > this.o.slotSize) throw new Error("stamp too large");
+    if (s.head.length + s.tail.length > this.o.slotSize) {
+      throw new RangeError(`Stamp too large for a pipeline slot: ${s.head.length + s.tail.length}`);
+    }
     this.u8[i].set(s.head, 0);
     this.u8[i].set(s.tail, s.head.length);
     this.emit(SLOT_STAMP, s.head.length + s.tail.length, s.head.length, 0);

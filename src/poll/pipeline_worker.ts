@@ -2,18 +2,20 @@
  * The decoding side of the pipelined poll (see pipeline.ts): waits on the ring, parses each
  * datagram, encodes its sockets into envelopes with the current stamp, and flushes them — to the
  * destination itself when it is synchronous (null, stdout, stderr, file:), else back to the main
- * thread. It never allocates per socket.
+ * thread. It never allocates per socket. Its counters go back with each poll's account.
  *
  * @module
  */
 /// <reference lib="deno.worker" />
-import { Counters, Logger } from "../daemon/log.ts";
-import { type Destination, openDestination } from "../dest/destination.ts";
+import { isSync, type SyncDestination } from "../dest/destination.ts";
+import { openDestination } from "../dest/registry.ts";
 import { marshaller } from "../format/marshal.ts";
 import { parseDatagram, ParseStats } from "../netlink/parse.ts";
 import { SocketView } from "../netlink/socket_view.ts";
 import { EnvelopeWriter } from "../record/encoder.ts";
 import type { StampBytes } from "../record/stamp.ts";
+import { errorMessage } from "../util/errors.ts";
+import { Counters, Logger } from "../util/log.ts";
 import {
   HEAD,
   META,
@@ -36,8 +38,31 @@ function reply(m: WorkerReply, transfer: Transferable[] = []): void {
   self.postMessage(m, transfer);
 }
 
+async function openWorkerDest(
+  init: PipelineInit,
+  counters: Counters,
+  log: Logger,
+): Promise<SyncDestination | undefined> {
+  const w = init.workerDest;
+  if (!w) return undefined;
+  const dest = await openDestination(w.spec, {
+    marshal: init.marshal,
+    topic: "",
+    fileMaxBytes: w.fileMaxBytes,
+    fileMaxAgeMs: w.fileMaxAgeMs,
+    counters,
+    log,
+  });
+  if (!isSync(dest)) {
+    await dest[Symbol.asyncDispose]();
+    throw new TypeError(`Pipeline worker can only write in place: ${w.spec}`);
+  }
+  return dest;
+}
+
 async function run(init: PipelineInit): Promise<void> {
   const ctl = new Int32Array(init.ctl);
+  const meta = new Uint32Array(init.ctl);
   const u8s: Uint8Array[] = [];
   const dvs: DataView[] = [];
   for (let i = 0; i < init.slots; i++) {
@@ -47,16 +72,7 @@ async function run(init: PipelineInit): Promise<void> {
   const counters = new Counters();
   const log = new Logger(1);
   const m = marshaller(init.marshal, init.columns);
-  const dest: Destination | undefined = init.dest
-    ? await openDestination(init.dest, {
-      marshal: init.marshal,
-      topic: "",
-      fileMaxBytes: init.fileMaxBytes,
-      fileMaxAgeMs: init.fileMaxAgeMs,
-      counters,
-      log,
-    })
-    : undefined;
+  await using dest = await openWorkerDest(init, counters, log);
   const env = new EnvelopeWriter(1 << 20);
   const view = new SocketView();
   const stats = new ParseStats();
@@ -79,9 +95,9 @@ async function run(init: PipelineInit): Promise<void> {
     const want = Atomics.load(ctl, WANT_ENVELOPES) === 1;
     if (dest) {
       try {
-        dest.send(bytes, m.framing).catch((err) => sendErrors.push((err as Error).message));
+        dest.sendSync(bytes, m.framing);
       } catch (err) {
-        sendErrors.push(`${(err as Error).message} (${rows} rows lost)`);
+        sendErrors.push(`${rows} rows lost: ${errorMessage(err)}`);
       }
       if (want) {
         const envelope = env.envelope().slice();
@@ -122,35 +138,34 @@ async function run(init: PipelineInit): Promise<void> {
       continue;
     }
     const slot = tail % init.slots;
-    const meta = META + slot * 4;
-    const kind = ctl[meta];
-    const len = ctl[meta + 1];
-    const a1 = ctl[meta + 2];
-    const a2 = ctl[meta + 3];
+    const at = META + slot * 4;
+    const kind = meta[at];
+    const len = meta[at + 1] ?? 0;
+    const a1 = meta[at + 2] ?? 0;
+    const a2 = meta[at + 3] ?? 0;
+    const u8 = u8s[slot];
+    const dv = dvs[slot];
+    if (!u8 || !dv) throw new RangeError(`Pipeline slot out of range: ${slot}`);
     switch (kind) {
       case SLOT_DATA:
         try {
           parseDatagram(
             view,
-            u8s[slot],
-            dvs[slot],
+            u8,
+            dv,
             0,
             len,
-            {
-              mask: init.mask,
-              expectSeq: a1,
-              expectPid: a2,
-            },
+            { mask: init.mask, expectSeq: a1, expectPid: a2 },
             stats,
             onSocket,
           );
         } catch (err) {
           // The receiving thread checked the framing already; report, never stop.
-          if (decodeErrors.length < 10) decodeErrors.push((err as Error).message);
+          if (decodeErrors.length < 10) decodeErrors.push(errorMessage(err));
         }
         break;
       case SLOT_STAMP:
-        stamp = { head: u8s[slot].slice(0, a1), tail: u8s[slot].slice(a1, len) };
+        stamp = { head: u8.slice(0, a1), tail: u8.slice(a1, len) };
         break;
       case SLOT_CHECKPOINT:
         mark = env.mark();
@@ -163,7 +178,7 @@ async function run(init: PipelineInit): Promise<void> {
       case SLOT_CONFIG:
         maxRows = a1;
         maxBytes = a2;
-        modulus = dvs[slot].getInt32(0, true);
+        modulus = dv.getInt32(0, true);
         modulusCount = 0;
         break;
       case SLOT_END_POLL: {
@@ -173,6 +188,7 @@ async function run(init: PipelineInit): Promise<void> {
           id: a2,
           sendErrors: sendErrors.splice(0),
           decodeErrors: decodeErrors.splice(0),
+          counters: counters.takeDeltas(),
         });
         break;
       }
@@ -181,11 +197,12 @@ async function run(init: PipelineInit): Promise<void> {
     Atomics.store(ctl, TAIL, tail);
     Atomics.notify(ctl, TAIL);
   }
-  await dest?.close();
-  self.close();
 }
 
 self.onmessage = (e: MessageEvent<PipelineInit>) => {
   if (e.data.t !== "init") return;
-  run(e.data).catch((err) => reply({ t: "fatal", message: (err as Error).message }));
+  run(e.data).then(
+    () => self.close(),
+    (err) => reply({ t: "fatal", message: errorMessage(err) }),
+  );
 };

@@ -1,30 +1,26 @@
 /**
  * The poll loop: at a jittered cadence, dump every namespace into envelopes that flush at the
  * row or byte cap (a full envelope starts a new one: no row is dropped), at the end of each poll
- * and at shutdown. A poll that overruns makes the next ticks be skipped, not queued.
+ * and at shutdown. A poll that overruns makes the next ticks be skipped, not queued. The poller
+ * reads only its {@link PollSettings}, which are replaced whole ({@link Poller.setCadence}),
+ * never changed in place.
  *
  * @module
  */
-import type { XtcpConfig } from "../gen/xtcp_config/v1/xtcp_config_pb.ts";
 import type { NetlinkSocket } from "../../ffi/netlink_socket.ts";
 import { UringNetlinkReader } from "../../ffi/uring_netlink.ts";
 import { Pipeline, type WorkerReply } from "./pipeline.ts";
 import { Dumper, type DumpSink, type NetlinkTransport } from "../netlink/dump.ts";
+import { NetlinkError } from "../netlink/errors.ts";
 import type { SocketView } from "../netlink/socket_view.ts";
-import { idiagExt } from "../netlink/deserializers.ts";
 import { EnvelopeWriter } from "../record/encoder.ts";
 import { Stamp } from "../record/stamp.ts";
-import type { Destination } from "../dest/destination.ts";
+import { type Destination, isSync } from "../dest/destination.ts";
 import type { Marshaller } from "../format/marshal.ts";
-import type { NamespaceRegistry } from "../netns/registry.ts";
-import type { Counters, Logger } from "../daemon/log.ts";
-import {
-  decoderMask,
-  durationMs,
-  envelopeLimits,
-  fileLimits,
-  recvBufferSize,
-} from "../daemon/config.ts";
+import type { NamespaceRegistry, NsState } from "../netns/registry.ts";
+import { errorMessage, isFatal } from "../util/errors.ts";
+import type { Counters, Logger } from "../util/log.ts";
+import { freezeSettings, type PollSettings } from "./settings.ts";
 
 /** What one poll did. */
 export interface PollSummary {
@@ -64,7 +60,7 @@ export class BufferPool {
       this.free.push(new ArrayBuffer(Math.max(1 << 20, bytes.length)));
       i = this.free.length - 1;
     }
-    const buf = this.free.splice(i, 1)[0];
+    const buf = this.free.splice(i, 1)[0] ?? new ArrayBuffer(bytes.length);
     const out = new Uint8Array(buf, 0, bytes.length);
     out.set(bytes);
     return out;
@@ -78,16 +74,13 @@ export class BufferPool {
 
 /** Dependencies of a {@link Poller}. */
 export interface PollerDeps {
-  config: XtcpConfig;
+  /** What to poll, how often, how. */
+  settings: PollSettings;
   registry: NamespaceRegistry;
   dest: Destination;
   marshaller: Marshaller;
   log: Logger;
   counters: Counters;
-  hostname: string;
-  daemonVersion: string;
-  /** Sees every record encoded (gRPC streams); called with the view during the dump. */
-  onSocket?: (view: SocketView, stamp: Stamp) => void;
   /** Sees every netlink datagram sent and received (captures). */
   onDatagram?: (bytes: Uint8Array, outgoing: boolean) => void;
   /** Sees every envelope (bare Envelope bytes, valid during the call) as it is flushed. */
@@ -99,13 +92,14 @@ export interface PollerDeps {
 }
 
 /** Collects, batches and flushes. */
-export class Poller implements DumpSink {
+export class Poller implements DumpSink, Disposable {
   /** Completed polls. */
   loops = 0;
   /** Ticks skipped because a poll overran. */
   skippedTicks = 0;
   /** True while the loop runs (readiness). */
   running = false;
+  private settingsNow: PollSettings;
   private readonly env = new EnvelopeWriter(1 << 20);
   /** Flush copies waiting for (or back from) the destination: reused, not reallocated. */
   private readonly buffers = new BufferPool();
@@ -133,42 +127,51 @@ export class Poller implements DumpSink {
 
   /** @param deps what the poller works with */
   constructor(private readonly deps: PollerDeps) {
-    const cfg = deps.config;
-    const mask = decoderMask(cfg);
+    const s = deps.settings;
+    this.settingsNow = s;
     const dumping = {
-      mask,
-      ext: idiagExt(mask),
-      bufferSize: recvBufferSize(cfg),
-      seq: cfg.nlmsgSeq,
+      ...s.dump,
       ...(deps.onDatagram ? { onDatagram: deps.onDatagram } : {}),
     };
     this.dumper = new Dumper(dumping);
-    if (cfg.pipeline) {
+    if (s.pipeline) {
       this.pipe = new Pipeline({
         slots: 16,
-        slotSize: recvBufferSize(cfg),
-        mask,
-        marshal: cfg.marshalTo,
-        columns: cfg.csvColumns,
-        ...(deps.dest.sync ? { workerDest: cfg.dest } : {}),
-        ...fileLimits(cfg),
+        slotSize: s.dump.bufferSize,
+        mask: s.dump.mask,
+        ...s.pipeline,
         onEnvelope: (m) => this.fromWorker(m),
+        onCounters: (deltas) => deps.counters.addAll(deltas),
       });
       this.pipedDumper = new Dumper({ ...dumping, pipe: this.pipe });
     }
-    if (cfg.ioUring) {
+    if (s.uring) {
       try {
         this.uringReader = new UringNetlinkReader(
-          cfg.ioUringRecvBatchSize || 64,
-          recvBufferSize(cfg),
-          Number(cfg.nlTimeoutMilliseconds),
-          cfg.ioUringCqeBatchSize || 128,
+          s.uring.recvBatch,
+          s.dump.bufferSize,
+          s.uring.timeoutMs,
+          s.uring.cqeBatch,
         );
       } catch (err) {
         deps.counters.inc("NetlinkerIoUring", "setup", "error");
-        deps.log.warn(`io_uring unavailable (${(err as Error).message}): using recvmsg`);
+        deps.log.warn(`io_uring unavailable: using recvmsg: ${errorMessage(err)}`);
       }
     }
+  }
+
+  /** The settings in force. */
+  get settings(): PollSettings {
+    return this.settingsNow;
+  }
+
+  /**
+   * A new cadence: applied to the next sleep (a poll running now finishes as it started), and
+   * the next poll starts now.
+   */
+  setCadence(frequencyMs: number, timeoutMs: number): void {
+    this.settingsNow = freezeSettings({ ...this.settingsNow, frequencyMs, timeoutMs });
+    this.trigger();
   }
 
   /** The io_uring reader when `ioUring` is on and the kernel allows it. */
@@ -185,11 +188,14 @@ export class Poller implements DumpSink {
   }
 
   /** Releases the io_uring ring and the pipeline's worker, if any. */
-  close(): void {
-    this.uringReader?.close();
-    this.uringReader = undefined;
-    this.pipe?.close();
-    this.pipe = undefined;
+  [Symbol.dispose](): void {
+    try {
+      this.uringReader?.close();
+    } finally {
+      this.uringReader = undefined;
+      this.pipe?.close();
+      this.pipe = undefined;
+    }
   }
 
   /** The pipeline, when `pipeline` is on and its worker runs. */
@@ -208,7 +214,6 @@ export class Poller implements DumpSink {
     const modulus = this.modulus;
     if (modulus > 1 && (this.modulusCount++ % modulus) !== 1) return;
     this.env.add(view, this.stamp);
-    this.deps.onSocket?.(view, this.stamp);
     if (this.env.rows >= this.maxRows) this.flush("rows_cap");
     else if (this.env.byteLength > this.maxBytes) this.flush("size_cap");
   }
@@ -250,16 +255,16 @@ export class Poller implements DumpSink {
     const c = this.deps.counters;
     const failed = (err: unknown) => {
       c.inc("Poller", "envelopeFlush", "error");
-      this.deps.log.error(`${dest.scheme}: ${(err as Error).message} (${rows} rows lost)`);
+      this.deps.log.error(`${dest.scheme}: ${rows} rows lost: ${errorMessage(err)}`);
     };
     this.flushCount++;
     this.pollFlushes++;
     this.pollBytes += bytes.length;
     c.inc("Poller", "envelopeFlush", reason);
     c.inc("Poller", "envelopeRows", "count", rows);
-    if (dest.sync && this.queued === 0) {
+    if (isSync(dest) && this.queued === 0) {
       try {
-        dest.send(bytes, framing).catch(failed);
+        dest.sendSync(bytes, framing);
       } catch (err) {
         failed(err);
       }
@@ -283,7 +288,7 @@ export class Poller implements DumpSink {
   private dropPipeline(err: Error): void {
     if (!this.pipe) return;
     this.deps.counters.inc("Poller", "pipeline", "error");
-    this.deps.log.error(`${err.message}: decoding in the main thread from now on`);
+    this.deps.log.error(`Decoding in the main thread from now on: ${err.message}`);
     this.pipe.close();
     this.pipe = undefined;
   }
@@ -309,17 +314,35 @@ export class Poller implements DumpSink {
     return this.pending;
   }
 
+  /**
+   * Meets a failed dump: the namespace's socket is replaced when it may still hold the rest of
+   * the dump (anything but a kernel answer that ended it), so the next poll starts clean. Fatal
+   * errors are thrown.
+   */
+  private dumpFailed(st: NsState, err: unknown): void {
+    if (isFatal(err)) throw err;
+    const c = this.deps.counters;
+    const kernelEnded = err instanceof NetlinkError && err.code !== "EBUSY";
+    const kind = err instanceof NetlinkError
+      ? err.code
+      : (err as { code?: unknown }).code ?? (err as Error).name;
+    c.inc("Poller", "dump", "error");
+    c.inc("Poller", "dumpError", String(kind));
+    this.deps.log.error(`Dump of namespace ${st.info.name} failed: ${errorMessage(err)}`);
+    if (!kernelEnded) this.deps.registry.reopen(st);
+  }
+
   /** One poll of every namespace (synchronous dumps), then the end-of-poll flush. */
   async pollOnce(): Promise<PollSummary> {
-    const cfg = this.deps.config;
+    const s = this.settingsNow;
     const c = this.deps.counters;
     const t0 = performance.now();
-    const timeoutMs = durationMs(cfg.pollTimeout);
     this.pollBytes = 0;
     this.pollFlushes = 0;
     this.modulusCount = 0;
-    this.modulus = Number(cfg.modulus);
-    ({ rows: this.maxRows, bytes: this.maxBytes } = envelopeLimits(cfg));
+    this.modulus = s.modulus;
+    this.maxRows = s.envelopeRows;
+    this.maxBytes = s.envelopeBytes;
     let sockets = 0;
     let namespaces = 0;
     let timedOut = false;
@@ -336,22 +359,23 @@ export class Poller implements DumpSink {
       pipe.configure(this.maxRows, this.maxBytes, this.modulus);
     }
     const states = [...this.deps.registry.states.values()];
+    const stamp = s.stamp;
     for (const st of states) {
-      if (performance.now() - t0 > timeoutMs) {
+      if (performance.now() - t0 > s.timeoutMs) {
         timedOut = true;
         c.inc("Poller", "PollTimeout", "count");
         c.inc("Poller", "namespacesNotPolled", "count", states.length - namespaces);
         break;
       }
       this.stamp = new Stamp({
-        daemon_version: this.deps.daemonVersion,
+        daemon_version: stamp.daemonVersion,
         timestamp_ns: nowNs(),
-        hostname: this.deps.hostname,
-        location: cfg.location,
+        hostname: stamp.hostname,
+        location: stamp.location,
         netns: st.info.name,
         netns_inode: st.info.inode,
-        label: cfg.label,
-        tag: cfg.tag,
+        label: stamp.label,
+        tag: stamp.tag,
         socket_fd: st.socket.fd,
       });
       try {
@@ -363,8 +387,7 @@ export class Poller implements DumpSink {
         }
       } catch (err) {
         if (pipe?.error) this.dropPipeline(pipe.error);
-        c.inc("Poller", "dump", "error");
-        this.deps.log.error(`dump of namespace ${st.info.name} failed: ${(err as Error).message}`);
+        this.dumpFailed(st, err);
       }
       namespaces++;
     }
@@ -378,7 +401,7 @@ export class Poller implements DumpSink {
         }
         for (const e of r.decodeErrors) {
           c.inc("Poller", "decode", "error");
-          this.deps.log.error(`pipeline: ${e}`);
+          this.deps.log.error(`Pipeline: ${e}`);
         }
       } catch (err) {
         this.dropPipeline(err as Error);
@@ -430,32 +453,30 @@ export class Poller implements DumpSink {
 
   /**
    * Polls until `signal` aborts or maxLoops polls are done, then flushes what is left (reason
-   * shutdown) and waits for the destination.
+   * shutdown) and waits for the destination. Throws what is fatal.
    */
   async run(signal: AbortSignal, beforePoll: () => void = () => {}): Promise<void> {
-    const cfg = this.deps.config;
     const c = this.deps.counters;
     this.running = true;
     try {
-      const freq = () => durationMs(cfg.pollFrequency);
-      const jitter = () => freq() * cfg.pollJitterPct / 100;
+      const jitter = () => this.settingsNow.frequencyMs * this.settingsNow.jitterPct / 100;
       await this.sleep(Math.random() * jitter(), signal);
       let next = performance.now();
       while (!signal.aborted) {
         this.triggered = 0;
-        beforePoll();
+        if (this.settingsNow.reconcileBeforePoll) beforePoll();
         await this.pollOnce();
-        const maxLoops = Number(cfg.maxLoops);
+        const { maxLoops, frequencyMs } = this.settingsNow;
         if (maxLoops > 0 && this.loops >= maxLoops) break;
         const j = jitter();
-        next += freq() - j / 2 + Math.random() * j;
+        next += frequencyMs - j / 2 + Math.random() * j;
         const now = performance.now();
         if (now > next) {
-          const missed = Math.floor((now - next) / freq()) + 1;
+          const missed = Math.floor((now - next) / frequencyMs) + 1;
           this.skippedTicks += missed;
           c.inc("Poller", "alreadyPolling", "count", missed);
           this.deps.log.info(`poll ${this.loops} overran the interval: ${missed} tick(s) skipped`);
-          next += missed * freq();
+          next += missed * frequencyMs;
         }
         if (this.triggered === 0) await this.sleep(next - performance.now(), signal);
         if (this.triggered > 0) next = performance.now();

@@ -8,7 +8,8 @@
 import { INET_DIAG_CONG } from "../netlink/constants.ts";
 import type { SocketView } from "../netlink/socket_view.ts";
 import { encodeKernelFields } from "./encoder_gen.ts";
-import { varint32 } from "./wire.ts";
+import { varint32 } from "../util/varint.ts";
+import { ROW_TAG } from "./envelope.ts";
 import { OutBuf } from "./out_buf.ts";
 import type { StampBytes } from "./stamp.ts";
 
@@ -70,8 +71,6 @@ export interface EnvelopeMark {
   readonly rows: number;
 }
 
-/** Field 10 (`row`) of Envelope, wire type 2. */
-const ROW_TAG = (10 << 3) | 2;
 /** Bytes reserved in front of the envelope for its varint length (protobufList framing). */
 const PREFIX_ROOM = 5;
 

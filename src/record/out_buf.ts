@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { varint32, varint64 } from "./wire.ts";
+import { varint32, varint64 } from "../util/varint.ts";
 
 /** Growable byte buffer. */
 export class OutBuf {
@@ -49,14 +49,4 @@ export class OutBuf {
   varint64(lo: number, hi: number): void {
     this.pos = varint64(this.u8, this.pos, lo, hi);
   }
-}
-
-/** Number of bytes of the varint encoding of a non-negative 32-bit value. */
-export function varint32Size(v: number): number {
-  v >>>= 0;
-  if (v < 0x80) return 1;
-  if (v < 0x4000) return 2;
-  if (v < 0x200000) return 3;
-  if (v < 0x10000000) return 4;
-  return 5;
 }

@@ -3,6 +3,8 @@
  *
  * @module
  */
+import { create } from "@bufbuild/protobuf";
+import { type Duration, DurationSchema } from "@bufbuild/protobuf/wkt";
 
 const UNIT_MS: Record<string, number> = {
   ns: 1e-6,
@@ -48,4 +50,32 @@ export function formatDuration(ms: number): string {
   if (ms % 60_000 === 0) return `${ms / 60_000}m`;
   if (ms >= 1000) return `${ms / 1000}s`;
   return `${ms}ms`;
+}
+
+/**
+ * Milliseconds as a protobuf `Duration`.
+ *
+ * @example
+ * ```ts
+ * msToDuration(1500); // { seconds: 1n, nanos: 500000000 }
+ * ```
+ */
+export function msToDuration(ms: number): Duration {
+  const seconds = Math.floor(ms / 1000);
+  return create(DurationSchema, {
+    seconds: BigInt(seconds),
+    nanos: Math.round((ms - seconds * 1000) * 1e6),
+  });
+}
+
+/**
+ * A protobuf `Duration` in milliseconds (0 when unset).
+ *
+ * @example
+ * ```ts
+ * durationMs(msToDuration(1500)); // 1500
+ * ```
+ */
+export function durationMs(d: Duration | undefined): number {
+  return d ? Number(d.seconds) * 1000 + d.nanos / 1e6 : 0;
 }

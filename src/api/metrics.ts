@@ -6,7 +6,7 @@
  * @module
  */
 import client from "prom-client";
-import type { Counters } from "./log.ts";
+import type { Counters } from "../util/log.ts";
 import type { PollSummary } from "../poll/poller.ts";
 
 const LABELS = ["function", "variable", "type"] as const;

@@ -7,35 +7,8 @@
  *
  * @module
  */
-import type { Counters } from "./log.ts";
-
-/** Envelope field 10 (row), length-delimited: the one tag byte before each row. */
-const ROW_TAG = (10 << 3) | 2;
-
-/**
- * Each row of an encoded Envelope, as a view of its length prefix and bytes: exactly what a
- * message's length-delimited field holds on the wire.
- */
-export function* envelopeRows(env: Uint8Array): Generator<Uint8Array> {
-  let p = 0;
-  while (p < env.length) {
-    if (env[p] !== ROW_TAG) throw new Error(`envelope: unexpected tag byte ${env[p]} at ${p}`);
-    const start = p + 1;
-    let len = 0;
-    let shift = 0;
-    for (p = start;; p++) {
-      if (p >= env.length || shift > 28) throw new Error(`envelope: bad row length at ${start}`);
-      const b = env[p];
-      len += (b & 0x7f) * 2 ** shift;
-      shift += 7;
-      if (b < 0x80) break;
-    }
-    const end = p + 1 + len;
-    if (end > env.length) throw new Error(`envelope: row at ${start} runs past the end`);
-    yield env.subarray(start, end);
-    p = end;
-  }
-}
+import { envelopeRows } from "../record/envelope.ts";
+import type { Counters } from "../util/log.ts";
 
 /** One flushed envelope: its bytes, shared by every client, and its row count. */
 interface Batch {

@@ -5,6 +5,7 @@
  * @module
  */
 import { pcapFileHeader, pcapRecord } from "../netlink/pcap.ts";
+import { writeAllSync } from "../util/write_all.ts";
 
 /** Captures datagrams into `<capturePath>netlink.<timestamp>.pcap`. */
 export class CaptureWriter implements Disposable {
@@ -32,11 +33,11 @@ export class CaptureWriter implements Disposable {
         write: true,
         create: true,
         truncate: true,
-        mode: 0o644,
+        mode: 0o600, // netlink dumps show every connection of the host: not for everyone
       });
-      writeAll(this.file, pcapFileHeader());
+      writeAllSync(this.file, pcapFileHeader());
     }
-    writeAll(this.file, pcapRecord(bytes, outgoing, Date.now()));
+    writeAllSync(this.file, pcapRecord(bytes, outgoing, Date.now()));
     if (--this.remaining === 0) this.close();
   }
 
@@ -51,9 +52,4 @@ export class CaptureWriter implements Disposable {
   [Symbol.dispose](): void {
     this.close();
   }
-}
-
-function writeAll(f: Deno.FsFile, b: Uint8Array): void {
-  let off = 0;
-  while (off < b.length) off += f.writeSync(b.subarray(off));
 }

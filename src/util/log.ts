@@ -40,10 +40,30 @@ export class Logger {
 export class Counters {
   /** Current values. */
   readonly values: Map<string, number> = new Map();
+  /** Values at the last {@link Counters.takeDeltas}. */
+  private readonly taken = new Map<string, number>();
   /** Adds `n` to the counter `fn/variable/type`. */
   inc(fn: string, variable: string, type = "count", n = 1): void {
     const k = `${fn}/${variable}/${type}`;
     this.values.set(k, (this.values.get(k) ?? 0) + n);
+  }
+  /**
+   * What each counter grew by since the last call, as `[key, delta]` pairs (for counters kept in
+   * another thread: the pipeline's worker sends them to the main thread's counters).
+   */
+  takeDeltas(): [string, number][] {
+    const out: [string, number][] = [];
+    for (const [k, v] of this.values) {
+      const d = v - (this.taken.get(k) ?? 0);
+      if (d === 0) continue;
+      out.push([k, d]);
+      this.taken.set(k, v);
+    }
+    return out;
+  }
+  /** Adds deltas from {@link Counters.takeDeltas} of other counters. */
+  addAll(deltas: Iterable<readonly [string, number]>): void {
+    for (const [k, d] of deltas) this.values.set(k, (this.values.get(k) ?? 0) + d);
   }
   /** Current value of `fn/variable/type` (0 if never counted). */
   get(fn: string, variable: string, type = "count"): number {

@@ -1,0 +1,118 @@
+/**
+ * What the parts of the daemon are given, derived from the configuration once: the poller's
+ * settings, the destination's options, the sizes whose 0 means a default.
+ *
+ * @module
+ */
+import type { XtcpConfig } from "../gen/xtcp_config/v1/xtcp_config_pb.ts";
+import type { DestOptions } from "../dest/destination.ts";
+import { isLocalScheme, parseDest } from "../dest/registry.ts";
+import { decoderMask as maskOfNames, idiagExt } from "../netlink/deserializers.ts";
+import { MIN_RECV_BUFFER } from "../netlink/dump.ts";
+import { freezeSettings, type PollSettings } from "../poll/settings.ts";
+import { durationMs } from "../util/duration.ts";
+import type { Counters, Logger } from "../util/log.ts";
+
+/**
+ * The decoder bitmask of a configuration.
+ *
+ * @example
+ * ```ts
+ * idiagExt(decoderMask(defaultConfig())); // 0xfe
+ * ```
+ */
+export function decoderMask(cfg: XtcpConfig): number {
+  const enabled = cfg.enabledDeserializers?.enabled ?? {};
+  return maskOfNames(Object.keys(enabled).filter((n) => enabled[n]));
+}
+
+/** Effective envelope thresholds (0 = defaults 10,000 rows, 768 KiB). */
+export function envelopeLimits(cfg: XtcpConfig): { rows: number; bytes: number } {
+  return {
+    rows: cfg.envelopeFlushThresholdRows || 10000,
+    bytes: cfg.envelopeFlushThresholdBytes || 786432,
+  };
+}
+
+/** Rotation limits of file: destinations (0 = 64 MiB and 1 h). */
+export function fileLimits(cfg: XtcpConfig): { fileMaxBytes: number; fileMaxAgeMs: number } {
+  return {
+    fileMaxBytes: Number(cfg.fileMaxBytes) || 64 * 1024 * 1024,
+    fileMaxAgeMs: durationMs(cfg.fileMaxAge) || 3_600_000,
+  };
+}
+
+/** Receive buffer size: packetSize (0 = 4096) × packetSizeMply (0 = 8), at least 32 KiB. */
+export function recvBufferSize(cfg: XtcpConfig): number {
+  return Math.max(MIN_RECV_BUFFER, (Number(cfg.packetSize) || 4096) * (cfg.packetSizeMply || 8));
+}
+
+/**
+ * The poller's settings for `cfg`.
+ *
+ * @param host the OS hostname and this build's version, for records that do not set their own
+ */
+export function pollSettings(
+  cfg: XtcpConfig,
+  host: { hostname: string; version: string },
+): PollSettings {
+  const mask = decoderMask(cfg);
+  const bufferSize = recvBufferSize(cfg);
+  const env = envelopeLimits(cfg);
+  const dest = parseDest(cfg.dest);
+  return freezeSettings({
+    frequencyMs: durationMs(cfg.pollFrequency),
+    timeoutMs: durationMs(cfg.pollTimeout),
+    jitterPct: cfg.pollJitterPct,
+    maxLoops: Number(cfg.maxLoops),
+    modulus: Number(cfg.modulus) || 1,
+    envelopeRows: env.rows,
+    envelopeBytes: env.bytes,
+    reconcileBeforePoll: cfg.reconcileBeforePoll,
+    dump: { mask, ext: idiagExt(mask), bufferSize, seq: cfg.nlmsgSeq },
+    stamp: {
+      hostname: cfg.hostname || host.hostname,
+      daemonVersion: cfg.daemonVersion || host.version,
+      location: cfg.location,
+      label: cfg.label,
+      tag: cfg.tag,
+    },
+    ...(cfg.ioUring
+      ? {
+        uring: {
+          recvBatch: cfg.ioUringRecvBatchSize || 64,
+          cqeBatch: cfg.ioUringCqeBatchSize || 128,
+          timeoutMs: Number(cfg.nlTimeoutMilliseconds),
+        },
+      }
+      : {}),
+    ...(cfg.pipeline
+      ? {
+        pipeline: {
+          marshal: cfg.marshalTo,
+          columns: cfg.csvColumns,
+          ...(isLocalScheme(dest.scheme)
+            ? { workerDest: { spec: cfg.dest, ...fileLimits(cfg) } }
+            : {}),
+        },
+      }
+      : {}),
+  });
+}
+
+/** The options the destination of `cfg` opens with. */
+export function destOptions(
+  cfg: XtcpConfig,
+  deps: { counters: Counters; log: Logger; signal?: AbortSignal },
+): DestOptions {
+  return {
+    marshal: cfg.marshalTo,
+    topic: cfg.topic,
+    kafkaCompression: cfg.kafkaCompression,
+    sendTimeoutMs: durationMs(cfg.kafkaProduceTimeout),
+    ...fileLimits(cfg),
+    counters: deps.counters,
+    log: deps.log,
+    ...(deps.signal ? { signal: deps.signal } : {}),
+  };
+}

@@ -1,0 +1,46 @@
+/**
+ * Datagram destinations never send more than a datagram carries: protobufList flushes are split
+ * at row boundaries into complete envelopes, line formats at line ends; what cannot fit alone is
+ * counted and reported.
+ *
+ * @module
+ */
+import type { Destination, DestOptions, Framing } from "./destination.ts";
+import { splitFlush } from "./split.ts";
+
+/** Splits each flush into datagrams of at most `max` bytes and sends them in order. */
+export abstract class DatagramDest implements Destination {
+  /** Scheme, for counters and logs. */
+  abstract readonly scheme: string;
+
+  /**
+   * @param opts marshaller, counters, log
+   * @param max largest datagram payload
+   */
+  constructor(protected readonly opts: DestOptions, protected readonly max: number) {}
+
+  /** Sends one datagram. */
+  protected abstract sendOne(b: Uint8Array): Promise<void>;
+
+  /** Releases the socket. */
+  abstract [Symbol.asyncDispose](): Promise<void>;
+
+  /** Sends one flush as one or more datagrams. */
+  async send(bytes: Uint8Array, framing: Framing): Promise<void> {
+    const { pieces, dropped } = splitFlush(bytes, this.max, this.opts.marshal, framing);
+    if (dropped) {
+      this.opts.counters.inc(this.scheme, "tooLarge", "error", dropped);
+      this.opts.log.error(
+        `${this.scheme}: ${dropped} ${
+          this.opts.marshal === "protobufList" || framing === "lines" ? "record(s)" : "flush(es)"
+        } larger than a datagram (${this.max} bytes) not sent`,
+      );
+    }
+    if (pieces.length > 1) this.opts.counters.inc(this.scheme, "split", "count", pieces.length);
+    for (const p of pieces) {
+      await this.sendOne(p);
+      this.opts.counters.inc(this.scheme, "Writes");
+      this.opts.counters.inc(this.scheme, "WriteBytes", "count", p.length);
+    }
+  }
+}

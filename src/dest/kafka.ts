@@ -1,0 +1,119 @@
+/**
+ * `kafka:HOST:PORT` (kafkajs): each flush is one record (no key) of topic `--topic`, and a send
+ * resolves once every in-sync replica acknowledged it (acks all). Fails at startup without the
+ * broker; afterwards the client reconnects by itself and a failed produce comes back to the
+ * caller to retry.
+ *
+ * @module
+ */
+import { Buffer } from "node:buffer";
+import process from "node:process";
+import { CompressionTypes, Kafka, logLevel, type Producer } from "kafkajs";
+import { errorMessage } from "../util/errors.ts";
+import { withTimeout } from "../util/timeout.ts";
+import {
+  DEFAULT_SEND_TIMEOUT_MS,
+  type Destination,
+  type DestOptions,
+  type KafkaCompression,
+} from "./destination.ts";
+
+/**
+ * kafkajs sets a timer from a date difference that comes out negative on Deno, and Node's timers
+ * warn about it on stderr at every connection (the timer fires at once, as kafkajs expects).
+ * That one warning is dropped; every other warning goes through.
+ */
+function quietKafkajsTimers(): void {
+  const p = process as unknown as { emitWarning: (...args: unknown[]) => void; xtcp2Quiet?: true };
+  if (p.xtcp2Quiet) return;
+  p.xtcp2Quiet = true;
+  const emit = p.emitWarning.bind(process);
+  p.emitWarning = (...args: unknown[]) => {
+    const type = typeof args[1] === "string"
+      ? args[1]
+      : (args[1] as { type?: string } | undefined)?.type ?? (args[0] as Error)?.name;
+    if (type === "TimeoutNegativeWarning") return;
+    emit(...args);
+  };
+}
+
+/** kafkajs codecs by `--kafkaCompression` value (GZIP is built in; the others need plugins). */
+const CODECS: Record<KafkaCompression, CompressionTypes | undefined> = {
+  "": CompressionTypes.None,
+  auto: CompressionTypes.None,
+  none: CompressionTypes.None,
+  gzip: CompressionTypes.GZIP,
+  zstd: undefined,
+  lz4: undefined,
+  snappy: undefined,
+};
+
+/** Produces flushes to a Kafka broker. */
+export class KafkaDest implements Destination {
+  /** Always "kafka". */
+  readonly scheme = "kafka";
+  private constructor(
+    private readonly producer: Producer,
+    private readonly compression: CompressionTypes,
+    private readonly timeoutMs: number,
+    private readonly opts: DestOptions,
+  ) {}
+
+  /** Connects the producer (failing at startup if the broker does not answer). */
+  static async open(addr: string, opts: DestOptions): Promise<KafkaDest> {
+    const name = (opts.kafkaCompression ?? "") as KafkaCompression;
+    const codec = CODECS[name];
+    if (codec === undefined) {
+      throw new RangeError(
+        `Kafka compression is not available in this build: "${name}": use gzip or none`,
+      );
+    }
+    const timeoutMs = opts.sendTimeoutMs || DEFAULT_SEND_TIMEOUT_MS;
+    quietKafkajsTimers();
+    const kafka = new Kafka({
+      clientId: "xtcp2",
+      brokers: [addr],
+      connectionTimeout: 2000,
+      requestTimeout: timeoutMs,
+      retry: { retries: 2, initialRetryTime: 200, maxRetryTime: 2000 },
+      logLevel: logLevel.NOTHING,
+    });
+    const producer = kafka.producer({ allowAutoTopicCreation: true, idempotent: false });
+    try {
+      await withTimeout(producer.connect(), 5000, `kafka connect to ${addr}`);
+    } catch (err) {
+      await producer.disconnect().catch(() => {}); // the connect's error is the one to report
+      throw new Error(`kafka ${addr}: ${errorMessage(err)}`, { cause: err });
+    }
+    return new KafkaDest(producer, codec, timeoutMs, opts);
+  }
+
+  /** Produces one flush as one record; resolves with the broker's acknowledgement. */
+  async send(bytes: Uint8Array): Promise<void> {
+    try {
+      await withTimeout(
+        this.producer.send({
+          topic: this.opts.topic,
+          acks: -1,
+          timeout: this.timeoutMs,
+          compression: this.compression,
+          // A copy: the client may still hold it after a timeout, when `bytes` is reused.
+          messages: [{ value: Buffer.from(bytes) }],
+        }),
+        this.timeoutMs,
+        "kafka produce",
+      );
+      this.opts.counters.inc("destKafka", "Produce");
+    } catch (err) {
+      this.opts.counters.inc("destKafka", "Produce", "error");
+      throw err;
+    }
+  }
+
+  /** Disconnects the producer (5 s at most). */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await withTimeout(this.producer.disconnect(), 5000, "kafka disconnect").catch((err) =>
+      this.opts.log.error(`kafka: ${errorMessage(err)}`)
+    );
+  }
+}

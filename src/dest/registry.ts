@@ -1,0 +1,140 @@
+/**
+ * Destinations by `--dest` spec: `null`, `stdout`, `stderr`, or `scheme:address` (also
+ * `scheme://address`). The broker clients (kafkajs, nats, ioredis) are loaded only when their
+ * destination is opened: the others start without them.
+ *
+ * @module
+ */
+import { splitHostPort } from "../util/address.ts";
+import type { Destination, DestOptions } from "./destination.ts";
+import { FileDest } from "./file.ts";
+import { NullDest } from "./null.ts";
+import { StdioDest } from "./stdio.ts";
+import { UdpDest } from "./udp.ts";
+import { UnixDest } from "./unix.ts";
+import { UnixgramDest } from "./unixgram.ts";
+
+/** Schemes this build opens. */
+export const DEST_SCHEMES = [
+  "null",
+  "stdout",
+  "stderr",
+  "file",
+  "udp",
+  "unix",
+  "unixgram",
+  "kafka",
+  "nats",
+  "nsq",
+  "valkey",
+  "redis",
+] as const;
+
+/** A destination scheme. */
+export type DestScheme = (typeof DEST_SCHEMES)[number];
+
+/** Schemes of the original that this build does not open yet. */
+export const FUTURE_SCHEMES: readonly string[] = ["s3parquet", "tcp", "http", "https"];
+
+const PATH_SCHEMES: readonly string[] = ["file", "unix", "unixgram"];
+
+/** A `--dest` value taken apart. */
+export interface DestSpec {
+  scheme: DestScheme;
+  /** Path or HOST:PORT ("" for null, stdout, stderr). */
+  address: string;
+}
+
+function isScheme(s: string): s is DestScheme {
+  return (DEST_SCHEMES as readonly string[]).includes(s);
+}
+
+/**
+ * Parses and checks a `--dest` value; throws a RangeError saying what is wrong.
+ *
+ * @example
+ * ```ts
+ * parseDest("udp://[::1]:9000"); // { scheme: "udp", address: "[::1]:9000" }
+ * ```
+ */
+export function parseDest(dest: string): DestSpec {
+  if (dest === "null" || dest === "null:" || dest === "stdout" || dest === "stderr") {
+    return { scheme: dest === "null:" ? "null" : dest, address: "" };
+  }
+  const m = /^([a-z0-9]+):(.*)$/.exec(dest);
+  if (!m || m[1] === undefined || m[2] === undefined) {
+    throw new RangeError(
+      `must be null, stdout, stderr or scheme:address (schemes: ${DEST_SCHEMES.join(", ")})`,
+    );
+  }
+  const scheme = m[1];
+  const address = m[2].replace(/^\/\//, "");
+  if (FUTURE_SCHEMES.includes(scheme)) {
+    throw new RangeError(
+      `destination ${scheme} is not available in this build yet (available: ${
+        DEST_SCHEMES.join(", ")
+      })`,
+    );
+  }
+  if (!isScheme(scheme)) {
+    throw new RangeError(
+      `unknown destination scheme "${scheme}"; valid schemes are ${DEST_SCHEMES.join(", ")}`,
+    );
+  }
+  if (scheme === "null" || scheme === "stdout" || scheme === "stderr") return { scheme, address };
+  if (PATH_SCHEMES.includes(scheme)) {
+    if (!address) throw new RangeError(`${scheme}: needs a path`);
+    return { scheme, address };
+  }
+  try {
+    const { port } = splitHostPort(address);
+    if (port < 1) throw new RangeError("port 0");
+  } catch (err) {
+    throw new RangeError(`${scheme}: needs HOST:PORT (IPv6 as [addr]:port, port 1 to 65535)`, {
+      cause: err,
+    });
+  }
+  return { scheme, address };
+}
+
+/** Whether a destination writes in place without the delivery queue (null, stdio, file). */
+export function isLocalScheme(scheme: DestScheme): boolean {
+  return scheme === "null" || scheme === "stdout" || scheme === "stderr" || scheme === "file";
+}
+
+/**
+ * Opens the destination named by a `--dest` value. Throws what parseDest throws, or the
+ * destination's own error when it cannot start (a broker that does not answer).
+ *
+ * @example
+ * ```ts
+ * await using dest = await openDestination("file:/var/lib/xtcp2/xtcp", options);
+ * ```
+ */
+export async function openDestination(dest: string, opts: DestOptions): Promise<Destination> {
+  const { scheme, address } = parseDest(dest);
+  switch (scheme) {
+    case "null":
+      return new NullDest();
+    case "stdout":
+    case "stderr":
+      return new StdioDest(scheme);
+    case "file":
+      return new FileDest(address, opts);
+    case "udp":
+      return UdpDest.open(address, opts);
+    case "unix":
+      return await UnixDest.open(address, opts);
+    case "unixgram":
+      return UnixgramDest.open(address, opts);
+    case "kafka":
+      return await (await import("./kafka.ts")).KafkaDest.open(address, opts);
+    case "nats":
+      return await (await import("./nats.ts")).NatsDest.open(address, opts);
+    case "nsq":
+      return await (await import("./nsq.ts")).NsqDest.open(address, opts);
+    case "valkey":
+    case "redis":
+      return await (await import("./valkey.ts")).ValkeyDest.open(scheme, address, opts);
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * The one error classifier: whether an error is worth retrying, ends the process, or is
+ * permanent. Errors say so themselves (`retriable` or `fatal` properties, errno names in `code`),
+ * and a wrapped error is judged by its `cause` chain.
+ *
+ * @module
+ */
+
+/** How an error should be met. */
+export type ErrorKind =
+  /** The process cannot go on correctly (e.g. its thread is stuck in another namespace). */
+  | "fatal"
+  /** The same operation may succeed later: retry, reconnect, reopen. */
+  | "retriable"
+  /** Retrying the same thing gives the same answer (bad config, kernel refusal, bad bytes). */
+  | "permanent";
+
+/** errno names (and Node/Deno error codes) that a later attempt may not meet. */
+const RETRIABLE_CODES: ReadonlySet<string> = new Set([
+  "EINTR",
+  "EAGAIN",
+  "EWOULDBLOCK",
+  "ENOBUFS",
+  "EBUSY",
+  "ETIMEDOUT",
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "EPIPE",
+  "ENOTCONN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENETDOWN",
+  "EAI_AGAIN",
+]);
+
+/** Deno's error classes for conditions that pass. */
+const RETRIABLE_DENO: readonly (new (...args: never[]) => Error)[] = [
+  Deno.errors.ConnectionRefused,
+  Deno.errors.ConnectionReset,
+  Deno.errors.ConnectionAborted,
+  Deno.errors.NotConnected,
+  Deno.errors.BrokenPipe,
+  Deno.errors.TimedOut,
+  Deno.errors.Interrupted,
+  Deno.errors.WouldBlock,
+];
+
+/**
+ * How to meet `err`: looks at the error, then along its `cause` chain, for a `fatal` or
+ * `retriable` property, a retriable errno name in `code`, or one of Deno's transient network
+ * errors. Anything else is permanent.
+ *
+ * @example
+ * ```ts
+ * errorKind(new Deno.errors.ConnectionRefused("x")); // "retriable"
+ * errorKind(new Error("bad", { cause: new Deno.errors.BrokenPipe("y") })); // "retriable"
+ * ```
+ */
+export function errorKind(err: unknown): ErrorKind {
+  for (let e: unknown = err, depth = 0; e !== undefined && e !== null && depth < 8; depth++) {
+    if (typeof e !== "object") break;
+    const o = e as { fatal?: unknown; retriable?: unknown; code?: unknown; cause?: unknown };
+    if (o.fatal === true) return "fatal";
+    if (o.retriable === true) return "retriable";
+    if (o.retriable === false) return "permanent";
+    if (typeof o.code === "string" && RETRIABLE_CODES.has(o.code)) return "retriable";
+    if (RETRIABLE_DENO.some((c) => e instanceof c)) return "retriable";
+    e = o.cause;
+  }
+  return "permanent";
+}
+
+/**
+ * Whether a later attempt of the same operation may succeed.
+ *
+ * @example
+ * ```ts
+ * isRetriable(new Deno.errors.TimedOut("connect")); // true
+ * ```
+ */
+export function isRetriable(err: unknown): boolean {
+  return errorKind(err) === "retriable";
+}
+
+/**
+ * Whether the process must stop.
+ *
+ * @example
+ * ```ts
+ * isFatal(new Error("x")); // false
+ * ```
+ */
+export function isFatal(err: unknown): boolean {
+  return errorKind(err) === "fatal";
+}
+
+/**
+ * The message of anything thrown (an Error's message, or its text).
+ *
+ * @example
+ * ```ts
+ * errorMessage(new Error("No route")); // "No route"
+ * ```
+ */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
