@@ -73,22 +73,17 @@ export class Metrics {
         this.set(namespaces());
       },
     });
-    this.configGrpc = new client.Counter({
-      name: "xtcp_config_grpc_counts",
-      help: "ConfigService calls",
-      labelNames: LABELS,
-      registers,
-    });
+    const counter = (name: string, help: string) =>
+      new client.Counter({ name, help, labelNames: LABELS, registers });
+    this.configGrpc = counter("xtcp_config_grpc_counts", "ConfigService calls");
     this.configGrpcHist = summary(
       "xtcp_config_grpc_histograms",
       "ConfigService call durations in seconds",
     );
-    this.recordGrpc = new client.Counter({
-      name: "xtcp_record_grpc_counts",
-      help: "XTCPFlatRecordService streams and records",
-      labelNames: LABELS,
-      registers,
-    });
+    this.recordGrpc = counter(
+      "xtcp_record_grpc_counts",
+      "XTCPFlatRecordService streams and records",
+    );
     this.recordGrpcHist = summary(
       "xtcp_record_grpc_histograms",
       "XTCPFlatRecordService durations in seconds",

@@ -57,3 +57,21 @@ export function intFlag(name: string, value: string, min: number): number {
   }
   return n;
 }
+
+/**
+ * Runs a client's `main` as the program: exits with its status, or prints the error as one line
+ * (`name: CODE: message`) and exits 1.
+ *
+ * @example
+ * ```ts
+ * if (import.meta.main) await runMain("xtcp2ctl", main);
+ * ```
+ */
+export async function runMain(name: string, main: (args: string[]) => Promise<number>) {
+  try {
+    Deno.exit(await main(Deno.args));
+  } catch (err) {
+    console.error(`${name}: ${describeError(err)}`);
+    Deno.exit(1);
+  }
+}

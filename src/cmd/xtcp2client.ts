@@ -15,7 +15,7 @@ import {
 import { parseDuration } from "../util/duration.ts";
 import { formatIp } from "../record/ip.ts";
 import { TCP_STATE_NAMES } from "../netlink/constants.ts";
-import { describeError, intFlag, TARGET_OPTIONS, transport } from "./client_common.ts";
+import { describeError, intFlag, runMain, TARGET_OPTIONS, transport } from "./client_common.ts";
 import { normalizeGoFlags } from "./args.ts";
 
 const USAGE = `Usage: xtcp2client [--target localhost] [--port 8889] [--token T] [flags]
@@ -176,11 +176,4 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-if (import.meta.main) {
-  try {
-    Deno.exit(await main(Deno.args));
-  } catch (err) {
-    console.error(`xtcp2client: ${describeError(err)}`);
-    Deno.exit(1);
-  }
-}
+if (import.meta.main) await runMain("xtcp2client", main);

@@ -8,7 +8,7 @@ import { fromJsonString, toJsonString } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { ConfigService, XtcpConfigSchema } from "../gen/xtcp_config/v1/xtcp_config_pb.ts";
 import { msToDuration, parseDuration } from "../util/duration.ts";
-import { describeError, intFlag, TARGET_OPTIONS, transport } from "./client_common.ts";
+import { intFlag, runMain, TARGET_OPTIONS, transport } from "./client_common.ts";
 import { normalizeGoFlags } from "./args.ts";
 
 const USAGE = `Usage: xtcp2ctl [--target localhost] [--port 8889] [--token T] COMMAND [flags]
@@ -104,11 +104,4 @@ export async function main(argv: string[]): Promise<number> {
   return 2;
 }
 
-if (import.meta.main) {
-  try {
-    Deno.exit(await main(Deno.args));
-  } catch (err) {
-    console.error(`xtcp2ctl: ${describeError(err)}`);
-    Deno.exit(1);
-  }
-}
+if (import.meta.main) await runMain("xtcp2ctl", main);

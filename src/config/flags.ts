@@ -120,57 +120,59 @@ export type FlagSpec =
   | ListFlag
   | DecodersFlag;
 
-type Opts<T extends FlagSpec> = Omit<T, "kind" | "field" | "def" | "help" | "flag">;
+type Name = string | undefined;
+type Env = string | undefined;
 
-function uint(
-  flag: string | undefined,
-  field: FieldOf<number>,
-  def: string,
-  help: string,
-  o: Opts<UintFlag> = {},
-): UintFlag {
-  return { kind: "uint", ...(flag ? { flag } : {}), field, def, help, ...o };
+/** A builder's arguments: flag, field (checked by the compiler), default, variable, rule, help. */
+type Args<F, R> = [flag: Name, field: F, def: string, env: Env, rule: R, help: string];
+
+function make<const K extends FlagSpec["kind"], F, R>(
+  kind: K,
+  [flag, field, def, env, rule, help]: Args<F, R>,
+) {
+  return { kind, field, ...(flag ? { flag } : {}), def, ...(env ? { env } : {}), help, ...rule };
 }
-function uint64(
-  flag: string,
-  field: FieldOf<bigint>,
-  def: string,
-  help: string,
-  o: Opts<Uint64Flag> = {},
-): Uint64Flag {
-  return { kind: "uint64", flag, field, def, help, ...o };
-}
-function duration(
-  flag: string,
-  field: FieldOf<Duration | undefined>,
-  def: string,
-  help: string,
-  o: Opts<DurationFlag> = {},
-): DurationFlag {
-  return { kind: "duration", flag, field, def, help, ...o };
-}
-function text(
-  flag: string | undefined,
-  field: FieldOf<string>,
-  def: string,
-  help: string,
-  o: Opts<StringFlag> = {},
-): StringFlag {
-  return { kind: "string", ...(flag ? { flag } : {}), field, def, help, ...o };
-}
-function bool(
-  flag: string,
-  field: FieldOf<boolean>,
-  def: string,
-  help: string,
-  o: Opts<BoolFlag> = {},
-): BoolFlag {
-  return { kind: "bool", flag, field, def, help, ...o };
-}
+
+const num = (...a: Args<FieldOf<number>, NumberRule>): UintFlag => make("uint", a);
+const big = (...a: Args<FieldOf<bigint>, NumberRule>): Uint64Flag => make("uint64", a);
+const dur = (...a: Args<FieldOf<Duration | undefined>, DurationRule>): DurationFlag =>
+  make("duration", a);
+const str = (...a: Args<FieldOf<string>, StringRule>): StringFlag => make("string", a);
+const bool = (...a: Args<FieldOf<boolean>, None>): BoolFlag => make("bool", a);
+const list = (...a: Args<FieldOf<string[]>, ListRule>): ListFlag => make("list", a);
+const decoders = (...a: Args<"enabledDeserializers", None>): DecodersFlag =>
+  make("deserializers", a);
+
+type None = Record<never, never>;
+type NumberRule = Pick<UintFlag, "range">;
+type DurationRule = Pick<DurationFlag, "range">;
+type StringRule = Pick<StringFlag, "length" | "oneOf" | "check" | "secret">;
+type ListRule = Pick<ListFlag, "maxItems">;
+
+/** No rule. */
+const none: None = {};
+/** min to max, inclusive. */
+const range = (min: number, max: number): NumberRule => ({ range: [min, max] });
+/** A percentage. */
+const PCT = range(0, 100);
+/** A duration above `min` ms and at most `max` ms. */
+const above = (min: number, max: number): DurationRule => ({ range: { min, above: true, max } });
+/** A duration from `min` to `max` ms. */
+const within = (min: number, max: number): DurationRule => ({ range: { min, max } });
+/** A length from `min` to `max`. */
+const length = (min: number, max: number): StringRule => ({ length: [min, max] });
+/** One of `values` (called `noun` in the message). */
+const oneOf = (values: readonly string[], noun?: string): StringRule => ({
+  oneOf: { values, ...(noun ? { noun } : {}) },
+});
+/** A check returning what is wrong. */
+const check = (fn: (value: string) => string | undefined): StringRule => ({ check: fn });
+/** Never printed; also read from the file named by `envFile`. */
+const secret = (envFile: string): StringRule => ({ secret: { envFile } });
+/** At most `max` items. */
+const items = (max: number): ListRule => ({ maxItems: max });
 
 const WEEK = 7 * 24 * 3600 * 1000;
-const PCT = [0, 100] as const;
-const POSITIVE_UP_TO_A_WEEK: DurationRange = { min: 0, above: true, max: WEEK };
 
 function destProblem(dest: string): string | undefined {
   try {
@@ -181,328 +183,81 @@ function destProblem(dest: string): string | undefined {
   }
 }
 
-/** Every configuration flag, in the order `--help` lists them. */
+const DEST_RULE: StringRule = { ...length(4, 512), ...check(destProblem) };
+const MARSHAL_RULE: StringRule = { ...length(3, 40), ...oneOf(MARSHALLER_NAMES, "marshallers") };
+
+/** Every configuration flag, in the order `--help` lists them; a flag of undefined: no flag. */
+// deno-fmt-ignore
 export const FLAGS: readonly FlagSpec[] = [
-  duration("frequency", "pollFrequency", "10s", "time between polls", {
-    env: "POLL_FREQUENCY",
-    range: POSITIVE_UP_TO_A_WEEK,
-  }),
-  duration("timeout", "pollTimeout", "5s", "per-poll timeout; must be shorter than frequency", {
-    env: "POLL_TIMEOUT",
-    range: POSITIVE_UP_TO_A_WEEK,
-  }),
-  uint(
-    "pollJitterPct",
-    "pollJitterPct",
-    "20",
-    "0-100 % of frequency: start delay and tick jitter",
-    {
-      env: "POLL_JITTER_PCT",
-      range: PCT,
-    },
-  ),
-  uint64("maxLoops", "maxLoops", "0", "stop after N polls; 0 = forever", {
-    env: "MAX_LOOPS",
-    range: [0, 100000],
-  }),
-  uint64("nltimeout", "nlTimeoutMilliseconds", "1000", "netlink receive timeout (ms); 0 = none", {
-    env: "NLTIMEOUTMS",
-    range: [0, 100000],
-  }),
-  uint(
-    "netlinkers",
-    "netlinkers",
-    "4",
-    "accepted for compatibility (one reader per namespace here)",
-    { env: "NETLINKERS", range: [1, 100] },
-  ),
-  uint(undefined, "netlinkersDoneChanSize", "100", "accepted for compatibility", {
-    range: [1, 1000],
-  }),
-  uint("nlmsgSeq", "nlmsgSeq", "666", "first netlink sequence number", {
-    env: "NLMSQSEQ",
-    range: [0, 10000],
-  }),
-  uint64("packetSize", "packetSize", "0", "receive buffer base in bytes; 0 = 4096", {
-    env: "PACKET_SIZE",
-    range: [0, 1e6],
-  }),
-  uint(
-    "packetSizeMply",
-    "packetSizeMply",
-    "8",
-    "receive buffer = packetSize x this (at least 32 KiB)",
-    { env: "PACKETSIZEMPLY", range: [0, 100] },
-  ),
-  uint(
-    "writeFiles",
-    "writeFiles",
-    "0",
-    "capture the first N netlink datagrams as an nlmon pcap",
-    { env: "WRITEFILES", range: [0, 1000] },
-  ),
-  text("capturePath", "capturePath", "./", "prefix of capture files", {
-    env: "CAPTUREPATH",
-    length: [1, 80],
-  }),
-  uint64("modulus", "modulus", "1", "report only every Nth socket (debug); 1 = all", {
-    env: "MODULUS",
-    range: [1, 1e6],
-  }),
-  text("marshal", "marshalTo", "protobufList", MARSHALLER_NAMES.join(", "), {
-    env: "MARSHAL",
-    length: [3, 40],
-    oneOf: { values: MARSHALLER_NAMES, noun: "marshallers" },
-  }),
-  text(
-    "columns",
-    "csvColumns",
-    "",
-    "csv/tsv: comma list of lowerCamelCase field names; empty = all",
-  ),
-  uint(
-    "envelopeFlushBytes",
-    "envelopeFlushThresholdBytes",
-    "0",
-    "flush an envelope above this many bytes; 0 = 786432",
-    { env: "ENVELOPE_FLUSH_BYTES" },
-  ),
-  uint(
-    "envelopeFlushRows",
-    "envelopeFlushThresholdRows",
-    "0",
-    "flush an envelope at this many rows; 0 = 10000",
-    { env: "ENVELOPE_FLUSH_ROWS" },
-  ),
-  text(
-    "dest",
-    "dest",
-    "stdout",
-    "destination: null, stdout, stderr, file:PATH, udp:HOST:PORT, unix:PATH, unixgram:PATH, kafka:, nats:, nsq:, valkey:/redis:HOST:PORT",
-    { env: "DEST", length: [4, 512], check: destProblem },
-  ),
-  uint("destWriteFiles", "destWriteFiles", "10", "accepted for compatibility", {
-    env: "DEST_WRITE_FILES",
-    range: [0, 1000],
-  }),
-  text("topic", "topic", "xtcp", "Kafka topic / NATS subject / NSQ topic / Valkey channel", {
-    env: "TOPIC",
-    length: [1, 40],
-  }),
-  text("kafkaCompression", "kafkaCompression", "", "Kafka compression", {
-    env: "KAFKA_COMPRESSION",
-    oneOf: { values: KAFKA_COMPRESSIONS },
-  }),
-  text(
-    "xtcpProtoFile",
-    "xtcpProtoFile",
-    "/xtcp_flat_record.proto",
-    "proto registered with the schema registry",
-    { env: "XTCP_PROTO_FILE", length: [1, 80] },
-  ),
-  text("kafkaSchemaUrl", "kafkaSchemaUrl", "http://localhost:18081", "schema registry URL", {
-    env: "KAFKA_SCHEMA_URL",
-    length: [1, 60],
-  }),
-  duration(
-    "produceTimeout",
-    "kafkaProduceTimeout",
-    "0s",
-    "how long one send may wait for a broker or receiver; 0 = 5s",
-    { env: "KAFKA_PRODUCE_TIMEOUT", range: { min: 0, max: 600_000 } },
-  ),
-  text("s3Endpoint", "s3Endpoint", "", "s3parquet endpoint URL", { env: "S3_ENDPOINT" }),
-  text("s3Bucket", "s3Bucket", "", "s3parquet bucket", { env: "S3_BUCKET" }),
-  text("s3Prefix", "s3Prefix", "", "s3parquet key prefix", { env: "S3_PREFIX" }),
-  text("s3AccessKey", "s3AccessKey", "", "S3 access key (never printed)", {
-    env: "S3_ACCESS_KEY",
-    secret: { envFile: "S3_ACCESS_KEY_FILE" },
-  }),
-  text("s3SecretKey", "s3SecretKey", "", "S3 secret key (never printed)", {
-    env: "S3_SECRET_KEY",
-    secret: { envFile: "S3_SECRET_KEY_FILE" },
-  }),
-  text("s3Region", "s3Region", "", "S3 region; empty = us-east-1", { env: "S3_REGION" }),
-  bool("s3SkipBucketProbe", "s3SkipBucketProbe", "false", "skip the startup bucket probe", {
-    env: "S3_SKIP_BUCKET_PROBE",
-  }),
-  uint(
-    "s3ParquetFlushBytes",
-    "s3ParquetFlushThresholdBytes",
-    "0",
-    "parquet object size cap; 0 = 63 MiB",
-    { env: "S3_PARQUET_FLUSH_BYTES" },
-  ),
-  duration(
-    "s3FlushInterval",
-    "s3FlushInterval",
-    "0s",
-    "parquet staleness flush; 0 = max(frequency, 30m)",
-    { env: "S3_FLUSH_INTERVAL" },
-  ),
-  uint("s3FlushJitterPct", "s3FlushJitterPct", "20", "jitter of the staleness timer", {
-    env: "S3_FLUSH_JITTER_PCT",
-    range: PCT,
-  }),
-  uint(
-    "s3FlushThresholdJitterPct",
-    "s3FlushThresholdJitterPct",
-    "20",
-    "downward jitter of the size cap",
-    { env: "S3_FLUSH_THRESHOLD_JITTER_PCT", range: PCT },
-  ),
-  uint(
-    "s3UploadMaxAttempts",
-    "s3UploadMaxAttempts",
-    "10",
-    "PUT attempts before an object is dropped",
-    { env: "S3_UPLOAD_MAX_ATTEMPTS", range: [1, 100] },
-  ),
-  duration(
-    "s3UploadBackoffCap",
-    "s3UploadBackoffCap",
-    "0s",
-    "upload backoff cap; 0 = clamp(frequency/10, 1s, 1h)",
-    { env: "S3_UPLOAD_BACKOFF_CAP" },
-  ),
-  duration(
-    "reconcileFrequency",
-    "reconcileFrequency",
-    "6h",
-    "background namespace reconcile; 0 = off",
-    { env: "RECONCILE_FREQUENCY" },
-  ),
-  bool(
-    "reconcileBeforePoll",
-    "reconcileBeforePoll",
-    "true",
-    "reconcile namespaces right before each poll",
-    { env: "RECONCILE_BEFORE_POLL" },
-  ),
-  text("label", "label", "", "free text stamped on every record (max 40)", {
-    env: "LABEL",
-    length: [0, 40],
-  }),
-  text("tag", "tag", "", "free text stamped on every record (max 40)", {
-    env: "TAG",
-    length: [0, 40],
-  }),
-  text("location", "location", "", "site / DC stamped on every record", {
-    env: "LOCATION",
-    length: [0, 253],
-  }),
-  text("hostname", "hostname", "", "hostname on records; empty = the OS hostname", {
-    env: "XTCP_HOSTNAME",
-    length: [0, 253],
-  }),
-  text(undefined, "daemonVersion", "", "version stamped on records; empty = this build's", {
-    length: [0, 253],
-  }),
-  bool("resolveContainerId", "resolveContainerId", "false", "cgroup id to container id", {
-    env: "CONTAINER_ID_RESOLVE",
-  }),
-  bool(
-    "enrichContainer",
-    "enrichContainerEnable",
-    "false",
-    "Docker labels (not in this build)",
-    { env: "ENRICH_CONTAINER" },
-  ),
-  text("dockerSocket", "dockerSocketPath", "/run/docker.sock", "Docker API socket", {
-    env: "DOCKER_SOCKET",
-    length: [0, 255],
-  }),
-  bool("enrichLldp", "enrichLldpEnable", "false", "lldpd neighbours (not in this build)", {
-    env: "ENRICH_LLDP",
-  }),
-  text("lldpdSocket", "lldpdSocketPath", "/run/lldpd.socket", "lldpd socket", {
-    env: "LLDPD_SOCKET",
-    length: [0, 255],
-  }),
-  text("lldpdVersionHint", "lldpdVersionHint", "", "lldpd layout hint", {
-    env: "LLDPD_VERSION_HINT",
-    length: [0, 16],
-  }),
-  bool("enrichNic", "enrichNicEnable", "false", "NIC identity (not in this build)", {
-    env: "ENRICH_NIC",
-  }),
-  uint("uplinkCount", "uplinkCount", "2", "uplink slots (max 2)", {
-    env: "UPLINK_COUNT",
-    range: [0, 2],
-  }),
-  {
-    kind: "list",
-    flag: "uplinkInterfaces",
-    field: "uplinkInterfaces",
-    def: "",
-    help: "comma list of uplink interfaces (max 2)",
-    env: "UPLINK_INTERFACES",
-    maxItems: 2,
-  },
-  bool("populateNsid", "populateNsid", "false", "fill nsid (not in this build)", {
-    env: "POPULATE_NSID",
-  }),
-  uint("ipv4Ttl", "ipv4Ttl", "0", "TTL of our listening sockets; 0 = default", {
-    env: "IPV4_TTL",
-    range: [0, 255],
-  }),
-  uint("ipv6HopLimit", "ipv6HopLimit", "0", "hop limit of our listening sockets; 0 = default", {
-    env: "IPV6_HOP_LIMIT",
-    range: [0, 255],
-  }),
-  uint("grpcPort", "grpcPort", "8889", "gRPC port", { env: "GRPC_PORT", range: [1, 65535] }),
-  {
-    kind: "deserializers",
-    flag: "deserializers",
-    field: "enabledDeserializers",
-    def: "default",
-    help: 'default, all, "" or a comma list of decoders',
-    env: "DESERIALIZERS",
-  },
-  bool("ioUring", "ioUring", "false", "io_uring netlink reads"),
-  bool(
-    "pipeline",
-    "pipeline",
-    "false",
-    "decode and encode in a worker thread while this one receives (lower wall time, more CPU)",
-    { env: "PIPELINE" },
-  ),
-  uint64(
-    "fileMaxBytes",
-    "fileMaxBytes",
-    "0",
-    "file: destination: rotate above this size; 0 = 64 MiB",
-    { env: "FILE_MAX_BYTES", range: [0, 2 ** 50] },
-  ),
-  duration(
-    "fileMaxAge",
-    "fileMaxAge",
-    "0s",
-    "file: destination: rotate after this age; 0 = 1h",
-    { env: "FILE_MAX_AGE", range: { min: 0, max: WEEK } },
-  ),
-  uint("ioUringRecvBatch", "ioUringRecvBatchSize", "64", "recvmsg SQEs in flight", {
-    range: [1, 4096],
-  }),
-  uint("ioUringCqeBatch", "ioUringCqeBatchSize", "128", "CQEs reaped per peek", {
-    range: [1, 4096],
-  }),
-  text("pyroscopeUrl", "pyroscopeUrl", "", "accepted for compatibility"),
-  text("pyroscopeAppName", "pyroscopeAppName", "xtcp2", "accepted for compatibility"),
-  uint("pyroscopeSampleHz", "pyroscopeSampleHz", "100", "accepted for compatibility"),
-  uint(
-    "pyroscopeUploadSec",
-    "pyroscopeUploadIntervalSec",
-    "15",
-    "accepted for compatibility",
-  ),
-  uint(
-    "d",
-    "debugLevel",
-    "1",
-    "verbosity: 0 errors only, 1 one summary line per poll, >10 more",
-    { env: "DEBUG_LEVEL", range: [0, 1000] },
-  ),
+  dur("frequency",                 "pollFrequency",                "10s",                     "POLL_FREQUENCY",                above(0, WEEK),               "time between polls"),
+  dur("timeout",                   "pollTimeout",                  "5s",                      "POLL_TIMEOUT",                  above(0, WEEK),               "per-poll timeout; must be shorter than frequency"),
+  num("pollJitterPct",             "pollJitterPct",                "20",                      "POLL_JITTER_PCT",               PCT,                          "0-100 % of frequency: start delay and tick jitter"),
+  big("maxLoops",                  "maxLoops",                     "0",                       "MAX_LOOPS",                     range(0, 100000),             "stop after N polls; 0 = forever"),
+  big("nltimeout",                 "nlTimeoutMilliseconds",        "1000",                    "NLTIMEOUTMS",                   range(0, 100000),             "netlink receive timeout (ms); 0 = none"),
+  num("netlinkers",                "netlinkers",                   "4",                       "NETLINKERS",                    range(1, 100),                "accepted for compatibility (one reader per namespace here)"),
+  num(undefined,                   "netlinkersDoneChanSize",       "100",                     undefined,                       range(1, 1000),               "accepted for compatibility"),
+  num("nlmsgSeq",                  "nlmsgSeq",                     "666",                     "NLMSQSEQ",                      range(0, 10000),              "first netlink sequence number"),
+  big("packetSize",                "packetSize",                   "0",                       "PACKET_SIZE",                   range(0, 1e6),                "receive buffer base in bytes; 0 = 4096"),
+  num("packetSizeMply",            "packetSizeMply",               "8",                       "PACKETSIZEMPLY",                range(0, 100),                "receive buffer = packetSize x this (at least 32 KiB)"),
+  num("writeFiles",                "writeFiles",                   "0",                       "WRITEFILES",                    range(0, 1000),               "capture the first N netlink datagrams as an nlmon pcap"),
+  str("capturePath",               "capturePath",                  "./",                      "CAPTUREPATH",                   length(1, 80),                "prefix of capture files"),
+  big("modulus",                   "modulus",                      "1",                       "MODULUS",                       range(1, 1e6),                "report only every Nth socket (debug); 1 = all"),
+  str("marshal",                   "marshalTo",                    "protobufList",            "MARSHAL",                       MARSHAL_RULE,                 MARSHALLER_NAMES.join(", ")),
+  str("columns",                   "csvColumns",                   "",                        undefined,                       none,                         "csv/tsv: comma list of lowerCamelCase field names; empty = all"),
+  num("envelopeFlushBytes",        "envelopeFlushThresholdBytes",  "0",                       "ENVELOPE_FLUSH_BYTES",          none,                         "flush an envelope above this many bytes; 0 = 786432"),
+  num("envelopeFlushRows",         "envelopeFlushThresholdRows",   "0",                       "ENVELOPE_FLUSH_ROWS",           none,                         "flush an envelope at this many rows; 0 = 10000"),
+  str("dest",                      "dest",                         "stdout",                  "DEST",                          DEST_RULE,                    "destination: null, stdout, stderr, file:PATH, udp:HOST:PORT, unix:PATH, unixgram:PATH, kafka:, nats:, nsq:, valkey:/redis:HOST:PORT"),
+  num("destWriteFiles",            "destWriteFiles",               "10",                      "DEST_WRITE_FILES",              range(0, 1000),               "accepted for compatibility"),
+  str("topic",                     "topic",                        "xtcp",                    "TOPIC",                         length(1, 40),                "Kafka topic / NATS subject / NSQ topic / Valkey channel"),
+  str("kafkaCompression",          "kafkaCompression",             "",                        "KAFKA_COMPRESSION",             oneOf(KAFKA_COMPRESSIONS),    "Kafka compression"),
+  str("xtcpProtoFile",             "xtcpProtoFile",                "/xtcp_flat_record.proto", "XTCP_PROTO_FILE",               length(1, 80),                "proto registered with the schema registry"),
+  str("kafkaSchemaUrl",            "kafkaSchemaUrl",               "http://localhost:18081",  "KAFKA_SCHEMA_URL",              length(1, 60),                "schema registry URL"),
+  dur("produceTimeout",            "kafkaProduceTimeout",          "0s",                      "KAFKA_PRODUCE_TIMEOUT",         within(0, 600_000),           "how long one send may wait for a broker or receiver; 0 = 5s"),
+  str("s3Endpoint",                "s3Endpoint",                   "",                        "S3_ENDPOINT",                   none,                         "s3parquet endpoint URL"),
+  str("s3Bucket",                  "s3Bucket",                     "",                        "S3_BUCKET",                     none,                         "s3parquet bucket"),
+  str("s3Prefix",                  "s3Prefix",                     "",                        "S3_PREFIX",                     none,                         "s3parquet key prefix"),
+  str("s3AccessKey",               "s3AccessKey",                  "",                        "S3_ACCESS_KEY",                 secret("S3_ACCESS_KEY_FILE"), "S3 access key (never printed)"),
+  str("s3SecretKey",               "s3SecretKey",                  "",                        "S3_SECRET_KEY",                 secret("S3_SECRET_KEY_FILE"), "S3 secret key (never printed)"),
+  str("s3Region",                  "s3Region",                     "",                        "S3_REGION",                     none,                         "S3 region; empty = us-east-1"),
+  bool("s3SkipBucketProbe",        "s3SkipBucketProbe",            "false",                   "S3_SKIP_BUCKET_PROBE",          none,                         "skip the startup bucket probe"),
+  num("s3ParquetFlushBytes",       "s3ParquetFlushThresholdBytes", "0",                       "S3_PARQUET_FLUSH_BYTES",        none,                         "parquet object size cap; 0 = 63 MiB"),
+  dur("s3FlushInterval",           "s3FlushInterval",              "0s",                      "S3_FLUSH_INTERVAL",             none,                         "parquet staleness flush; 0 = max(frequency, 30m)"),
+  num("s3FlushJitterPct",          "s3FlushJitterPct",             "20",                      "S3_FLUSH_JITTER_PCT",           PCT,                          "jitter of the staleness timer"),
+  num("s3FlushThresholdJitterPct", "s3FlushThresholdJitterPct",    "20",                      "S3_FLUSH_THRESHOLD_JITTER_PCT", PCT,                          "downward jitter of the size cap"),
+  num("s3UploadMaxAttempts",       "s3UploadMaxAttempts",          "10",                      "S3_UPLOAD_MAX_ATTEMPTS",        range(1, 100),                "PUT attempts before an object is dropped"),
+  dur("s3UploadBackoffCap",        "s3UploadBackoffCap",           "0s",                      "S3_UPLOAD_BACKOFF_CAP",         none,                         "upload backoff cap; 0 = clamp(frequency/10, 1s, 1h)"),
+  dur("reconcileFrequency",        "reconcileFrequency",           "6h",                      "RECONCILE_FREQUENCY",           none,                         "background namespace reconcile; 0 = off"),
+  bool("reconcileBeforePoll",      "reconcileBeforePoll",          "true",                    "RECONCILE_BEFORE_POLL",         none,                         "reconcile namespaces right before each poll"),
+  str("label",                     "label",                        "",                        "LABEL",                         length(0, 40),                "free text stamped on every record (max 40)"),
+  str("tag",                       "tag",                          "",                        "TAG",                           length(0, 40),                "free text stamped on every record (max 40)"),
+  str("location",                  "location",                     "",                        "LOCATION",                      length(0, 253),               "site / DC stamped on every record"),
+  str("hostname",                  "hostname",                     "",                        "XTCP_HOSTNAME",                 length(0, 253),               "hostname on records; empty = the OS hostname"),
+  str(undefined,                   "daemonVersion",                "",                        undefined,                       length(0, 253),               "version stamped on records; empty = this build's"),
+  bool("resolveContainerId",       "resolveContainerId",           "false",                   "CONTAINER_ID_RESOLVE",          none,                         "cgroup id to container id"),
+  bool("enrichContainer",          "enrichContainerEnable",        "false",                   "ENRICH_CONTAINER",              none,                         "Docker labels (not in this build)"),
+  str("dockerSocket",              "dockerSocketPath",             "/run/docker.sock",        "DOCKER_SOCKET",                 length(0, 255),               "Docker API socket"),
+  bool("enrichLldp",               "enrichLldpEnable",             "false",                   "ENRICH_LLDP",                   none,                         "lldpd neighbours (not in this build)"),
+  str("lldpdSocket",               "lldpdSocketPath",              "/run/lldpd.socket",       "LLDPD_SOCKET",                  length(0, 255),               "lldpd socket"),
+  str("lldpdVersionHint",          "lldpdVersionHint",             "",                        "LLDPD_VERSION_HINT",            length(0, 16),                "lldpd layout hint"),
+  bool("enrichNic",                "enrichNicEnable",              "false",                   "ENRICH_NIC",                    none,                         "NIC identity (not in this build)"),
+  num("uplinkCount",               "uplinkCount",                  "2",                       "UPLINK_COUNT",                  range(0, 2),                  "uplink slots (max 2)"),
+  list("uplinkInterfaces",         "uplinkInterfaces",             "",                        "UPLINK_INTERFACES",             items(2),                     "comma list of uplink interfaces (max 2)"),
+  bool("populateNsid",             "populateNsid",                 "false",                   "POPULATE_NSID",                 none,                         "fill nsid (not in this build)"),
+  num("ipv4Ttl",                   "ipv4Ttl",                      "0",                       "IPV4_TTL",                      range(0, 255),                "TTL of our listening sockets; 0 = default"),
+  num("ipv6HopLimit",              "ipv6HopLimit",                 "0",                       "IPV6_HOP_LIMIT",                range(0, 255),                "hop limit of our listening sockets; 0 = default"),
+  num("grpcPort",                  "grpcPort",                     "8889",                    "GRPC_PORT",                     range(1, 65535),              "gRPC port"),
+  decoders("deserializers",        "enabledDeserializers",         "default",                 "DESERIALIZERS",                 none,                         "default, all, \"\" or a comma list of decoders"),
+  bool("ioUring",                  "ioUring",                      "false",                   undefined,                       none,                         "io_uring netlink reads"),
+  bool("pipeline",                 "pipeline",                     "false",                   "PIPELINE",                      none,                         "decode and encode in a worker thread while this one receives (lower wall time, more CPU)"),
+  big("fileMaxBytes",              "fileMaxBytes",                 "0",                       "FILE_MAX_BYTES",                range(0, 2 ** 50),            "file: destination: rotate above this size; 0 = 64 MiB"),
+  dur("fileMaxAge",                "fileMaxAge",                   "0s",                      "FILE_MAX_AGE",                  within(0, WEEK),              "file: destination: rotate after this age; 0 = 1h"),
+  num("ioUringRecvBatch",          "ioUringRecvBatchSize",         "64",                      undefined,                       range(1, 4096),               "recvmsg SQEs in flight"),
+  num("ioUringCqeBatch",           "ioUringCqeBatchSize",          "128",                     undefined,                       range(1, 4096),               "CQEs reaped per peek"),
+  str("pyroscopeUrl",              "pyroscopeUrl",                 "",                        undefined,                       none,                         "accepted for compatibility"),
+  str("pyroscopeAppName",          "pyroscopeAppName",             "xtcp2",                   undefined,                       none,                         "accepted for compatibility"),
+  num("pyroscopeSampleHz",         "pyroscopeSampleHz",            "100",                     undefined,                       none,                         "accepted for compatibility"),
+  num("pyroscopeUploadSec",        "pyroscopeUploadIntervalSec",   "15",                      undefined,                       none,                         "accepted for compatibility"),
+  num("d",                         "debugLevel",                   "1",                       "DEBUG_LEVEL",                   range(0, 1000),               "verbosity: 0 errors only, 1 one summary line per poll, >10 more"),
 ];
 
 /** A flag that acts on the process, not on XtcpConfig (listeners, token, stream queues). */

@@ -87,6 +87,18 @@ export interface DestOptions {
 /** How long a send may wait for the peer when `sendTimeoutMs` is 0. */
 export const DEFAULT_SEND_TIMEOUT_MS = 5000;
 
+/**
+ * How long one send may wait for the peer, in ms.
+ *
+ * @example
+ * ```ts
+ * await withTimeout(publish(), sendTimeoutMs(opts), "PUBLISH");
+ * ```
+ */
+export function sendTimeoutMs(o: Pick<DestOptions, "sendTimeoutMs">): number {
+  return o.sendTimeoutMs || DEFAULT_SEND_TIMEOUT_MS;
+}
+
 /** Base of the destinations that write in place: `send` is `sendSync`, as a promise. */
 export abstract class SyncDest implements SyncDestination {
   /** Scheme, for counters and logs. */

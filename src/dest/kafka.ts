@@ -12,10 +12,10 @@ import { CompressionTypes, Kafka, logLevel, type Producer } from "kafkajs";
 import { errorMessage } from "../util/errors.ts";
 import { withTimeout } from "../util/timeout.ts";
 import {
-  DEFAULT_SEND_TIMEOUT_MS,
   type Destination,
   type DestOptions,
   type KafkaCompression,
+  sendTimeoutMs,
 } from "./destination.ts";
 
 /**
@@ -68,7 +68,7 @@ export class KafkaDest implements Destination {
         `Kafka compression is not available in this build: "${name}": use gzip or none`,
       );
     }
-    const timeoutMs = opts.sendTimeoutMs || DEFAULT_SEND_TIMEOUT_MS;
+    const timeoutMs = sendTimeoutMs(opts);
     quietKafkajsTimers();
     const kafka = new Kafka({
       clientId: "xtcp2",

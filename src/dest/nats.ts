@@ -9,12 +9,7 @@
 import { connect as natsConnect, type NatsConnection } from "nats";
 import { errorMessage } from "../util/errors.ts";
 import { withTimeout } from "../util/timeout.ts";
-import {
-  DEFAULT_SEND_TIMEOUT_MS,
-  type Destination,
-  type DestOptions,
-  type Framing,
-} from "./destination.ts";
+import { type Destination, type DestOptions, type Framing, sendTimeoutMs } from "./destination.ts";
 import { splitFlush } from "./split.ts";
 
 /** The client is between a disconnect and its reconnect. Retriable. */
@@ -34,15 +29,12 @@ export class NatsDest implements Destination {
   readonly scheme = "nats";
   /** False between a disconnect and the reconnect: sends then fail at once. */
   private connected = true;
-  private readonly timeoutMs: number;
 
   private constructor(
     private readonly nc: NatsConnection,
     private readonly addr: string,
     private readonly opts: DestOptions,
-  ) {
-    this.timeoutMs = opts.sendTimeoutMs || DEFAULT_SEND_TIMEOUT_MS;
-  }
+  ) {}
 
   /** Connects (failing at startup if the server does not answer within 2 s). */
   static async open(addr: string, opts: DestOptions): Promise<NatsDest> {
@@ -84,7 +76,7 @@ export class NatsDest implements Destination {
       this.nc.publish(this.opts.topic, p.slice()); // a copy: `bytes` is reused after send
       this.opts.counters.inc("destNATS", "Publish");
     }
-    await withTimeout(this.nc.flush(), this.timeoutMs, `nats flush to ${this.addr}`);
+    await withTimeout(this.nc.flush(), sendTimeoutMs(this.opts), `nats flush to ${this.addr}`);
   }
 
   /** Drains the connection (5 s at most), else closes it. */

@@ -12,14 +12,10 @@
  */
 import { splitHostPort } from "../util/address.ts";
 import { errorMessage } from "../util/errors.ts";
+import { closeIfOpen } from "../util/close.ts";
 import { withTimeout } from "../util/timeout.ts";
 import { writeAll } from "../util/write_all.ts";
-import {
-  DEFAULT_SEND_TIMEOUT_MS,
-  type Destination,
-  type DestOptions,
-  type Framing,
-} from "./destination.ts";
+import { type Destination, type DestOptions, type Framing, sendTimeoutMs } from "./destination.ts";
 import { splitFlush } from "./split.ts";
 
 const MAGIC = new TextEncoder().encode("  V2");
@@ -47,15 +43,12 @@ export class NsqDest implements Destination {
   readonly scheme = "nsq";
   private conn: Deno.TcpConn | undefined;
   private pending = new Uint8Array(0);
-  private readonly timeoutMs: number;
 
   private constructor(
     private readonly host: string,
     private readonly port: number,
     private readonly opts: DestOptions,
-  ) {
-    this.timeoutMs = opts.sendTimeoutMs || DEFAULT_SEND_TIMEOUT_MS;
-  }
+  ) {}
 
   /** Connects (failing at startup if nsqd does not answer). */
   static async open(addr: string, opts: DestOptions): Promise<NsqDest> {
@@ -76,7 +69,7 @@ export class NsqDest implements Destination {
     if (this.conn) return this.conn;
     const conn = await withTimeout(
       Deno.connect({ hostname: this.host, port: this.port }),
-      this.timeoutMs,
+      sendTimeoutMs(this.opts),
       `nsq connect to ${this.host}:${this.port}`,
     );
     try {
@@ -92,11 +85,7 @@ export class NsqDest implements Destination {
   }
 
   private drop(): void {
-    try {
-      this.conn?.close();
-    } catch (err) {
-      if (!(err instanceof Deno.errors.BadResource)) throw err; // already closed
-    }
+    closeIfOpen(this.conn);
     this.conn = undefined;
   }
 
@@ -146,8 +135,8 @@ export class NsqDest implements Destination {
         frame.set(head);
         new DataView(frame.buffer).setUint32(head.length, p.length);
         frame.set(p, head.length + 4);
-        await withTimeout(writeAll(conn, frame), this.timeoutMs, "nsq PUB");
-        await withTimeout(this.answer(conn), this.timeoutMs, "nsq PUB answer");
+        await withTimeout(writeAll(conn, frame), sendTimeoutMs(this.opts), "nsq PUB");
+        await withTimeout(this.answer(conn), sendTimeoutMs(this.opts), "nsq PUB answer");
         this.opts.counters.inc("destNSQ", "Publish");
       }
     } catch (err) {

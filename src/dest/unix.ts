@@ -5,21 +5,19 @@
  *
  * @module
  */
+import { closeIfOpen } from "../util/close.ts";
 import { withTimeout } from "../util/timeout.ts";
 import { encodeVarint } from "../util/varint.ts";
 import { writeAll } from "../util/write_all.ts";
-import { DEFAULT_SEND_TIMEOUT_MS, type Destination, type DestOptions } from "./destination.ts";
+import { type Destination, type DestOptions, sendTimeoutMs } from "./destination.ts";
 
 /** Sends flushes over a unix stream socket. */
 export class UnixDest implements Destination {
   /** Always "unix". */
   readonly scheme = "unix";
   private conn: Deno.UnixConn | undefined;
-  private readonly timeoutMs: number;
 
-  private constructor(private readonly path: string, private readonly opts: DestOptions) {
-    this.timeoutMs = opts.sendTimeoutMs || DEFAULT_SEND_TIMEOUT_MS;
-  }
+  private constructor(private readonly path: string, private readonly opts: DestOptions) {}
 
   /** Connects (failing at startup when nobody listens, as the original does). */
   static async open(path: string, opts: DestOptions): Promise<UnixDest> {
@@ -32,7 +30,7 @@ export class UnixDest implements Destination {
     if (!this.conn) {
       this.conn = await withTimeout(
         Deno.connect({ transport: "unix", path: this.path }),
-        this.timeoutMs,
+        sendTimeoutMs(this.opts),
         `connect to ${this.path}`,
       );
       this.opts.counters.inc("unix", "connect");
@@ -41,11 +39,7 @@ export class UnixDest implements Destination {
   }
 
   private drop(): void {
-    try {
-      this.conn?.close();
-    } catch (err) {
-      if (!(err instanceof Deno.errors.BadResource)) throw err; // already closed
-    }
+    closeIfOpen(this.conn);
     this.conn = undefined;
   }
 
@@ -57,7 +51,7 @@ export class UnixDest implements Destination {
     frame.set(bytes, head.length);
     const conn = await this.connect();
     try {
-      await withTimeout(writeAll(conn, frame), this.timeoutMs, `write to ${this.path}`);
+      await withTimeout(writeAll(conn, frame), sendTimeoutMs(this.opts), `write to ${this.path}`);
       this.opts.counters.inc("unix", "Writes");
       this.opts.counters.inc("unix", "WriteBytes", "count", frame.length);
     } catch (err) {

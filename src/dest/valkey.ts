@@ -12,19 +12,15 @@ import { splitHostPort } from "../util/address.ts";
 import { Backoff } from "../util/backoff.ts";
 import { errorMessage } from "../util/errors.ts";
 import { withTimeout } from "../util/timeout.ts";
-import { DEFAULT_SEND_TIMEOUT_MS, type Destination, type DestOptions } from "./destination.ts";
+import { type Destination, type DestOptions, sendTimeoutMs } from "./destination.ts";
 
 /** Publishes flushes to a Valkey or Redis server. */
 export class ValkeyDest implements Destination {
-  private readonly timeoutMs: number;
-
   private constructor(
     readonly scheme: string,
     private readonly client: Redis,
     private readonly opts: DestOptions,
-  ) {
-    this.timeoutMs = opts.sendTimeoutMs || DEFAULT_SEND_TIMEOUT_MS;
-  }
+  ) {}
 
   /** Connects and PINGs (failing at startup if the server does not answer within 2 s). */
   static async open(scheme: string, addr: string, opts: DestOptions): Promise<ValkeyDest> {
@@ -67,7 +63,7 @@ export class ValkeyDest implements Destination {
     await withTimeout(
       // A copy: the client may still hold it after a timeout, when `bytes` is reused.
       this.client.publish(this.opts.topic, Buffer.from(bytes)),
-      this.timeoutMs,
+      sendTimeoutMs(this.opts),
       `${this.scheme} PUBLISH`,
     );
     this.opts.counters.inc("destValKey", "Publish");

@@ -4,37 +4,23 @@
  *
  * @module
  */
-import {
-  INET_DIAG_BBRINFO,
-  INET_DIAG_CGROUP_ID,
-  INET_DIAG_CLASS_ID,
-  INET_DIAG_CONG,
-  INET_DIAG_DCTCPINFO,
-  INET_DIAG_INFO,
-  INET_DIAG_MEMINFO,
-  INET_DIAG_SHUTDOWN,
-  INET_DIAG_SKMEMINFO,
-  INET_DIAG_SOCKOPT,
-  INET_DIAG_TCLASS,
-  INET_DIAG_TOS,
-  INET_DIAG_VEGASINFO,
-} from "./constants.ts";
+import * as C from "./constants.ts";
 
 /** Decoder name (as on the command line) → the inet_diag attribute type it decodes. */
 export const DECODERS: Readonly<Record<string, number>> = {
-  meminfo: INET_DIAG_MEMINFO,
-  info: INET_DIAG_INFO,
-  vegas: INET_DIAG_VEGASINFO,
-  cong: INET_DIAG_CONG,
-  tos: INET_DIAG_TOS,
-  tc: INET_DIAG_TCLASS,
-  skmem: INET_DIAG_SKMEMINFO,
-  shut: INET_DIAG_SHUTDOWN,
-  dctcp: INET_DIAG_DCTCPINFO,
-  bbr: INET_DIAG_BBRINFO,
-  classid: INET_DIAG_CLASS_ID,
-  cgroup: INET_DIAG_CGROUP_ID,
-  sockopt: INET_DIAG_SOCKOPT,
+  meminfo: C.INET_DIAG_MEMINFO,
+  info: C.INET_DIAG_INFO,
+  vegas: C.INET_DIAG_VEGASINFO,
+  cong: C.INET_DIAG_CONG,
+  tos: C.INET_DIAG_TOS,
+  tc: C.INET_DIAG_TCLASS,
+  skmem: C.INET_DIAG_SKMEMINFO,
+  shut: C.INET_DIAG_SHUTDOWN,
+  dctcp: C.INET_DIAG_DCTCPINFO,
+  bbr: C.INET_DIAG_BBRINFO,
+  classid: C.INET_DIAG_CLASS_ID,
+  cgroup: C.INET_DIAG_CGROUP_ID,
+  sockopt: C.INET_DIAG_SOCKOPT,
 };
 
 /** Every decoder name, in the reference's order. */
@@ -116,7 +102,8 @@ export function parseDeserializers(spec: string): number {
 export function idiagExt(mask: number): number {
   let ext = 0;
   for (let t = 1; t <= 8; t++) if (mask & (1 << t)) ext |= 1 << (t - 1);
-  const ccInfo = (1 << INET_DIAG_VEGASINFO) | (1 << INET_DIAG_DCTCPINFO) | (1 << INET_DIAG_BBRINFO);
-  if (mask & ccInfo) ext |= 1 << (INET_DIAG_VEGASINFO - 1);
+  const ccInfo = (1 << C.INET_DIAG_VEGASINFO) | (1 << C.INET_DIAG_DCTCPINFO) |
+    (1 << C.INET_DIAG_BBRINFO);
+  if (mask & ccInfo) ext |= 1 << (C.INET_DIAG_VEGASINFO - 1);
   return ext;
 }

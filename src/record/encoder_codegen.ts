@@ -1,29 +1,12 @@
 /**
- * Generates `encoder_gen.ts`: the kernel fields of {@link FIELDS} as straight-line code (one
+ * Generates `encoder_gen.ts`: the kernel fields of {@link F.FIELDS} as straight-line code (one
  * read, one zero test and one tag write per field, constants folded), which V8 compiles to far
  * less work per socket than an interpreter over the table. Run `deno task gen:encoder` after
  * changing the field table; a test fails while the committed file is stale.
  *
  * @module
  */
-import {
-  FIELDS,
-  type FieldSpec,
-  READ_ADDR16,
-  READ_BE16,
-  READ_BIT0,
-  READ_BITS12,
-  READ_CONG_ENUM,
-  READ_CSTR,
-  READ_NIB_HI,
-  READ_NIB_LO,
-  READ_U16,
-  READ_U32,
-  READ_U64,
-  READ_U8,
-  SRC_META,
-  SRC_MSG,
-} from "./fields.ts";
+import * as F from "./fields.ts";
 import * as C from "../netlink/constants.ts";
 
 const INET_DIAG_MSG_LEN = C.INET_DIAG_MSG_LEN;
@@ -36,7 +19,7 @@ const ATTR_NAMES: Record<number, string> = Object.fromEntries(
   ).map(([k, v]) => [v, k.slice(10).toLowerCase()]),
 );
 
-function tagBytes(s: FieldSpec): number[] {
+function tagBytes(s: F.FieldSpec): number[] {
   let tag = (s.number << 3) | (s.type === "string" || s.type === "bytes" ? 2 : 0);
   const bytes: number[] = [];
   while (tag > 0x7f) {
@@ -78,7 +61,7 @@ const VARINT64 = [
 
 const hex = (n: number) => `0x${n.toString(16).padStart(2, "0")}`;
 
-function writeTag(s: FieldSpec): string[] {
+function writeTag(s: F.FieldSpec): string[] {
   const t = tagBytes(s);
   return [
     ...t.map((b, i) => `o[p${i ? ` + ${i}` : ""}] = ${hex(b)};`),
@@ -87,7 +70,7 @@ function writeTag(s: FieldSpec): string[] {
 }
 
 /** A uint32 value already in `v`. */
-function u32Field(s: FieldSpec, expr: string): string[] {
+function u32Field(s: F.FieldSpec, expr: string): string[] {
   // The varint is written inline: a call would box a uint32 above 2^30 into a heap number.
   const body = [
     ...writeTag(s),
@@ -104,28 +87,28 @@ function u32Field(s: FieldSpec, expr: string): string[] {
   ];
 }
 
-function field(s: FieldSpec, base: string): string[] {
+function field(s: F.FieldSpec, base: string): string[] {
   const a = (k: number) => `${base} + ${s.off + k}`;
   switch (s.read) {
-    case READ_U8:
+    case F.READ_U8:
       return u32Field(s, `src[${a(0)}]`);
-    case READ_U16:
+    case F.READ_U16:
       return u32Field(s, `src[${a(0)}] | (src[${a(1)}] << 8)`);
-    case READ_U32:
+    case F.READ_U32:
       return u32Field(s, `dv.getUint32(${a(0)}, true)`);
-    case READ_BE16:
+    case F.READ_BE16:
       return u32Field(s, `(src[${a(0)}] << 8) | src[${a(1)}]`);
-    case READ_NIB_LO:
+    case F.READ_NIB_LO:
       return u32Field(s, `src[${a(0)}] & 0x0f`);
-    case READ_NIB_HI:
+    case F.READ_NIB_HI:
       return u32Field(s, `src[${a(0)}] >>> 4`);
-    case READ_BIT0:
+    case F.READ_BIT0:
       return u32Field(s, `src[${a(0)}] & 1`);
-    case READ_BITS12:
+    case F.READ_BITS12:
       return u32Field(s, `(src[${a(0)}] >>> 1) & 3`);
-    case READ_CONG_ENUM:
+    case F.READ_CONG_ENUM:
       return u32Field(s, `congestionEnum(src, ${base}, ${base} + n)`);
-    case READ_U64: {
+    case F.READ_U64: {
       const body = [...writeTag(s), ...VARINT64];
       return [
         `// ${s.number} ${s.name}`,
@@ -134,7 +117,7 @@ function field(s: FieldSpec, base: string): string[] {
         ...(s.optional ? body : ["if ((lo | hi) !== 0) {", ...body, "}"]),
       ];
     }
-    case READ_ADDR16:
+    case F.READ_ADDR16:
       return [
         `// ${s.number} ${s.name}`,
         ...writeTag(s),
@@ -143,7 +126,7 @@ function field(s: FieldSpec, base: string): string[] {
         ...[0, 4, 8, 12].map((k) => `od.setUint32(p + ${k}, dv.getUint32(${a(k)}, true), true);`),
         "p += 16;",
       ];
-    case READ_CSTR: {
+    case F.READ_CSTR: {
       const body = [
         ...writeTag(s),
         "p = asciiBytes(o, p, src, " + base + ", v);",
@@ -174,7 +157,7 @@ const PARAMS: [string, string][] = [
  * `encodeKernelFields` calling them in order.
  */
 export function encoderSource(): string {
-  const kernel = FIELDS.filter((s) => s.src !== SRC_META);
+  const kernel = F.FIELDS.filter((s) => s.src !== F.SRC_META);
   const groups: number[] = [];
   for (const s of kernel) if (!groups.includes(s.src)) groups.push(s.src);
   const fns: string[] = [];
@@ -183,7 +166,7 @@ export function encoderSource(): string {
     const fields = kernel.filter((s) => s.src === g);
     const lines: string[] = [];
     for (const s of fields) {
-      if (g === SRC_MSG) {
+      if (g === F.SRC_MSG) {
         if (s.off + s.width > INET_DIAG_MSG_LEN) throw new Error(`${s.name} past the header`);
         lines.push(...field(s, "b"));
       } else {
@@ -195,8 +178,8 @@ export function encoderSource(): string {
     const used = (name: string) => new RegExp(`\\b${name}\\b`).test(text);
     const params = PARAMS.filter(([name]) => used(name));
     const locals = ["v", "lo", "hi"].filter(used).map((l) => `  let ${l} = 0;`);
-    const name = g === SRC_MSG ? "header" : ATTR_NAMES[g] ?? `attr${g}`;
-    const what = g === SRC_MSG
+    const name = g === F.SRC_MSG ? "header" : ATTR_NAMES[g] ?? `attr${g}`;
+    const what = g === F.SRC_MSG
       ? "struct inet_diag_msg (always whole: the parser checked its length)"
       : `attribute ${name}`;
     fns.push(
@@ -208,10 +191,10 @@ ${lines.map((l) => `  ${l}`).join("\n")}
 }`,
     );
     const args = params.map(([p]) =>
-      p === "b" ? (g === SRC_MSG ? "m" : "b") : p === "n" ? `attrLen[${g}]` : p
+      p === "b" ? (g === F.SRC_MSG ? "m" : "b") : p === "n" ? `attrLen[${g}]` : p
     ).join(", ");
     calls.push(
-      g === SRC_MSG
+      g === F.SRC_MSG
         ? `  p = ${name}(${args});`
         : `  b = attrOff[${g}];\n  if (b >= 0) p = ${name}(${args});`,
     );
