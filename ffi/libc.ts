@@ -74,23 +74,54 @@ const SYMBOLS = {
   __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
-let lib: Deno.DynamicLibrary<typeof SYMBOLS> | undefined;
+interface Opened {
+  readonly symbols: Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+  /** The calling thread's errno, viewed in place (`*__errno_location()`). */
+  readonly errno: Int32Array;
+}
+
+let opened: Opened | undefined;
+
+/**
+ * Opens libc and makes the one view of this thread's errno. The module is instantiated once per
+ * isolate, and each isolate (the main thread, every Worker) runs on its own thread, so the view
+ * made here is the errno of the only thread that calls through this instance.
+ */
+function open(): Opened {
+  const lib = Deno.dlopen("libc.so.6", SYMBOLS);
+  const p = lib.symbols.__errno_location();
+  if (p === null) throw new Error("Libc has no errno: __errno_location() returned NULL");
+  return {
+    symbols: lib.symbols,
+    errno: new Int32Array(Deno.UnsafePointerView.getArrayBuffer(p, 4)),
+  };
+}
 
 /** The opened libc (opened on first use, so importing this module needs no permission). */
 export function libc(): Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] {
-  lib ??= Deno.dlopen("libc.so.6", SYMBOLS);
-  return lib.symbols;
+  return (opened ??= open()).symbols;
 }
 
-/** errno of the calling thread, right now. */
+/**
+ * errno of the calling thread, right now: one load from a view made once, so reading it neither
+ * allocates nor calls into libc (nothing between a failed call and this read can change errno).
+ *
+ * @example
+ * ```ts
+ * libc().close(-1);
+ * errno(); // 9 (EBADF)
+ * ```
+ */
 export function errno(): number {
-  const p = libc().__errno_location();
-  return p === null ? 0 : new Deno.UnsafePointerView(p).getInt32(0);
+  return (opened ??= open()).errno[0];
 }
 
 function check(op: string, rc: number | bigint, context?: string): number {
   const n = Number(rc);
-  if (n < 0) throw new OsError(op, errno(), context);
+  if (n < 0) {
+    const e = errno(); // before anything else runs (the OsError allocation included)
+    throw new OsError(op, e, context);
+  }
   return n;
 }
 
@@ -162,9 +193,10 @@ export function sysMmapShared(fd: number, length: number, offset: bigint): Deno.
   const PROT_READ_WRITE = 3;
   const MAP_SHARED_POPULATE = 0x01 | 0x8000;
   const p = libc().mmap(null, BigInt(length), PROT_READ_WRITE, MAP_SHARED_POPULATE, fd, offset);
+  const e = errno(); // meaningful only on failure, read before the bigint comparison allocates
   // MAP_FAILED is (void *) -1.
   if (p === null || Deno.UnsafePointer.value(p) === 0xffffffffffffffffn) {
-    throw new OsError("mmap", errno());
+    throw new OsError("mmap", e);
   }
   return p;
 }

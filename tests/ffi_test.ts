@@ -4,7 +4,15 @@
  */
 import assert from "node:assert/strict";
 import { OsError } from "../ffi/errors.ts";
-import { netnsInode, sysClose, sysReadlink, sysSetns, sysSocket } from "../ffi/libc.ts";
+import {
+  errno,
+  libc,
+  netnsInode,
+  sysClose,
+  sysReadlink,
+  sysSetns,
+  sysSocket,
+} from "../ffi/libc.ts";
 import { NetlinkSocket } from "../ffi/netlink_socket.ts";
 import { openNetlinkSocketIn } from "../ffi/netns.ts";
 import { writeDumpRequest } from "../src/netlink/request.ts";
@@ -52,6 +60,54 @@ Deno.test("failed libc calls throw OsError naming the call and the errno", () =>
     () => sysReadlink("/nonexistent/link"),
     (e: unknown) => e instanceof OsError && e.code === "ENOENT" && /nonexistent/.test(e.message),
   );
+});
+
+const ERRNO_PROBE = new URL("./support/errno_probe.ts", import.meta.url).pathname;
+
+/** Garbage collections of a subprocess reading errno `reads` times, and what it read. */
+async function errnoReads(reads: number): Promise<{ gcs: number; last: string; right: number }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", "--allow-ffi", "--v8-flags=--trace-gc", ERRNO_PROBE, String(reads)],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  assert.ok(out.success);
+  const text = new TextDecoder().decode(out.stdout);
+  const m = /errno (\w+) (\d+)/.exec(text);
+  assert.ok(m, text);
+  return {
+    gcs: (text.match(/Scavenge|Mark-Compact|Mark-sweep/g) ?? []).length,
+    last: m[1],
+    right: Number(m[2]),
+  };
+}
+
+Deno.test("reading errno allocates nothing: a million reads, no extra GC, each one EBADF", async () => {
+  const idle = await errnoReads(0);
+  const busy = await errnoReads(1_000_000);
+  assert.equal(busy.last, "EBADF");
+  assert.equal(busy.right, 1_000_000, "every read right after close(-1) saw EBADF");
+  assert.ok(
+    // One small object per read (a pointer view) adds ~60 collections per million reads.
+    busy.gcs <= idle.gcs + 4,
+    `${busy.gcs} collections for a million errno reads vs ${idle.gcs} for none`,
+  );
+});
+
+Deno.test("errno is the calling thread's own: a Worker reads its errnos, the main thread its own", async () => {
+  const worker = new Worker(new URL("./support/errno_worker.ts", import.meta.url), {
+    type: "module",
+  });
+  const got = await new Promise<{ rounds: number; badf: number; noent: number }>(
+    (resolve, reject) => {
+      worker.onmessage = (e) => resolve(e.data);
+      worker.onerror = (e) => reject(e.error ?? new Error(e.message));
+    },
+  );
+  worker.terminate();
+  assert.deepEqual(got, { rounds: 10_000, badf: 10_000, noent: 10_000 });
+  libc().close(-1);
+  assert.equal(errno(), 9, "EBADF on the main thread");
 });
 
 Deno.test("a netlink socket dumps this namespace: our listener is in it", () => {
