@@ -20,6 +20,22 @@ export const CLONE_NEWNET = 0x40000000;
 export const O_RDONLY = 0;
 export const O_CLOEXEC = 0x80000;
 
+/** errno values the FFI layer acts upon (asm-generic/errno-base.h, errno.h). */
+export const ENOENT = 2;
+export const EINTR = 4;
+/** Also EWOULDBLOCK on Linux. */
+export const EAGAIN = 11;
+export const ETIME = 62;
+export const EOPNOTSUPP = 95;
+export const ECANCELED = 125;
+
+/**
+ * Consecutive EINTRs a call is retried through before the OsError EINTR is thrown: a signal
+ * interrupts a receive that has SO_RCVTIMEO (or an io_uring wait) even under SA_RESTART, which
+ * Deno's signal listeners use; a storm of signals must still end the call.
+ */
+export const MAX_EINTR_RETRIES = 100;
+
 const SYMBOLS = {
   /** int socket(int domain, int type, int protocol) */
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
@@ -142,14 +158,34 @@ export function sysGetsockname(fd: number, addr: Uint8Array): number {
   return len[0];
 }
 
-/** sendmsg(2); returns bytes sent. */
-export function sysSendmsg(fd: number, msghdr: Uint8Array, flags = 0): number {
-  return check("sendmsg", libc().sendmsg(fd, msghdr, flags));
+/** The OsError of a call given up after {@link MAX_EINTR_RETRIES} retries. */
+function interrupted(op: string): OsError {
+  return new OsError(op, EINTR, `interrupted ${MAX_EINTR_RETRIES + 1} times in a row`);
 }
 
-/** recvmsg(2); returns bytes received. */
+/** sendmsg(2); returns bytes sent. EINTR is retried (bounded by {@link MAX_EINTR_RETRIES}). */
+export function sysSendmsg(fd: number, msghdr: Uint8Array, flags = 0): number {
+  for (let retries = 0;; retries++) {
+    const n = Number(libc().sendmsg(fd, msghdr, flags));
+    if (n >= 0) return n;
+    const e = errno();
+    if (e !== EINTR) throw new OsError("sendmsg", e);
+    if (retries === MAX_EINTR_RETRIES) throw interrupted("sendmsg");
+  }
+}
+
+/**
+ * recvmsg(2); returns bytes received. EINTR is retried (bounded by {@link MAX_EINTR_RETRIES});
+ * each retry waits SO_RCVTIMEO afresh.
+ */
 export function sysRecvmsg(fd: number, msghdr: Uint8Array, flags = 0): number {
-  return check("recvmsg", libc().recvmsg(fd, msghdr, flags));
+  for (let retries = 0;; retries++) {
+    const n = Number(libc().recvmsg(fd, msghdr, flags));
+    if (n >= 0) return n;
+    const e = errno();
+    if (e !== EINTR) throw new OsError("recvmsg", e);
+    if (retries === MAX_EINTR_RETRIES) throw interrupted("recvmsg");
+  }
 }
 
 /** setsockopt(2). */
@@ -184,8 +220,43 @@ export function sysWrite(fd: number, buf: Uint8Array): number {
 
 /** A raw system call with up to six integer arguments; throws OsError named `name`. */
 export function sysCall(name: string, nr: number, ...args: (number | bigint)[]): number {
-  const a = [...args, 0, 0, 0, 0, 0, 0].slice(0, 6).map((x) => BigInt(x));
-  return check(name, libc().syscall(BigInt(nr), a[0], a[1], a[2], a[3], a[4], a[5]));
+  const a = [...args, 0, 0, 0, 0, 0, 0];
+  const rc = sysCallErrno(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+  if (rc < 0) throw new OsError(name, -rc);
+  return rc;
+}
+
+/**
+ * A raw system call with six integer arguments: returns its result, or −errno when it failed
+ * (the kernel's convention), without throwing. Bigint arguments are passed as they are; numbers
+ * are converted (FFI takes 64-bit integers as bigints).
+ *
+ * @example
+ * ```ts
+ * sysCallErrno(3, -1, 0, 0, 0, 0, 0); // close(-1): -9 (−EBADF) on x86-64
+ * ```
+ */
+export function sysCallErrno(
+  nr: number,
+  a0: number | bigint,
+  a1: number | bigint,
+  a2: number | bigint,
+  a3: number | bigint,
+  a4: number | bigint,
+  a5: number | bigint,
+): number {
+  const rc = Number(
+    libc().syscall(
+      BigInt(nr),
+      BigInt(a0),
+      BigInt(a1),
+      BigInt(a2),
+      BigInt(a3),
+      BigInt(a4),
+      BigInt(a5),
+    ),
+  );
+  return rc < 0 ? -errno() : rc;
 }
 
 /** mmap(2) of a file descriptor, shared, read-write; returns the mapping. */

@@ -12,7 +12,18 @@
  * @module
  */
 import { OsError } from "./errors.ts";
-import { addressOf, sysCall, sysClose, sysMmapShared, sysMunmap } from "./libc.ts";
+import {
+  addressOf,
+  EINTR,
+  EOPNOTSUPP,
+  ETIME,
+  MAX_EINTR_RETRIES,
+  sysCall,
+  sysCallErrno,
+  sysClose,
+  sysMmapShared,
+  sysMunmap,
+} from "./libc.ts";
 
 const SYS_IO_URING_SETUP = 425;
 const SYS_IO_URING_ENTER = 426;
@@ -29,12 +40,19 @@ export const IORING_OP_ASYNC_CANCEL = 14;
 /** Flags of IORING_OP_ASYNC_CANCEL (Linux 5.19+): every request on the file descriptor. */
 export const IORING_ASYNC_CANCEL_ALL = 1 << 0;
 export const IORING_ASYNC_CANCEL_FD = 1 << 1;
-const ETIME = 62;
-const EINTR = 4;
 
 const PARAMS_LEN = 120;
 const SQE_LEN = 64;
 const CQE_LEN = 16;
+
+/** The OsError of an io_uring_enter given up after MAX_EINTR_RETRIES retries. */
+function interrupted(): OsError {
+  return new OsError(
+    "io_uring_enter",
+    EINTR,
+    `interrupted ${MAX_EINTR_RETRIES + 1} times in a row`,
+  );
+}
 
 /** One completion, read out of the ring (valid until the next {@link IoUring.waitCqe}). */
 export interface Cqe {
@@ -191,13 +209,22 @@ export class IoUring implements Disposable {
     this.sqes.setBigUint64(sqe * SQE_LEN + 32, BigInt(userData), true);
   }
 
-  /** io_uring_submit: hands the prepared SQEs to the kernel; returns how many it took. */
+  /**
+   * io_uring_submit: hands the prepared SQEs to the kernel; returns how many it took. EINTR is
+   * retried (bounded by MAX_EINTR_RETRIES).
+   */
   submit(): number {
     if (this.pending === 0) return 0;
     this.sq[this.sqTail] = this.localTail;
-    const n = this.enter(this.pending, 0, 0, 0n);
-    this.pending -= n;
-    return n;
+    for (let retries = 0;; retries++) {
+      const n = this.enter(this.pending, 0, 0, 0n);
+      if (n >= 0) {
+        this.pending -= n;
+        return n;
+      }
+      if (n !== -EINTR) throw new OsError("io_uring_enter", -n);
+      if (retries === MAX_EINTR_RETRIES) throw interrupted();
+    }
   }
 
   /** Completions ready without waiting. */
@@ -207,32 +234,12 @@ export class IoUring implements Disposable {
 
   /**
    * io_uring_wait_cqe with a timeout: the oldest completion, waiting up to `timeoutMs` (0 = no
-   * limit) for one. Throws OsError ETIME when none came in time. Mark it consumed with
-   * {@link IoUring.cqeSeen}.
+   * limit) for one. Throws OsError ETIME when none came in time. A wait interrupted by a signal
+   * (EINTR) goes on until the same deadline, for up to MAX_EINTR_RETRIES interruptions in a row,
+   * then throws OsError EINTR. Mark the completion consumed with {@link IoUring.cqeSeen}.
    */
   waitCqe(timeoutMs = 0): Cqe {
-    while (this.ready() === 0) {
-      let arg = 0n;
-      let flags = IORING_ENTER_GETEVENTS;
-      if (timeoutMs > 0) {
-        if (!(this.features & IORING_FEAT_EXT_ARG)) {
-          throw new OsError("io_uring_enter", 95, "timeouts need IORING_FEAT_EXT_ARG (Linux 5.11)");
-        }
-        this.timespec.setBigInt64(0, BigInt(Math.floor(timeoutMs / 1000)), true);
-        this.timespec.setBigInt64(8, BigInt((timeoutMs % 1000) * 1_000_000), true);
-        arg = this.waitArgAddr;
-        flags |= IORING_ENTER_EXT_ARG;
-      }
-      this.sq[this.sqTail] = this.localTail;
-      try {
-        const n = this.enter(this.pending, 1, flags, arg);
-        this.pending -= n;
-      } catch (err) {
-        if (err instanceof OsError && err.errno === EINTR) continue;
-        if (err instanceof OsError && err.errno === ETIME && this.ready() > 0) break;
-        throw err;
-      }
-    }
+    if (this.ready() === 0) this.waitReady(timeoutMs);
     const head = this.cq[this.cqHead];
     const at = this.cqes + (head & this.cqMask) * CQE_LEN;
     this.cqe.userData = Number(this.cqDv.getBigUint64(at, true));
@@ -241,24 +248,63 @@ export class IoUring implements Disposable {
     return this.cqe;
   }
 
+  /** Submits what is pending and waits until a completion is ready (or the deadline passed). */
+  private waitReady(timeoutMs: number): void {
+    let arg = 0n;
+    let flags = IORING_ENTER_GETEVENTS;
+    const deadline = timeoutMs > 0 ? performance.now() + timeoutMs : 0;
+    if (timeoutMs > 0) {
+      if (!(this.features & IORING_FEAT_EXT_ARG)) {
+        throw new OsError(
+          "io_uring_enter",
+          EOPNOTSUPP,
+          "timeouts need IORING_FEAT_EXT_ARG (Linux 5.11)",
+        );
+      }
+      arg = this.waitArgAddr;
+      flags |= IORING_ENTER_EXT_ARG;
+    }
+    let interruptions = 0;
+    while (this.ready() === 0) {
+      if (timeoutMs > 0) {
+        const left = interruptions === 0 ? timeoutMs : deadline - performance.now();
+        if (left <= 0) throw new OsError("io_uring_enter", ETIME);
+        this.setTimeout(left);
+      }
+      this.sq[this.sqTail] = this.localTail;
+      const n = this.enter(this.pending, 1, flags, arg);
+      if (n >= 0) {
+        this.pending -= n;
+      } else if (n === -EINTR) {
+        if (interruptions++ === MAX_EINTR_RETRIES) throw interrupted();
+      } else if (n === -ETIME && this.ready() > 0) {
+        break;
+      } else {
+        throw new OsError("io_uring_enter", -n);
+      }
+    }
+  }
+
+  /** The wait's struct __kernel_timespec, written as u32 halves (no bigint). */
+  private setTimeout(ms: number): void {
+    const sec = Math.floor(ms / 1000);
+    const ts = this.timespec;
+    ts.setUint32(0, sec >>> 0, true); // tv_sec, low half
+    ts.setUint32(4, Math.floor(sec / 0x1_0000_0000), true); // tv_sec, high half
+    ts.setUint32(8, Math.floor((ms - sec * 1000) * 1_000_000), true); // tv_nsec
+    ts.setUint32(12, 0, true);
+  }
+
   /** io_uring_cqe_seen: the oldest completion is consumed. */
   cqeSeen(): void {
     this.cq[this.cqHead] = (this.cq[this.cqHead] + 1) >>> 0;
   }
 
+  /** io_uring_enter(2): its result, or −errno. */
   private enter(toSubmit: number, minComplete: number, flags: number, arg: bigint): number {
     const argSize = flags & IORING_ENTER_EXT_ARG ? 24 : 0;
     this.enters++;
-    return sysCall(
-      "io_uring_enter",
-      SYS_IO_URING_ENTER,
-      this.fd,
-      toSubmit,
-      minComplete,
-      flags,
-      arg,
-      argSize,
-    );
+    return sysCallErrno(SYS_IO_URING_ENTER, this.fd, toSubmit, minComplete, flags, arg, argSize);
   }
 
   /** Unmaps the rings and closes the ring (idempotent). */

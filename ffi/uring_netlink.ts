@@ -8,7 +8,7 @@
  * @module
  */
 import { OsError } from "./errors.ts";
-import { addressOf, MSG_TRUNC } from "./libc.ts";
+import { addressOf, EINTR, MAX_EINTR_RETRIES, MSG_TRUNC } from "./libc.ts";
 import type { NetlinkSocket } from "./netlink_socket.ts";
 import { IoUring } from "./uring.ts";
 
@@ -132,12 +132,25 @@ export class UringNetlinkReader implements Disposable {
       for (let i = 0; i < this.batch; i++) this.arm(i);
       this.ring.submit();
     }
-    if (this.reapedCount === 0) this.reap();
-    const i = this.reapedIdx[this.reapedHead];
-    const res = this.reapedRes[this.reapedHead];
-    this.reapedHead = (this.reapedHead + 1) % this.reapedIdx.length;
-    this.reapedCount--;
-    if (res < 0) throw new OsError("recvmsg (io_uring)", -res);
+    let i = 0;
+    let res = 0;
+    for (let retries = 0;; retries++) {
+      if (this.reapedCount === 0) this.reap();
+      i = this.reapedIdx[this.reapedHead];
+      res = this.reapedRes[this.reapedHead];
+      this.reapedHead = (this.reapedHead + 1) % this.reapedIdx.length;
+      this.reapedCount--;
+      if (res >= 0) break;
+      if (res !== -EINTR) throw new OsError("recvmsg (io_uring)", -res);
+      if (retries === MAX_EINTR_RETRIES) {
+        throw new OsError(
+          "recvmsg (io_uring)",
+          EINTR,
+          `interrupted ${MAX_EINTR_RETRIES + 1} times in a row`,
+        );
+      }
+      this.arm(i); // interrupted: the same buffer asks again, submitted with the next wait
+    }
     this.stats.packets++;
     const n = Math.min(res, this.bufferSize, out.length);
     out.set(this.bufs[i].subarray(0, n));

@@ -7,6 +7,7 @@ import { OsError } from "../ffi/errors.ts";
 import {
   errno,
   libc,
+  MAX_EINTR_RETRIES,
   netnsInode,
   sysClose,
   sysReadlink,
@@ -16,6 +17,7 @@ import {
 import { NetlinkSocket } from "../ffi/netlink_socket.ts";
 import { openNetlinkSocketIn } from "../ffi/netns.ts";
 import { writeDumpRequest } from "../src/netlink/request.ts";
+import { interruptWhenBlocked, SYSCALL, withSigusr1 } from "./support/signal.ts";
 
 function dumpPorts(sock: NetlinkSocket, seq: number): number[] {
   const req = new Uint8Array(72);
@@ -134,6 +136,37 @@ Deno.test("a receive with nothing to read times out with EAGAIN", () => {
   sock.close();
   sock.close(); // idempotent
   assert.throws(() => sock.recv(buf), /closed/);
+});
+
+/** Receives on a fresh netlink socket (nothing to read) while signals come; the outcome. */
+function interruptedRecv(rcvTimeoutMs: number, signals: number) {
+  return withSigusr1(async () => {
+    using sock = NetlinkSocket.open({ rcvTimeoutMs });
+    const sender = interruptWhenBlocked(SYSCALL.recvmsg, signals);
+    const t0 = performance.now();
+    let err: unknown;
+    try {
+      sock.recv(new Uint8Array(new ArrayBuffer(32 * 1024)));
+    } catch (e) {
+      err = e;
+    }
+    return { err, ms: performance.now() - t0, sent: await sender.sent };
+  });
+}
+
+Deno.test("a receive interrupted by a signal goes on waiting: EAGAIN at SO_RCVTIMEO, not EINTR", async () => {
+  const { value: { err, ms, sent }, seen } = await interruptedRecv(1500, 1);
+  assert.equal(sent, 1, "one SIGUSR1 while the receive was blocked");
+  assert.ok(seen >= 1, "Deno's listener saw the signal");
+  assert.ok(err instanceof OsError && err.code === "EAGAIN", `${err}`);
+  assert.ok(ms >= 1500, `gave up after ${ms} ms`);
+});
+
+Deno.test("a storm of signals still ends a receive: EINTR after MAX_EINTR_RETRIES retries", async () => {
+  const { value: { err, sent } } = await interruptedRecv(5000, MAX_EINTR_RETRIES + 30);
+  assert.ok(err instanceof OsError && err.code === "EINTR", `${err}`);
+  assert.match(err.message, new RegExp(`interrupted ${MAX_EINTR_RETRIES + 1} times in a row`));
+  assert.ok(sent > MAX_EINTR_RETRIES, `${sent} signals, each an interruption`);
 });
 
 Deno.test({

@@ -14,6 +14,8 @@ import { idiagExt } from "../src/netlink/deserializers.ts";
 import { Dumper, type DumpSink } from "../src/netlink/dump.ts";
 import type { SocketView } from "../src/netlink/socket_view.ts";
 import { xtcp2 } from "./support/run.ts";
+import { interruptWhenBlocked, SYSCALL, withSigusr1 } from "./support/signal.ts";
+import { MAX_EINTR_RETRIES } from "../ffi/libc.ts";
 
 /** Sockets of a dump as "family state sport>dport inode", sorted. */
 class Collect implements DumpSink {
@@ -82,6 +84,49 @@ Deno.test({
     assert.ok(ms >= 150 && ms < 2000, `${ms} ms`);
     t.idle();
     assert.equal(reader.stats.cancelled, 4);
+  },
+});
+
+/** Receives through the ring (nothing to read) while signals come; the outcome. */
+function interruptedRingRecv(timeoutMs: number, signals: number) {
+  return withSigusr1(async () => {
+    using sock = openNetlinkSocketIn("/proc/self/ns/net", { rcvTimeoutMs: 0 });
+    using reader = new UringNetlinkReader(4, 32 * 1024, timeoutMs);
+    const t = reader.transport(sock);
+    const sender = interruptWhenBlocked(SYSCALL.ioUringEnter, signals);
+    const t0 = performance.now();
+    let err: unknown;
+    try {
+      t.recv(new Uint8Array(new ArrayBuffer(32 * 1024)));
+    } catch (e) {
+      err = e;
+    }
+    const ms = performance.now() - t0;
+    t.idle();
+    return { err, ms, sent: await sender.sent };
+  });
+}
+
+Deno.test({
+  name: "an io_uring wait interrupted by a signal goes on until its deadline (ETIME, not EINTR)",
+  ignore: !available,
+  async fn() {
+    const { value: { err, ms, sent }, seen } = await interruptedRingRecv(1500, 1);
+    assert.equal(sent, 1, "one SIGUSR1 while io_uring_enter waited");
+    assert.ok(seen >= 1, "Deno's listener saw the signal");
+    assert.ok(err instanceof OsError && err.code === "ETIME", `${err}`);
+    assert.ok(ms >= 1450 && ms < 4000, `gave up after ${ms} ms`);
+  },
+});
+
+Deno.test({
+  name: "a storm of signals still ends an io_uring wait: EINTR after MAX_EINTR_RETRIES retries",
+  ignore: !available,
+  async fn() {
+    const { value: { err, sent } } = await interruptedRingRecv(5000, MAX_EINTR_RETRIES + 30);
+    assert.ok(err instanceof OsError && err.code === "EINTR", `${err}`);
+    assert.match(err.message, new RegExp(`interrupted ${MAX_EINTR_RETRIES + 1} times in a row`));
+    assert.ok(sent > MAX_EINTR_RETRIES, `${sent} signals, each an interruption`);
   },
 });
 
