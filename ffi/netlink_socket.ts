@@ -9,6 +9,7 @@ import {
   AF_NETLINK,
   MSG_TRUNC,
   NETLINK_SOCK_DIAG,
+  releaseAfter,
   SO_RCVBUF,
   SO_RCVTIMEO,
   SOCK_CLOEXEC,
@@ -86,8 +87,20 @@ export class NetlinkSocket implements Disposable {
     this.recvHdrDv.setBigUint64(24, 1n, true);
   }
 
-  /** Opens, binds (the kernel picks the port id) and configures a netlink socket. */
+  /**
+   * Opens, binds (the kernel picks the port id) and configures a netlink socket. Options out of
+   * range throw RangeError before anything is opened; a failure after socket(2) closes the
+   * socket again before it is thrown.
+   */
   static open(opts: NetlinkSocketOptions = {}): NetlinkSocket {
+    const timeout = opts.rcvTimeoutMs ?? 1000;
+    if (!Number.isFinite(timeout) || timeout < 0) {
+      throw new RangeError(`Receive timeout must be a finite count of ms >= 0: got ${timeout}`);
+    }
+    const rcvBuf = opts.rcvBufBytes ?? 0;
+    if (!Number.isInteger(rcvBuf) || rcvBuf < 0 || rcvBuf > 0x7fff_ffff) {
+      throw new RangeError(`Receive buffer must be an int from 0 to 2^31-1 bytes: got ${rcvBuf}`);
+    }
     const fd = sysSocket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, opts.protocol ?? NETLINK_SOCK_DIAG);
     try {
       const addr = pinned(SOCKADDR_NL_LEN);
@@ -96,22 +109,21 @@ export class NetlinkSocket implements Disposable {
       const got = pinned(SOCKADDR_NL_LEN);
       sysGetsockname(fd, got);
       const portId = new DataView(got.buffer).getUint32(4, true);
-      const timeout = opts.rcvTimeoutMs ?? 1000;
       if (timeout > 0) {
         const tv = pinned(16); // struct timeval { time_t tv_sec; suseconds_t tv_usec; }
         const dv = new DataView(tv.buffer);
         dv.setBigInt64(0, BigInt(Math.floor(timeout / 1000)), true);
-        dv.setBigInt64(8, BigInt((timeout % 1000) * 1000), true);
+        dv.setBigInt64(8, BigInt(Math.floor((timeout % 1000) * 1000)), true);
         sysSetsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, tv);
       }
-      if (opts.rcvBufBytes) {
+      if (rcvBuf > 0) {
         const v = pinned(4);
-        new DataView(v.buffer).setInt32(0, opts.rcvBufBytes, true);
+        new DataView(v.buffer).setInt32(0, rcvBuf, true);
         sysSetsockopt(fd, SOL_SOCKET, SO_RCVBUF, v);
       }
       return new NetlinkSocket(fd, portId);
     } catch (err) {
-      sysClose(fd);
+      releaseAfter(err, () => sysClose(fd));
       throw err;
     }
   }

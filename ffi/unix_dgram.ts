@@ -15,25 +15,38 @@ const AF_UNIX = 1;
 const SOCK_DGRAM = 2;
 const SOCK_CLOEXEC = 0x80000;
 
+/** struct sockaddr_un for `path`; throws RangeError when it does not fit sun_path. */
+function sockaddrUn(path: string): Uint8Array {
+  const p = new TextEncoder().encode(path);
+  if (p.length > 107) {
+    throw new RangeError(`Unix socket path too long (max 107 bytes): ${p.length} bytes: ${path}`);
+  }
+  const addr = new Uint8Array(new ArrayBuffer(2 + 108)); // { sa_family_t sun_family; char sun_path[108]; }
+  addr[0] = AF_UNIX;
+  addr.set(p, 2);
+  return addr;
+}
+
 /** A unix datagram socket aimed at one path. */
 export class UnixDgramSocket implements Disposable {
   private fd: number;
-  private readonly addr: Uint8Array;
   private readonly buf = new Uint8Array(new ArrayBuffer(AF_UNIX_DGRAM.maxPayload));
 
-  private constructor(fd: number, private readonly path: string) {
+  private constructor(
+    fd: number,
+    private readonly path: string,
+    private readonly addr: Uint8Array,
+  ) {
     this.fd = fd;
-    const p = new TextEncoder().encode(path);
-    if (p.length > 107) throw new RangeError(`Unix socket path too long (max 107 bytes): ${path}`);
-    this.addr = new Uint8Array(new ArrayBuffer(2 + 108)); // struct sockaddr_un
-    this.addr[0] = AF_UNIX;
-    this.addr.set(p, 2);
   }
 
-  /** A socket that sends to `path` (which must exist when sending). */
+  /**
+   * A socket that sends to `path` (which must exist when sending). A path that does not fit
+   * sockaddr_un throws RangeError before any socket is created.
+   */
   static connect(path: string): UnixDgramSocket {
-    const s = new UnixDgramSocket(sysSocket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0), path);
-    return s;
+    const addr = sockaddrUn(path);
+    return new UnixDgramSocket(sysSocket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0), path, addr);
   }
 
   /** Sends one datagram. */

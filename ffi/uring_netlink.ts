@@ -8,13 +8,17 @@
  * @module
  */
 import { OsError } from "./errors.ts";
-import { addressOf, EINTR, MAX_EINTR_RETRIES, MSG_TRUNC } from "./libc.ts";
+import { addressOf, EINTR, MAX_EINTR_RETRIES, MSG_TRUNC, releaseAfter } from "./libc.ts";
 import type { NetlinkSocket } from "./netlink_socket.ts";
-import { IoUring } from "./uring.ts";
+import { IoUring, UringClosedError } from "./uring.ts";
+
+export { UringClosedError };
 
 const MSGHDR_LEN = 56;
 const IOVEC_LEN = 16;
 const CANCEL_TAG = 0xffff_ffff;
+/** io_uring_setup's limit (IORING_MAX_ENTRIES); the ring holds the batch plus a cancel. */
+const MAX_RING_ENTRIES = 32768;
 const ECANCELED = 125;
 const ENOENT = 2;
 
@@ -51,7 +55,7 @@ export class UringNetlinkReader implements Disposable {
   }
   private readonly ring: IoUring;
   private readonly bufs: Uint8Array[] = [];
-  /** The iovecs the msghdrs point at (kept referenced, so never collected). */
+  /** The iovecs and msghdrs the kernel reads (kept referenced, so never collected). */
   private readonly iovs: Uint8Array[] = [];
   private readonly hdrs: Uint8Array[] = [];
   private readonly hdrAddr: bigint[] = [];
@@ -65,10 +69,14 @@ export class UringNetlinkReader implements Disposable {
   private reapedCount = 0;
 
   /**
-   * @param batch recvmsg requests in flight (ioUringRecvBatch)
+   * Sets up the ring and the buffers. Throws RangeError for a batch, timeout or cqeBatch out of
+   * range, OsError when the kernel refuses io_uring; when the buffers cannot be allocated (a
+   * RangeError from ArrayBuffer), the ring set up before is closed again.
+   *
+   * @param batch recvmsg requests in flight (ioUringRecvBatch), 1 to 32767
    * @param bufferSize bytes per receive buffer (at least the kernel's 32 KiB dump datagrams)
    * @param timeoutMs how long a receive waits (like SO_RCVTIMEO; 0 = forever)
-   * @param cqeBatch completions reaped per look at the ring (ioUringCqeBatch)
+   * @param cqeBatch completions reaped per look at the ring (ioUringCqeBatch; below 1 means 1)
    */
   constructor(
     readonly batch: number,
@@ -76,9 +84,31 @@ export class UringNetlinkReader implements Disposable {
     private readonly timeoutMs: number,
     readonly cqeBatch = 128,
   ) {
+    if (!Number.isInteger(batch) || batch < 1 || batch >= MAX_RING_ENTRIES) {
+      throw new RangeError(
+        `Receive batch must be an integer from 1 to ${MAX_RING_ENTRIES - 1}: got ${batch}`,
+      );
+    }
+    if (!Number.isFinite(timeoutMs) || timeoutMs < 0) {
+      throw new RangeError(`Receive timeout must be a finite count of ms >= 0: got ${timeoutMs}`);
+    }
+    if (!Number.isInteger(cqeBatch)) {
+      throw new RangeError(`Completion batch must be an integer: got ${cqeBatch}`);
+    }
     this.reapedIdx = new Int32Array(Math.max(1, cqeBatch));
     this.reapedRes = new Int32Array(Math.max(1, cqeBatch));
     this.ring = IoUring.setup(Math.max(2, batch + 1));
+    try {
+      this.allocate();
+    } catch (err) {
+      releaseAfter(err, () => this.ring.close());
+      throw err;
+    }
+  }
+
+  /** The receive buffers, each with its iovec and msghdr. */
+  private allocate(): void {
+    const { batch, bufferSize } = this;
     for (let i = 0; i < batch; i++) {
       const buf = new Uint8Array(new ArrayBuffer(bufferSize));
       const iov = new Uint8Array(new ArrayBuffer(IOVEC_LEN));
@@ -96,12 +126,24 @@ export class UringNetlinkReader implements Disposable {
     }
   }
 
-  /** A transport for `sock` (reads go through this reader's ring). */
+  /** Whether {@link UringNetlinkReader.close} was called. */
+  get closed(): boolean {
+    return this.ring.closed;
+  }
+
+  /**
+   * A transport for `sock` (reads go through this reader's ring). Once the reader is closed,
+   * every method of the transport throws {@link UringClosedError}.
+   */
   transport(sock: NetlinkSocket): UringTransport {
+    this.usable("transport");
     let truncated = false;
     return {
       portId: sock.portId,
-      send: (msg) => sock.send(msg),
+      send: (msg) => {
+        this.usable("send");
+        sock.send(msg);
+      },
       recv: (buf) => {
         const { n, trunc } = this.recv(sock.fd, buf);
         truncated = trunc;
@@ -114,6 +156,11 @@ export class UringNetlinkReader implements Disposable {
     };
   }
 
+  /** Throws when the reader can no longer be used. */
+  private usable(op: string): void {
+    if (this.ring.closed) throw new UringClosedError(op);
+  }
+
   private arm(i: number): void {
     const sqe = this.ring.getSqe();
     if (sqe < 0) throw new Error("io_uring submission ring full");
@@ -124,6 +171,7 @@ export class UringNetlinkReader implements Disposable {
   }
 
   private recv(fd: number, out: Uint8Array): { n: number; trunc: boolean } {
+    this.usable("recv");
     if (fd !== this.fd) {
       this.idle();
       this.fd = fd;
@@ -174,6 +222,7 @@ export class UringNetlinkReader implements Disposable {
 
   /** Cancels what is still in flight on the current socket and reaps it. */
   idle(): void {
+    this.usable("idle");
     // Datagrams reaped but never asked for belong to a dump that is over.
     this.stats.orphans += this.reapedCount;
     this.reapedCount = 0;
@@ -200,13 +249,19 @@ export class UringNetlinkReader implements Disposable {
     }
   }
 
-  /** Cancels, unmaps and closes the ring. */
+  /**
+   * Cancels what is in flight, unmaps and closes the ring (idempotent; the ring is closed even
+   * when the cancel fails, whose error is then thrown).
+   */
   close(): void {
+    if (this.ring.closed) return;
     try {
       this.idle();
-    } finally {
-      this.ring.close();
+    } catch (err) {
+      releaseAfter(err, () => this.ring.close());
+      throw err;
     }
+    this.ring.close();
   }
 
   /** Same as {@link UringNetlinkReader.close}. */

@@ -18,6 +18,8 @@ import { NetlinkSocket } from "../ffi/netlink_socket.ts";
 import { openNetlinkSocketIn } from "../ffi/netns.ts";
 import { writeDumpRequest } from "../src/netlink/request.ts";
 import { interruptWhenBlocked, SYSCALL, withSigusr1 } from "./support/signal.ts";
+import { fdCount } from "./support/leaks.ts";
+import { UnixDgramSocket } from "../ffi/unix_dgram.ts";
 
 function dumpPorts(sock: NetlinkSocket, seq: number): number[] {
   const req = new Uint8Array(72);
@@ -167,6 +169,22 @@ Deno.test("a storm of signals still ends a receive: EINTR after MAX_EINTR_RETRIE
   assert.ok(err instanceof OsError && err.code === "EINTR", `${err}`);
   assert.match(err.message, new RegExp(`interrupted ${MAX_EINTR_RETRIES + 1} times in a row`));
   assert.ok(sent > MAX_EINTR_RETRIES, `${sent} signals, each an interruption`);
+});
+
+Deno.test("constructors that throw leave no file descriptor behind", () => {
+  const fds = fdCount();
+  const long = `/tmp/${"x".repeat(200)}`;
+  for (let i = 0; i < 5; i++) {
+    assert.throws(() => UnixDgramSocket.connect(long), (e: unknown) => {
+      assert.ok(e instanceof RangeError);
+      assert.match(e.message, /^Unix socket path too long \(max 107 bytes\): 205 bytes: \/tmp\/x/);
+      return true;
+    });
+    assert.throws(() => NetlinkSocket.open({ rcvTimeoutMs: NaN }), /Receive timeout must be/);
+    assert.throws(() => NetlinkSocket.open({ rcvBufBytes: -1 }), /Receive buffer must be/);
+    assert.throws(() => NetlinkSocket.open({ protocol: 9999 }), OsError); // socket(2) itself fails
+  }
+  assert.equal(fdCount(), fds, "open file descriptors");
 });
 
 Deno.test({

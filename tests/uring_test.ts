@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { OsError } from "../ffi/errors.ts";
 import { openNetlinkSocketIn } from "../ffi/netns.ts";
-import { IoUring } from "../ffi/uring.ts";
+import { IoUring, UringClosedError } from "../ffi/uring.ts";
 import { UringNetlinkReader } from "../ffi/uring_netlink.ts";
 import { startLoad } from "../bench/loadgen.ts";
 import { idiagExt } from "../src/netlink/deserializers.ts";
@@ -15,6 +15,7 @@ import { Dumper, type DumpSink } from "../src/netlink/dump.ts";
 import type { SocketView } from "../src/netlink/socket_view.ts";
 import { xtcp2 } from "./support/run.ts";
 import { interruptWhenBlocked, SYSCALL, withSigusr1 } from "./support/signal.ts";
+import { fdCount, uringMappings } from "./support/leaks.ts";
 import { MAX_EINTR_RETRIES } from "../ffi/libc.ts";
 
 /** Sockets of a dump as "family state sport>dport inode", sorted. */
@@ -127,6 +128,101 @@ Deno.test({
     assert.ok(err instanceof OsError && err.code === "EINTR", `${err}`);
     assert.match(err.message, new RegExp(`interrupted ${MAX_EINTR_RETRIES + 1} times in a row`));
     assert.ok(sent > MAX_EINTR_RETRIES, `${sent} signals, each an interruption`);
+  },
+});
+
+/** Asserts that `fn` throws UringClosedError naming `op`. */
+function throwsClosed(fn: () => unknown, op: string): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof UringClosedError, `${op}: ${e}`);
+    assert.equal(e.op, op);
+    assert.equal(e.message, `The io_uring ring is closed: ${op} after close()`);
+    return true;
+  });
+}
+
+Deno.test({
+  name:
+    "a closed ring throws UringClosedError from every method instead of reading unmapped memory",
+  ignore: !available,
+  fn() {
+    const ring = IoUring.setup(4);
+    const sqe = ring.getSqe();
+    assert.ok(sqe >= 0);
+    ring.close();
+    ring.close(); // idempotent
+    assert.equal(ring.closed, true);
+    throwsClosed(() => ring.fd, "fd");
+    throwsClosed(() => ring.getSqe(), "getSqe");
+    throwsClosed(() => ring.prepRecvmsg(sqe, 0, 0n), "prepRecvmsg");
+    throwsClosed(() => ring.prepCancelFd(sqe, 0), "prepCancelFd");
+    throwsClosed(() => ring.setUserData(sqe, 1), "setUserData");
+    throwsClosed(() => ring.submit(), "submit");
+    throwsClosed(() => ring.ready(), "ready");
+    throwsClosed(() => ring.waitCqe(10), "waitCqe");
+    throwsClosed(() => ring.cqeSeen(), "cqeSeen");
+  },
+});
+
+Deno.test({
+  name: "a closed reader and its transports throw UringClosedError",
+  ignore: !available,
+  fn() {
+    using sock = openNetlinkSocketIn("/proc/self/ns/net", { rcvTimeoutMs: 0 });
+    const reader = new UringNetlinkReader(4, 32 * 1024, 200);
+    const t = reader.transport(sock);
+    assert.throws(() => t.recv(new Uint8Array(new ArrayBuffer(32 * 1024))), /ETIME/);
+    reader.close(); // cancels the receives left in flight
+    reader.close(); // idempotent
+    assert.equal(reader.closed, true);
+    assert.equal(reader.stats.cancelled, 4);
+    throwsClosed(() => t.send(new Uint8Array(16)), "send");
+    throwsClosed(() => t.recv(new Uint8Array(new ArrayBuffer(32 * 1024))), "recv");
+    throwsClosed(() => t.idle(), "idle");
+    throwsClosed(() => reader.idle(), "idle");
+    throwsClosed(() => reader.transport(sock), "transport");
+  },
+});
+
+Deno.test({
+  name:
+    "a reader whose buffers cannot be allocated closes the ring it set up (no fd or mapping left)",
+  ignore: !available,
+  fn() {
+    const fds = fdCount();
+    const maps = uringMappings();
+    for (const size of [-1, 2 ** 53]) {
+      assert.throws(() => new UringNetlinkReader(8, size, 1000), RangeError);
+    }
+    assert.throws(() => new UringNetlinkReader(0, 32 * 1024, 1000), /Receive batch must be/);
+    assert.throws(() => new UringNetlinkReader(4, 32 * 1024, NaN), /Receive timeout must be/);
+    assert.equal(fdCount(), fds, "file descriptors");
+    assert.equal(uringMappings(), maps, "io_uring mappings");
+  },
+});
+
+Deno.test({
+  name: "a ring whose mmap fails (RLIMIT_AS) releases its fd and the mappings made before",
+  ignore: !available,
+  async fn() {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--quiet",
+        "--allow-all",
+        new URL("./support/uring_enomem_probe.ts", import.meta.url).pathname,
+        // 4096 entries: the rings (144 KiB) fit in the headroom, the SQEs (256 KiB) do not.
+        String(200_000),
+        "4096",
+      ],
+      stdout: "piped",
+      stderr: "inherit",
+    }).output();
+    assert.ok(out.success);
+    const r = JSON.parse(new TextDecoder().decode(out.stdout));
+    assert.match(r.error, /^OsError: mmap failed: ENOMEM/);
+    assert.equal(r.fds, 0, "file descriptors left");
+    assert.equal(r.maps, 0, "io_uring mappings left");
   },
 });
 
