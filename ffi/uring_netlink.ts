@@ -22,6 +22,36 @@ const MAX_RING_ENTRIES = 32768;
 const ECANCELED = 125;
 const ENOENT = 2;
 
+/**
+ * A reader whose cancel after a dump failed ({@link UringNetlinkReader.idle}): requests of that
+ * dump may still complete, so the reader refuses to serve another one. `cause` is the failure.
+ * Close the reader and set up a new one (or receive with recvmsg).
+ *
+ * @example
+ * ```ts
+ * try {
+ *   dumper.dump(reader.transport(sock), sink);
+ * } catch (err) {
+ *   if (err instanceof UringBrokenError) reader.close(); // and make a new reader
+ * }
+ * ```
+ */
+export class UringBrokenError extends Error {
+  /**
+   * @param op the method called on the broken reader
+   * @param cause the failure that broke it
+   */
+  constructor(readonly op: string, cause: unknown) {
+    super(
+      `The io_uring reader is broken since its cancel failed: ${op}: ${
+        cause instanceof Error ? cause.message : String(cause)
+      }`,
+      { cause },
+    );
+    this.name = "UringBrokenError";
+  }
+}
+
 /** What the dump driver uses (the same shape as NetlinkSocket's receive side). */
 export interface UringTransport {
   readonly portId: number;
@@ -61,6 +91,8 @@ export class UringNetlinkReader implements Disposable {
   private readonly hdrAddr: bigint[] = [];
   private inflight = 0;
   private fd = -1;
+  /** Why the reader is broken (the failure of an idle()), or undefined while it is usable. */
+  private broken: unknown = undefined;
 
   /** Completions reaped but not yet handed out: buffer index and result, in order. */
   private readonly reapedIdx: Int32Array;
@@ -133,7 +165,8 @@ export class UringNetlinkReader implements Disposable {
 
   /**
    * A transport for `sock` (reads go through this reader's ring). Once the reader is closed,
-   * every method of the transport throws {@link UringClosedError}.
+   * every method of the transport throws {@link UringClosedError}; once it is broken,
+   * {@link UringBrokenError}.
    */
   transport(sock: NetlinkSocket): UringTransport {
     this.usable("transport");
@@ -159,6 +192,7 @@ export class UringNetlinkReader implements Disposable {
   /** Throws when the reader can no longer be used. */
   private usable(op: string): void {
     if (this.ring.closed) throw new UringClosedError(op);
+    if (this.broken !== undefined) throw new UringBrokenError(op, this.broken);
   }
 
   private arm(i: number): void {
@@ -220,16 +254,31 @@ export class UringNetlinkReader implements Disposable {
     } while (this.reapedCount < this.reapedIdx.length && this.ring.ready() > 0);
   }
 
-  /** Cancels what is still in flight on the current socket and reaps it. */
+  /**
+   * Cancels what is still in flight on the current socket and reaps it. When this fails (the
+   * cancel is refused, or its completions do not come), requests of the finished dump may still
+   * be in flight and complete later: the reader marks itself broken, and every later use throws
+   * {@link UringBrokenError} instead of handing such stale datagrams to the next dump. Only
+   * {@link UringNetlinkReader.close} is left to call.
+   */
   idle(): void {
     this.usable("idle");
+    try {
+      this.cancelInflight();
+    } catch (err) {
+      this.broken = err;
+      throw err;
+    }
+  }
+
+  private cancelInflight(): void {
     // Datagrams reaped but never asked for belong to a dump that is over.
     this.stats.orphans += this.reapedCount;
     this.reapedCount = 0;
     this.reapedHead = 0;
     if (this.inflight === 0 || this.fd < 0) return;
     const sqe = this.ring.getSqe();
-    if (sqe < 0) throw new Error("io_uring submission ring full");
+    if (sqe < 0) throw new Error("Submission ring is full: no room for the cancel");
     this.ring.prepCancelFd(sqe, this.fd);
     this.ring.setUserData(sqe, CANCEL_TAG);
     this.ring.submit();
@@ -251,15 +300,18 @@ export class UringNetlinkReader implements Disposable {
 
   /**
    * Cancels what is in flight, unmaps and closes the ring (idempotent; the ring is closed even
-   * when the cancel fails, whose error is then thrown).
+   * when the cancel fails, whose error is then thrown). A broken reader is closed without a
+   * cancel: closing the ring ends whatever is left in flight.
    */
   close(): void {
     if (this.ring.closed) return;
-    try {
-      this.idle();
-    } catch (err) {
-      releaseAfter(err, () => this.ring.close());
-      throw err;
+    if (this.broken === undefined) {
+      try {
+        this.idle();
+      } catch (err) {
+        releaseAfter(err, () => this.ring.close());
+        throw err;
+      }
     }
     this.ring.close();
   }

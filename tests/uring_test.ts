@@ -8,10 +8,11 @@ import assert from "node:assert/strict";
 import { OsError } from "../ffi/errors.ts";
 import { openNetlinkSocketIn } from "../ffi/netns.ts";
 import { IoUring, UringClosedError } from "../ffi/uring.ts";
-import { UringNetlinkReader } from "../ffi/uring_netlink.ts";
+import { UringBrokenError, UringNetlinkReader } from "../ffi/uring_netlink.ts";
+import type { NetlinkSocket } from "../ffi/netlink_socket.ts";
 import { startLoad } from "../bench/loadgen.ts";
 import { idiagExt } from "../src/netlink/deserializers.ts";
-import { Dumper, type DumpSink } from "../src/netlink/dump.ts";
+import { Dumper, type DumpSink, type NetlinkTransport } from "../src/netlink/dump.ts";
 import type { SocketView } from "../src/netlink/socket_view.ts";
 import { xtcp2 } from "./support/run.ts";
 import { interruptWhenBlocked, SYSCALL, withSigusr1 } from "./support/signal.ts";
@@ -223,6 +224,113 @@ Deno.test({
     assert.match(r.error, /^OsError: mmap failed: ENOMEM/);
     assert.equal(r.fds, 0, "file descriptors left");
     assert.equal(r.maps, 0, "io_uring mappings left");
+  },
+});
+
+/**
+ * The reader's transport for `sock`, closing the socket under the ring at a chosen moment:
+ * before the receive number `closeAtRecv` (the dump then fails: the socket is closed), or at the
+ * start of idle() (the dump went well). Either way the cancel by fd that idle() submits finds no
+ * such fd (EBADF), while the receives in flight still hold the socket.
+ */
+function closingUnderTheRing(
+  reader: UringNetlinkReader,
+  sock: NetlinkSocket,
+  at: { closeAtRecv: number } | "idle",
+): NetlinkTransport {
+  const inner = reader.transport(sock);
+  let receives = 0;
+  return {
+    portId: inner.portId,
+    send: (msg) => inner.send(msg),
+    recv: (buf) => {
+      if (at !== "idle" && ++receives === at.closeAtRecv) sock.close();
+      return inner.recv(buf);
+    },
+    get lastTruncated() {
+      return inner.lastTruncated;
+    },
+    idle: () => {
+      if (at === "idle") sock.close();
+      inner.idle();
+    },
+  };
+}
+
+/** Asserts `err` is the OsError of a cancel that found no such fd. */
+function isCancelEbadf(err: unknown): boolean {
+  return err instanceof OsError && err.op === "io_uring cancel" && err.code === "EBADF";
+}
+
+/**
+ * Asserts the reader refuses any further use (a new transport, idle, a dump through the
+ * transport `t` made before) with UringBrokenError caused by the failed cancel, then closes.
+ */
+function assertBroken(reader: UringNetlinkReader, t: NetlinkTransport, nsPath: string): void {
+  using fresh = openNetlinkSocketIn(nsPath, { rcvTimeoutMs: 5000 });
+  const dumper = new Dumper({ mask: 0xffff, ext: idiagExt(0xffff) });
+  const uses = [
+    () => reader.transport(fresh),
+    () => reader.idle(),
+    () => dumper.dump(t, new Collect()),
+  ];
+  for (const use of uses) {
+    assert.throws(use, (e: unknown) => {
+      assert.ok(e instanceof UringBrokenError, `${e}`);
+      assert.ok(isCancelEbadf(e.cause), `cause: ${e.cause}`);
+      assert.match(e.message, /^The io_uring reader is broken since its cancel failed: \w+: /);
+      return true;
+    });
+  }
+  reader.close(); // no cancel on a broken reader: closing the ring ends what is in flight
+  assert.equal(reader.closed, true);
+}
+
+Deno.test({
+  name:
+    "a dump that fails keeps its own error; the failed cancel after it rides along as suppressed",
+  ignore: !available,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await using load = await startLoad({ conns: 3000, bytes: 10 });
+    const sock = openNetlinkSocketIn(load.nsPath, { rcvTimeoutMs: 5000 });
+    const reader = new UringNetlinkReader(8, 32 * 1024, 5000);
+    const dumper = new Dumper({ mask: 0xffff, ext: idiagExt(0xffff) });
+    const t = closingUnderTheRing(reader, sock, { closeAtRecv: 3 });
+    assert.throws(() => dumper.dump(t, new Collect()), (e: unknown) => {
+      // The dump's own error: the third receive found its socket closed.
+      assert.ok(e instanceof Error && !(e instanceof OsError), `${e}`);
+      assert.equal(e.message, "Netlink socket is closed");
+      const { suppressed } = e as { suppressed?: unknown[] };
+      assert.equal(suppressed?.length, 1, "the cleanup failure is kept");
+      assert.ok(isCancelEbadf(suppressed[0]), `suppressed: ${suppressed[0]}`);
+      return true;
+    });
+    assertBroken(reader, t, load.nsPath);
+  },
+});
+
+Deno.test({
+  name:
+    "a dump that went well but whose cancel failed throws the cancel's error; the reader is broken",
+  ignore: !available,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await using load = await startLoad({ conns: 3000, bytes: 10 });
+    const sock = openNetlinkSocketIn(load.nsPath, { rcvTimeoutMs: 5000 });
+    const reader = new UringNetlinkReader(8, 32 * 1024, 5000);
+    const dumper = new Dumper({ mask: 0xffff, ext: idiagExt(0xffff) });
+    const rows = new Collect();
+    const t = closingUnderTheRing(reader, sock, "idle");
+    assert.throws(() => dumper.dump(t, rows), (e) => {
+      assert.ok(isCancelEbadf(e), `${e}`);
+      assert.equal((e as { suppressed?: unknown[] }).suppressed, undefined);
+      return true;
+    });
+    assert.equal(rows.rows.length, 6000 + load.listeners, "the dump itself was complete");
+    assertBroken(reader, t, load.nsPath);
   },
 });
 
