@@ -7,6 +7,7 @@
  */
 import { OsError } from "./errors.ts";
 
+export const AF_UNIX = 1;
 export const AF_NETLINK = 16;
 export const SOCK_DGRAM = 2;
 export const SOCK_CLOEXEC = 0x80000;
@@ -366,9 +367,26 @@ export function netnsInode(path: string): bigint {
   return BigInt(m[1]);
 }
 
-/** sendto(2); returns bytes sent. */
-export function sysSendto(fd: number, buf: Uint8Array, addr: Uint8Array, context?: string): number {
-  return check("sendto", libc().sendto(fd, buf, BigInt(buf.length), 0, addr, addr.length), context);
+/**
+ * sendto(2); returns bytes sent, or -1 when the send would block (EAGAIN, alias EWOULDBLOCK:
+ * with MSG_DONTWAIT in `flags`, a full receiver queue). EINTR is retried (bounded by
+ * {@link MAX_EINTR_RETRIES}); other failures throw OsError.
+ */
+export function sysSendto(
+  fd: number,
+  buf: Uint8Array,
+  addr: Uint8Array,
+  context?: string,
+  flags = 0,
+): number {
+  for (let retries = 0;; retries++) {
+    const n = Number(libc().sendto(fd, buf, BigInt(buf.length), flags, addr, addr.length));
+    if (n >= 0) return n;
+    const e = errno();
+    if (e === EAGAIN) return -1;
+    if (e !== EINTR) throw new OsError("sendto", e, context);
+    if (retries === MAX_EINTR_RETRIES) throw interrupted("sendto");
+  }
 }
 
 /** The address of a buffer's bytes, as a bigint for C structs. */

@@ -5,10 +5,14 @@
 import assert from "node:assert/strict";
 import { OsError } from "../ffi/errors.ts";
 import {
+  AF_UNIX,
   errno,
   libc,
   MAX_EINTR_RETRIES,
   netnsInode,
+  SOCK_CLOEXEC,
+  SOCK_DGRAM,
+  sysBind,
   sysClose,
   sysReadlink,
   sysSetns,
@@ -19,7 +23,7 @@ import { openNetlinkSocketIn } from "../ffi/netns.ts";
 import { writeDumpRequest } from "../src/netlink/request.ts";
 import { interruptWhenBlocked, SYSCALL, withSigusr1 } from "./support/signal.ts";
 import { fdCount } from "./support/leaks.ts";
-import { UnixDgramSocket } from "../ffi/unix_dgram.ts";
+import { sockaddrUn, UnixDgramSocket } from "../ffi/unix_dgram.ts";
 
 function dumpPorts(sock: NetlinkSocket, seq: number): number[] {
   const req = new Uint8Array(72);
@@ -185,6 +189,64 @@ Deno.test("constructors that throw leave no file descriptor behind", () => {
     assert.throws(() => NetlinkSocket.open({ protocol: 9999 }), OsError); // socket(2) itself fails
   }
   assert.equal(fdCount(), fds, "open file descriptors");
+});
+
+const UNIXGRAM_PROBE = new URL("./support/unixgram_probe.ts", import.meta.url).pathname;
+
+Deno.test("unixgram never blocks: 5,000 sends to a receiver that never reads return at once, drops reported", async () => {
+  let out: Deno.CommandOutput;
+  try {
+    out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--quiet", "--allow-all", UNIXGRAM_PROBE, "5000", "1000"],
+      stdout: "piped",
+      stderr: "inherit",
+      signal: AbortSignal.timeout(20_000),
+    }).output();
+  } catch (err) {
+    throw new Error("Unixgram sends blocked: the probe was killed after 20 s", { cause: err });
+  }
+  assert.ok(out.success, `probe exited with ${out.code} (signal ${out.signal})`);
+  const r = JSON.parse(new TextDecoder().decode(out.stdout));
+  assert.equal(r.sent + r.dropped, 5000);
+  assert.ok(r.sent >= 1, `${r.sent} sent before the queue filled`);
+  assert.ok(r.dropped >= 4000, `${r.dropped} dropped (the queue holds net.unix.max_dgram_qlen)`);
+  assert.ok(r.ms < 5000, `${r.ms} ms for 5,000 sends`);
+});
+
+Deno.test("unixgram: a full queue means false until the receiver reads; other failures throw", () => {
+  const dir = Deno.makeTempDirSync();
+  const receiver = sysSocket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  let receiverOpen = true;
+  try {
+    const path = `${dir}/r.sock`;
+    sysBind(receiver, sockaddrUn(path));
+    using sock = UnixDgramSocket.connect(path);
+    const payload = new Uint8Array(100).fill(1);
+    let sent = 0;
+    while (sock.send(payload)) assert.ok(++sent < 100_000, "the queue never filled");
+    assert.equal(sock.send(payload), false, "still full");
+    const buf = new Uint8Array(new ArrayBuffer(200));
+    assert.equal(Number(libc().read(receiver, buf, 200n)), 100, "the receiver takes one");
+    assert.equal(sock.send(payload), true, "room for one again");
+    assert.equal(sock.send(payload), false);
+    assert.throws(() => sock.send(new Uint8Array(70_000)), /^RangeError: Unix datagram too large/);
+    sysClose(receiver);
+    receiverOpen = false;
+    assert.throws(
+      () => sock.send(payload),
+      (e: unknown) => e instanceof OsError && e.code === "ECONNREFUSED" && e.message.endsWith(path),
+    );
+    Deno.removeSync(path);
+    assert.throws(
+      () => sock.send(payload),
+      (e: unknown) => e instanceof OsError && e.code === "ENOENT" && e.op === "sendto",
+    );
+    sock.close();
+    assert.throws(() => sock.send(payload), /Unix datagram socket is closed/);
+  } finally {
+    if (receiverOpen) sysClose(receiver);
+    Deno.removeSync(dir, { recursive: true });
+  }
 });
 
 Deno.test({
