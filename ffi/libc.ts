@@ -21,6 +21,11 @@ export const CLONE_NEWNET = 0x40000000;
 export const O_RDONLY = 0;
 export const O_CLOEXEC = 0x80000;
 
+/** sizeof(struct msghdr) on 64-bit Linux: name, namelen, iov, iovlen, control, controllen, flags. */
+export const MSGHDR_LEN = 56;
+/** sizeof(struct iovec) on 64-bit Linux: base, len. */
+export const IOVEC_LEN = 16;
+
 /** errno values the FFI layer acts upon (asm-generic/errno-base.h, errno.h). */
 export const ENOENT = 2;
 export const EINTR = 4;
@@ -210,8 +215,16 @@ export function sysGetsockname(fd: number, addr: Uint8Array): number {
   return len[0];
 }
 
-/** The OsError of a call given up after {@link MAX_EINTR_RETRIES} retries. */
-function interrupted(op: string): OsError {
+/**
+ * The OsError EINTR of a call given up after {@link MAX_EINTR_RETRIES} retries.
+ *
+ * @example
+ * ```ts
+ * interruptedTooOften("recvmsg").message;
+ * // "recvmsg failed: EINTR (errno 4): interrupted system call: interrupted 101 times in a row"
+ * ```
+ */
+export function interruptedTooOften(op: string): OsError {
   return new OsError(op, EINTR, `interrupted ${MAX_EINTR_RETRIES + 1} times in a row`);
 }
 
@@ -222,7 +235,7 @@ export function sysSendmsg(fd: number, msghdr: Uint8Array, flags = 0): number {
     if (n >= 0) return n;
     const e = errno();
     if (e !== EINTR) throw new OsError("sendmsg", e);
-    if (retries === MAX_EINTR_RETRIES) throw interrupted("sendmsg");
+    if (retries === MAX_EINTR_RETRIES) throw interruptedTooOften("sendmsg");
   }
 }
 
@@ -236,7 +249,7 @@ export function sysRecvmsg(fd: number, msghdr: Uint8Array, flags = 0): number {
     if (n >= 0) return n;
     const e = errno();
     if (e !== EINTR) throw new OsError("recvmsg", e);
-    if (retries === MAX_EINTR_RETRIES) throw interrupted("recvmsg");
+    if (retries === MAX_EINTR_RETRIES) throw interruptedTooOften("recvmsg");
   }
 }
 
@@ -385,7 +398,7 @@ export function sysSendto(
     const e = errno();
     if (e === EAGAIN) return -1;
     if (e !== EINTR) throw new OsError("sendto", e, context);
-    if (retries === MAX_EINTR_RETRIES) throw interrupted("sendto");
+    if (retries === MAX_EINTR_RETRIES) throw interruptedTooOften("sendto");
   }
 }
 

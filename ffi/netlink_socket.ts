@@ -7,7 +7,9 @@
 import {
   addressOf,
   AF_NETLINK,
+  IOVEC_LEN,
   MSG_TRUNC,
+  MSGHDR_LEN,
   NETLINK_SOCK_DIAG,
   releaseAfter,
   SO_RCVBUF,
@@ -35,8 +37,6 @@ export interface NetlinkSocketOptions {
 }
 
 const SOCKADDR_NL_LEN = 12;
-const MSGHDR_LEN = 56;
-const IOVEC_LEN = 16;
 const SEND_BUF_LEN = 4096;
 
 /** Off-heap bytes: their address never moves, so C structs may point at them. */
@@ -143,12 +143,14 @@ export class NetlinkSocket implements Disposable {
   send(msg: Uint8Array): void {
     const fd = this.fd;
     if (msg.length > SEND_BUF_LEN) {
-      throw new RangeError(`Netlink request of ${msg.length} bytes exceeds ${SEND_BUF_LEN}`);
+      throw new RangeError(
+        `Netlink request too large (max ${SEND_BUF_LEN} bytes): ${msg.length} bytes`,
+      );
     }
     this.sendBuf.set(msg);
     new DataView(this.sendIov.buffer).setBigUint64(8, BigInt(msg.length), true);
     const n = sysSendmsg(fd, this.sendHdr);
-    if (n !== msg.length) throw new Error(`sendmsg sent ${n} of ${msg.length} bytes`);
+    if (n !== msg.length) throw new Error(`Sendmsg sent ${n} of ${msg.length} bytes`);
   }
 
   /**

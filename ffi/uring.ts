@@ -19,6 +19,7 @@ import {
   EINTR,
   EOPNOTSUPP,
   ETIME,
+  interruptedTooOften,
   MAX_EINTR_RETRIES,
   releaseAfter,
   sysCall,
@@ -47,15 +48,6 @@ export const IORING_ASYNC_CANCEL_FD = 1 << 1;
 const PARAMS_LEN = 120;
 const SQE_LEN = 64;
 const CQE_LEN = 16;
-
-/** The OsError of an io_uring_enter given up after MAX_EINTR_RETRIES retries. */
-function interrupted(): OsError {
-  return new OsError(
-    "io_uring_enter",
-    EINTR,
-    `interrupted ${MAX_EINTR_RETRIES + 1} times in a row`,
-  );
-}
 
 /** One completion, read out of the ring (valid until the next {@link IoUring.waitCqe}). */
 export interface Cqe {
@@ -269,7 +261,7 @@ export class IoUring implements Disposable {
         return n;
       }
       if (n !== -EINTR) throw new OsError("io_uring_enter", -n);
-      if (retries === MAX_EINTR_RETRIES) throw interrupted();
+      if (retries === MAX_EINTR_RETRIES) throw interruptedTooOften("io_uring_enter");
     }
   }
 
@@ -329,7 +321,7 @@ export class IoUring implements Disposable {
       if (n >= 0) {
         this.pending -= n;
       } else if (n === -EINTR) {
-        if (interruptions++ === MAX_EINTR_RETRIES) throw interrupted();
+        if (interruptions++ === MAX_EINTR_RETRIES) throw interruptedTooOften("io_uring_enter");
       } else if (n === -ETIME && this.readyNow() > 0) {
         break;
       } else {

@@ -8,19 +8,26 @@
  * @module
  */
 import { OsError } from "./errors.ts";
-import { addressOf, EINTR, MAX_EINTR_RETRIES, MSG_TRUNC, releaseAfter } from "./libc.ts";
+import {
+  addressOf,
+  ECANCELED,
+  EINTR,
+  ENOENT,
+  interruptedTooOften,
+  IOVEC_LEN,
+  MAX_EINTR_RETRIES,
+  MSG_TRUNC,
+  MSGHDR_LEN,
+  releaseAfter,
+} from "./libc.ts";
 import type { NetlinkSocket } from "./netlink_socket.ts";
 import { IoUring, UringClosedError } from "./uring.ts";
 
 export { UringClosedError };
 
-const MSGHDR_LEN = 56;
-const IOVEC_LEN = 16;
 const CANCEL_TAG = 0xffff_ffff;
 /** io_uring_setup's limit (IORING_MAX_ENTRIES); the ring holds the batch plus a cancel. */
 const MAX_RING_ENTRIES = 32768;
-const ECANCELED = 125;
-const ENOENT = 2;
 
 /**
  * A reader whose cancel after a dump failed ({@link UringNetlinkReader.idle}): requests of that
@@ -91,6 +98,8 @@ export class UringNetlinkReader implements Disposable {
   private readonly hdrAddr: bigint[] = [];
   private inflight = 0;
   private fd = -1;
+  /** Whether the datagram of the last receive was longer than what was copied out. */
+  private lastTruncated = false;
   /** Why the reader is broken (the failure of an idle()), or undefined while it is usable. */
   private broken: unknown = undefined;
 
@@ -178,8 +187,8 @@ export class UringNetlinkReader implements Disposable {
         sock.send(msg);
       },
       recv: (buf) => {
-        const { n, trunc } = this.recv(sock.fd, buf);
-        truncated = trunc;
+        const n = this.recv(sock.fd, buf);
+        truncated = this.lastTruncated;
         return n;
       },
       get lastTruncated() {
@@ -197,14 +206,15 @@ export class UringNetlinkReader implements Disposable {
 
   private arm(i: number): void {
     const sqe = this.ring.getSqe();
-    if (sqe < 0) throw new Error("io_uring submission ring full");
+    if (sqe < 0) throw new Error(`Submission ring is full: ${this.inflight} receives in flight`);
     // MSG_TRUNC: the result is the datagram's real length, so a short buffer shows.
     this.ring.prepRecvmsg(sqe, this.fd, this.hdrAddr[i], MSG_TRUNC);
     this.ring.setUserData(sqe, i);
     this.inflight++;
   }
 
-  private recv(fd: number, out: Uint8Array): { n: number; trunc: boolean } {
+  /** Receives the next datagram into `out`; sets lastTruncated (no object per datagram). */
+  private recv(fd: number, out: Uint8Array): number {
     this.usable("recv");
     if (fd !== this.fd) {
       this.idle();
@@ -224,20 +234,15 @@ export class UringNetlinkReader implements Disposable {
       this.reapedCount--;
       if (res >= 0) break;
       if (res !== -EINTR) throw new OsError("recvmsg (io_uring)", -res);
-      if (retries === MAX_EINTR_RETRIES) {
-        throw new OsError(
-          "recvmsg (io_uring)",
-          EINTR,
-          `interrupted ${MAX_EINTR_RETRIES + 1} times in a row`,
-        );
-      }
+      if (retries === MAX_EINTR_RETRIES) throw interruptedTooOften("recvmsg (io_uring)");
       this.arm(i); // interrupted: the same buffer asks again, submitted with the next wait
     }
     this.stats.packets++;
     const n = Math.min(res, this.bufferSize, out.length);
     out.set(this.bufs[i].subarray(0, n));
     this.arm(i); // submitted with the next wait
-    return { n, trunc: res > n };
+    this.lastTruncated = res > n;
+    return n;
   }
 
   /** Waits for one completion, then takes every ready one up to cqeBatch, in ring order. */

@@ -3,10 +3,16 @@
  * dumps, receive timeouts, and sockets created inside another namespace.
  */
 import assert from "node:assert/strict";
-import { OsError } from "../ffi/errors.ts";
+import { errnoName, OsError } from "../ffi/errors.ts";
 import {
   AF_UNIX,
+  EAGAIN,
+  ECANCELED,
+  EINTR,
+  ENOENT,
+  EOPNOTSUPP,
   errno,
+  ETIME,
   libc,
   MAX_EINTR_RETRIES,
   netnsInode,
@@ -116,6 +122,27 @@ Deno.test("errno is the calling thread's own: a Worker reads its errnos, the mai
   assert.deepEqual(got, { rounds: 10_000, badf: 10_000, noent: 10_000 });
   libc().close(-1);
   assert.equal(errno(), 9, "EBADF on the main thread");
+});
+
+Deno.test("the errno constants of ffi/libc.ts are the kernel's: named as such, and returned by it", () => {
+  // The errno table names 95 by its glibc alias ENOTSUP (the kernel's EOPNOTSUPP).
+  const named = { ENOENT, EINTR, EAGAIN, ETIME, ENOTSUP: EOPNOTSUPP, ECANCELED };
+  for (const [name, value] of Object.entries(named)) assert.equal(errnoName(value), name);
+  assert.throws(
+    () => sysReadlink("/nonexistent/link"),
+    (e: unknown) => e instanceof OsError && e.errno === ENOENT,
+  );
+  using sock = NetlinkSocket.open({ rcvTimeoutMs: 10 });
+  assert.throws(
+    () => sock.recv(new Uint8Array(new ArrayBuffer(32 * 1024))),
+    (e: unknown) => e instanceof OsError && e.errno === EAGAIN,
+  );
+  assert.throws(
+    () => sock.send(new Uint8Array(5000)),
+    (e: unknown) =>
+      e instanceof RangeError &&
+      e.message === "Netlink request too large (max 4096 bytes): 5000 bytes",
+  );
 });
 
 Deno.test("a netlink socket dumps this namespace: our listener is in it", () => {
