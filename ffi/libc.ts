@@ -1,7 +1,9 @@
 /**
  * libc through `Deno.dlopen`: the only place that binds native symbols. Every call is
  * synchronous (never `nonblocking`): `setns` must act on the JS thread itself, and the dump path
- * is cheaper without the thread hop. errno is read immediately after each call.
+ * is cheaper without the thread hop. errno is read immediately after each call, from a view of the
+ * calling thread's errno made once (see {@link errno}). Calls that a signal can interrupt
+ * (recvmsg, sendmsg, sendto) retry EINTR, bounded by {@link MAX_EINTR_RETRIES}.
  *
  * @module
  */

@@ -139,7 +139,10 @@ export class NetlinkSocket implements Disposable {
     return (this.lastFlags & MSG_TRUNC) !== 0;
   }
 
-  /** Sends one datagram to the kernel (at most 4 KiB, copied into a pinned buffer). */
+  /**
+   * Sends one datagram to the kernel (at most 4 KiB, copied into a pinned buffer). A send
+   * interrupted by a signal is retried (up to MAX_EINTR_RETRIES in a row, then OsError EINTR).
+   */
   send(msg: Uint8Array): void {
     const fd = this.fd;
     if (msg.length > SEND_BUF_LEN) {
@@ -156,7 +159,9 @@ export class NetlinkSocket implements Disposable {
   /**
    * Receives one datagram into `buf`, which must be backed by its own ArrayBuffer (allocate it
    * with `new Uint8Array(new ArrayBuffer(n))` so its address is stable). Returns the byte count;
-   * throws OsError (code EAGAIN when SO_RCVTIMEO expires).
+   * throws OsError (code EAGAIN when SO_RCVTIMEO expires). A receive interrupted by a signal
+   * (EINTR, which SO_RCVTIMEO causes even under SA_RESTART) waits again, SO_RCVTIMEO afresh, up to
+   * MAX_EINTR_RETRIES times in a row; then OsError EINTR is thrown.
    */
   recv(buf: Uint8Array): number {
     const fd = this.fd;
