@@ -44,6 +44,13 @@ export const ECANCELED = 125;
  */
 export const MAX_EINTR_RETRIES = 100;
 
+/**
+ * The symbols, each parameter and result with its C type. `ssize_t` and `long` results are read
+ * as i32, the low half of the 64-bit register: every count, fd and id returned here is far below
+ * 2^31, and -1 stays -1. An i64 result would come back through a JS wrapper that makes a bigint
+ * after the call, an allocation (so possibly a GC, whose work can set errno) between the call
+ * and the errno read.
+ */
 const SYMBOLS = {
   /** int socket(int domain, int type, int protocol) */
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
@@ -51,10 +58,10 @@ const SYMBOLS = {
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   /** int getsockname(int sockfd, struct sockaddr *addr, socklen_t *addrlen) */
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
-  /** ssize_t sendmsg(int sockfd, const struct msghdr *msg, int flags) */
-  sendmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
-  /** ssize_t recvmsg(int sockfd, struct msghdr *msg, int flags) */
-  recvmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
+  /** ssize_t sendmsg(int sockfd, const struct msghdr *msg, int flags) — as i32, see above */
+  sendmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  /** ssize_t recvmsg(int sockfd, struct msghdr *msg, int flags) — as i32, see above */
+  recvmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
   /** int setsockopt(int sockfd, int level, int optname, const void *optval, socklen_t optlen) */
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   /** int close(int fd) */
@@ -63,31 +70,32 @@ const SYMBOLS = {
   setns: { parameters: ["i32", "i32"], result: "i32" },
   /** int open(const char *pathname, int flags) — the mode argument is unused without O_CREAT */
   open: { parameters: ["buffer", "i32"], result: "i32" },
-  /** ssize_t readlink(const char *pathname, char *buf, size_t bufsiz) */
-  readlink: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
+  /** ssize_t readlink(const char *pathname, char *buf, size_t bufsiz) — as i32 */
+  readlink: { parameters: ["buffer", "buffer", "usize"], result: "i32" },
   /** DIR *opendir(const char *name) */
   opendir: { parameters: ["buffer"], result: "pointer" },
   /** struct dirent *readdir(DIR *dirp) */
   readdir: { parameters: ["pointer"], result: "pointer" },
   /** int closedir(DIR *dirp) */
   closedir: { parameters: ["pointer"], result: "i32" },
-  /** ssize_t read(int fd, void *buf, size_t count) */
-  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
-  /** ssize_t sendto(int sockfd, const void *buf, size_t len, int flags, const struct sockaddr *dest_addr, socklen_t addrlen) */
-  sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "isize" },
+  /** ssize_t read(int fd, void *buf, size_t count) — as i32 */
+  read: { parameters: ["i32", "buffer", "usize"], result: "i32" },
+  /** ssize_t sendto(int sockfd, const void *buf, size_t len, int flags, const struct sockaddr *dest_addr, socklen_t addrlen) — as i32 */
+  sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "i32" },
   /** int listen(int sockfd, int backlog) */
   listen: { parameters: ["i32", "i32"], result: "i32" },
   /** int connect(int sockfd, const struct sockaddr *addr, socklen_t addrlen) */
   connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   /** int accept4(int sockfd, struct sockaddr *addr, socklen_t *addrlen, int flags) */
   accept4: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
-  /** ssize_t write(int fd, const void *buf, size_t count) */
-  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  /** ssize_t write(int fd, const void *buf, size_t count) — as i32 */
+  write: { parameters: ["i32", "buffer", "usize"], result: "i32" },
   /**
    * long syscall(long number, ...) — variadic in C; called with six integer arguments, which the
-   * x86-64 and arm64 calling conventions pass exactly as for a fixed signature.
+   * x86-64 and arm64 calling conventions pass exactly as for a fixed signature. As i32: the calls
+   * made here return small counts, fds and ids, or -1.
    */
-  syscall: { parameters: ["i64", "i64", "i64", "i64", "i64", "i64", "i64"], result: "i64" },
+  syscall: { parameters: ["i64", "i64", "i64", "i64", "i64", "i64", "i64"], result: "i32" },
   /** void *mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset) */
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   /** int munmap(void *addr, size_t length) */
@@ -126,9 +134,20 @@ export function libc(): Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] {
   return (opened ??= open()).symbols;
 }
 
+/** libc and this thread's errno view. */
+function lc(): Opened {
+  return opened ??= open();
+}
+
 /**
  * errno of the calling thread, right now: one load from a view made once, so reading it neither
- * allocates nor calls into libc (nothing between a failed call and this read can change errno).
+ * allocates nor calls into libc.
+ *
+ * Read it as the very next thing after the call, in the same expression or statement, as the
+ * wrappers here do (`check(op, c.symbols.x(…), c.errno[0])`): a JS function call or an
+ * allocation in between lets V8 run its own work on this thread (interrupts at function entry,
+ * a GC), and that work can set errno. Seen here: a contended lock inside V8 made abseil open
+ * /sys/devices/system/cpu/cpu0/tsc_freq_khz (ENOENT) between a failed sendto and its errno read.
  *
  * @example
  * ```ts
@@ -137,16 +156,13 @@ export function libc(): Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] {
  * ```
  */
 export function errno(): number {
-  return (opened ??= open()).errno[0];
+  return lc().errno[0];
 }
 
-function check(op: string, rc: number | bigint, context?: string): number {
-  const n = Number(rc);
-  if (n < 0) {
-    const e = errno(); // before anything else runs (the OsError allocation included)
-    throw new OsError(op, e, context);
-  }
-  return n;
+/** The result of a call; throws OsError with `err` (errno read right after it) when negative. */
+function check(op: string, rc: number, err: number, context?: string): number {
+  if (rc < 0) throw new OsError(op, err, context);
+  return rc;
 }
 
 /**
@@ -202,18 +218,21 @@ export function releaseAfter(err: unknown, cleanup: () => void): void {
 
 /** socket(2); throws OsError. */
 export function sysSocket(domain: number, type: number, protocol: number): number {
-  return check("socket", libc().socket(domain, type, protocol));
+  const c = lc();
+  return check("socket", c.symbols.socket(domain, type, protocol), c.errno[0]);
 }
 
 /** bind(2); throws OsError. */
 export function sysBind(fd: number, addr: Uint8Array): void {
-  check("bind", libc().bind(fd, addr, addr.length));
+  const c = lc();
+  check("bind", c.symbols.bind(fd, addr, addr.length), c.errno[0]);
 }
 
 /** getsockname(2) into `addr`; returns the address length. */
 export function sysGetsockname(fd: number, addr: Uint8Array): number {
   const len = new Uint32Array([addr.length]);
-  check("getsockname", libc().getsockname(fd, addr, len));
+  const c = lc();
+  check("getsockname", c.symbols.getsockname(fd, addr, len), c.errno[0]);
   return len[0];
 }
 
@@ -232,10 +251,11 @@ export function interruptedTooOften(op: string): OsError {
 
 /** sendmsg(2); returns bytes sent. EINTR is retried (bounded by {@link MAX_EINTR_RETRIES}). */
 export function sysSendmsg(fd: number, msghdr: Uint8Array, flags = 0): number {
+  const c = lc();
   for (let retries = 0;; retries++) {
-    const n = Number(libc().sendmsg(fd, msghdr, flags));
+    const n = c.symbols.sendmsg(fd, msghdr, flags);
+    const e = c.errno[0];
     if (n >= 0) return n;
-    const e = errno();
     if (e !== EINTR) throw new OsError("sendmsg", e);
     if (retries === MAX_EINTR_RETRIES) throw interruptedTooOften("sendmsg");
   }
@@ -246,10 +266,11 @@ export function sysSendmsg(fd: number, msghdr: Uint8Array, flags = 0): number {
  * each retry waits SO_RCVTIMEO afresh.
  */
 export function sysRecvmsg(fd: number, msghdr: Uint8Array, flags = 0): number {
+  const c = lc();
   for (let retries = 0;; retries++) {
-    const n = Number(libc().recvmsg(fd, msghdr, flags));
+    const n = c.symbols.recvmsg(fd, msghdr, flags);
+    const e = c.errno[0];
     if (n >= 0) return n;
-    const e = errno();
     if (e !== EINTR) throw new OsError("recvmsg", e);
     if (retries === MAX_EINTR_RETRIES) throw interruptedTooOften("recvmsg");
   }
@@ -257,32 +278,39 @@ export function sysRecvmsg(fd: number, msghdr: Uint8Array, flags = 0): number {
 
 /** setsockopt(2). */
 export function sysSetsockopt(fd: number, level: number, name: number, value: Uint8Array): void {
-  check("setsockopt", libc().setsockopt(fd, level, name, value, value.length));
+  const c = lc();
+  check("setsockopt", c.symbols.setsockopt(fd, level, name, value, value.length), c.errno[0]);
 }
 
 /** close(2). */
 export function sysClose(fd: number): void {
-  check("close", libc().close(fd));
+  const c = lc();
+  check("close", c.symbols.close(fd), c.errno[0]);
 }
 
 /** listen(2). */
 export function sysListen(fd: number, backlog: number): void {
-  check("listen", libc().listen(fd, backlog));
+  const c = lc();
+  check("listen", c.symbols.listen(fd, backlog), c.errno[0]);
 }
 
 /** connect(2) (blocking). */
 export function sysConnect(fd: number, addr: Uint8Array): void {
-  check("connect", libc().connect(fd, addr, addr.length));
+  const c = lc();
+  check("connect", c.symbols.connect(fd, addr, addr.length), c.errno[0]);
 }
 
 /** accept4(2) (blocking); returns the new fd. */
 export function sysAccept(fd: number, flags = SOCK_CLOEXEC): number {
-  return check("accept4", libc().accept4(fd, null, null, flags));
+  const c = lc();
+  return check("accept4", c.symbols.accept4(fd, null, null, flags), c.errno[0]);
 }
 
 /** write(2); returns bytes written. */
 export function sysWrite(fd: number, buf: Uint8Array): number {
-  return check("write", libc().write(fd, buf, BigInt(buf.length)));
+  const c = lc();
+  const len = BigInt(buf.length);
+  return check("write", c.symbols.write(fd, buf, len), c.errno[0]);
 }
 
 /** A raw system call with up to six integer arguments; throws OsError named `name`. */
@@ -312,26 +340,31 @@ export function sysCallErrno(
   a4: number | bigint,
   a5: number | bigint,
 ): number {
-  const rc = Number(
-    libc().syscall(
-      BigInt(nr),
-      BigInt(a0),
-      BigInt(a1),
-      BigInt(a2),
-      BigInt(a3),
-      BigInt(a4),
-      BigInt(a5),
-    ),
-  );
-  return rc < 0 ? -errno() : rc;
+  const n = BigInt(nr);
+  const b0 = BigInt(a0);
+  const b1 = BigInt(a1);
+  const b2 = BigInt(a2);
+  const b3 = BigInt(a3);
+  const b4 = BigInt(a4);
+  const b5 = BigInt(a5);
+  const c = lc();
+  const rc = c.symbols.syscall(n, b0, b1, b2, b3, b4, b5);
+  const e = c.errno[0];
+  return rc < 0 ? -e : rc;
 }
 
-/** mmap(2) of a file descriptor, shared, read-write; returns the mapping. */
+/**
+ * mmap(2) of a file descriptor, shared, read-write; returns the mapping. (A pointer result is an
+ * object Deno makes before errno can be read: the one call here whose errno read is not
+ * immediate; it only matters at ring setup.)
+ */
 export function sysMmapShared(fd: number, length: number, offset: bigint): Deno.PointerObject {
   const PROT_READ_WRITE = 3;
   const MAP_SHARED_POPULATE = 0x01 | 0x8000;
-  const p = libc().mmap(null, BigInt(length), PROT_READ_WRITE, MAP_SHARED_POPULATE, fd, offset);
-  const e = errno(); // meaningful only on failure, read before the bigint comparison allocates
+  const len = BigInt(length);
+  const c = lc();
+  const p = c.symbols.mmap(null, len, PROT_READ_WRITE, MAP_SHARED_POPULATE, fd, offset);
+  const e = c.errno[0]; // meaningful only on failure
   // MAP_FAILED is (void *) -1.
   if (p === null || Deno.UnsafePointer.value(p) === 0xffffffffffffffffn) {
     throw new OsError("mmap", e);
@@ -341,18 +374,22 @@ export function sysMmapShared(fd: number, length: number, offset: bigint): Deno.
 
 /** munmap(2). */
 export function sysMunmap(p: Deno.PointerObject, length: number): void {
-  check("munmap", libc().munmap(p, BigInt(length)));
+  const c = lc();
+  const len = BigInt(length);
+  check("munmap", c.symbols.munmap(p, len), c.errno[0]);
 }
 
 /** setns(2); `context` names the namespace in errors. */
 export function sysSetns(fd: number, nstype: number, context?: string): void {
-  check("setns", libc().setns(fd, nstype), context);
+  const c = lc();
+  check("setns", c.symbols.setns(fd, nstype), c.errno[0], context);
 }
 
 /** open(2) of an existing file; returns the fd. */
 export function sysOpen(path: string, flags: number): number {
   const c = new TextEncoder().encode(path + "\0");
-  return check("open", libc().open(c, flags), path);
+  const l = lc();
+  return check("open", l.symbols.open(c, flags), l.errno[0], path);
 }
 
 const linkBuf = new Uint8Array(new ArrayBuffer(4096));
@@ -363,7 +400,9 @@ const linkBuf = new Uint8Array(new ArrayBuffer(4096));
  */
 export function sysReadlink(path: string): string {
   const c = new TextEncoder().encode(path + "\0");
-  const n = check("readlink", libc().readlink(c, linkBuf, BigInt(linkBuf.length)), path);
+  const l = lc();
+  const len = BigInt(linkBuf.length);
+  const n = check("readlink", l.symbols.readlink(c, linkBuf, len), l.errno[0], path);
   return new TextDecoder().decode(linkBuf.subarray(0, n));
 }
 
@@ -394,10 +433,12 @@ export function sysSendto(
   context?: string,
   flags = 0,
 ): number {
+  const c = lc();
+  const len = BigInt(buf.length);
   for (let retries = 0;; retries++) {
-    const n = Number(libc().sendto(fd, buf, BigInt(buf.length), flags, addr, addr.length));
+    const n = c.symbols.sendto(fd, buf, len, flags, addr, addr.length);
+    const e = c.errno[0];
     if (n >= 0) return n;
-    const e = errno();
     if (e === EAGAIN) return -1;
     if (e !== EINTR) throw new OsError("sendto", e, context);
     if (retries === MAX_EINTR_RETRIES) throw interruptedTooOften("sendto");
@@ -417,18 +458,20 @@ const fileBuf = new Uint8Array(new ArrayBuffer(64 * 1024));
  */
 export function listDir(path: string): string[] {
   const c = new TextEncoder().encode(path + "\0");
-  const dir = libc().opendir(c);
-  if (dir === null) throw new OsError("opendir", errno(), path);
+  const l = lc();
+  const dir = l.symbols.opendir(c);
+  const e = l.errno[0];
+  if (dir === null) throw new OsError("opendir", e, path);
   const names: string[] = [];
   try {
     for (;;) {
-      const ent = libc().readdir(dir);
+      const ent = l.symbols.readdir(dir);
       if (ent === null) break;
       const name = new Deno.UnsafePointerView(ent).getCString(19); // d_name after ino, off, reclen, type
       if (name !== "." && name !== "..") names.push(name);
     }
   } finally {
-    libc().closedir(dir);
+    l.symbols.closedir(dir);
   }
   return names;
 }
@@ -436,14 +479,13 @@ export function listDir(path: string): string[] {
 /** Reads a small file (up to 64 KiB, e.g. /proc/PID/cgroup) through libc. */
 export function readSmallFile(path: string): string {
   const fd = sysOpen(path, O_RDONLY | O_CLOEXEC);
+  const c = lc();
   try {
     let n = 0;
     for (;;) {
-      const r = check(
-        "read",
-        libc().read(fd, fileBuf.subarray(n), BigInt(fileBuf.length - n)),
-        path,
-      );
+      const into = fileBuf.subarray(n);
+      const len = BigInt(into.length);
+      const r = check("read", c.symbols.read(fd, into, len), c.errno[0], path);
       if (r === 0 || n + r >= fileBuf.length) {
         n += r;
         break;
@@ -462,6 +504,9 @@ export function effectiveCaps(): bigint {
   hdr[0] = 0x20080522; // _LINUX_CAPABILITY_VERSION_3
   hdr[1] = 0; // this process
   const data = new Uint32Array(new ArrayBuffer(24)); // 2 x {effective, permitted, inheritable}
-  check("capget", libc().capget(new Uint8Array(hdr.buffer), new Uint8Array(data.buffer)));
+  const h = new Uint8Array(hdr.buffer);
+  const d = new Uint8Array(data.buffer);
+  const c = lc();
+  check("capget", c.symbols.capget(h, d), c.errno[0]);
   return BigInt(data[0]) | (BigInt(data[3]) << 32n);
 }
