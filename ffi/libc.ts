@@ -1,12 +1,15 @@
 /**
  * libc through `Deno.dlopen`: the only place that binds native symbols. Every call is
  * synchronous (never `nonblocking`): `setns` must act on the JS thread itself, and the dump path
- * is cheaper without the thread hop. errno is read immediately after each call.
+ * is cheaper without the thread hop. errno is read immediately after each call, from a view of the
+ * calling thread's errno made once (see {@link errno}). Calls that a signal can interrupt
+ * (recvmsg, sendmsg, sendto) retry EINTR, bounded by {@link MAX_EINTR_RETRIES}.
  *
  * @module
  */
 import { OsError } from "./errors.ts";
 
+export const AF_UNIX = 1;
 export const AF_NETLINK = 16;
 export const SOCK_DGRAM = 2;
 export const SOCK_CLOEXEC = 0x80000;
@@ -20,6 +23,34 @@ export const CLONE_NEWNET = 0x40000000;
 export const O_RDONLY = 0;
 export const O_CLOEXEC = 0x80000;
 
+/** sizeof(struct msghdr) on 64-bit Linux: name, namelen, iov, iovlen, control, controllen, flags. */
+export const MSGHDR_LEN = 56;
+/** sizeof(struct iovec) on 64-bit Linux: base, len. */
+export const IOVEC_LEN = 16;
+
+/** errno values the FFI layer acts upon (asm-generic/errno-base.h, errno.h). */
+export const ENOENT = 2;
+export const EINTR = 4;
+/** Also EWOULDBLOCK on Linux. */
+export const EAGAIN = 11;
+export const ETIME = 62;
+export const EOPNOTSUPP = 95;
+export const ECANCELED = 125;
+
+/**
+ * Consecutive EINTRs a call is retried through before the OsError EINTR is thrown: a signal
+ * interrupts a receive that has SO_RCVTIMEO (or an io_uring wait) even under SA_RESTART, which
+ * Deno's signal listeners use; a storm of signals must still end the call.
+ */
+export const MAX_EINTR_RETRIES = 100;
+
+/**
+ * The symbols, each parameter and result with its C type. `ssize_t` and `long` results are read
+ * as i32, the low half of the 64-bit register: every count, fd and id returned here is far below
+ * 2^31, and -1 stays -1. An i64 result would come back through a JS wrapper that makes a bigint
+ * after the call, an allocation (so possibly a GC, whose work can set errno) between the call
+ * and the errno read.
+ */
 const SYMBOLS = {
   /** int socket(int domain, int type, int protocol) */
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
@@ -27,10 +58,10 @@ const SYMBOLS = {
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   /** int getsockname(int sockfd, struct sockaddr *addr, socklen_t *addrlen) */
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
-  /** ssize_t sendmsg(int sockfd, const struct msghdr *msg, int flags) */
-  sendmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
-  /** ssize_t recvmsg(int sockfd, struct msghdr *msg, int flags) */
-  recvmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
+  /** ssize_t sendmsg(int sockfd, const struct msghdr *msg, int flags) — as i32, see above */
+  sendmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  /** ssize_t recvmsg(int sockfd, struct msghdr *msg, int flags) — as i32, see above */
+  recvmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
   /** int setsockopt(int sockfd, int level, int optname, const void *optval, socklen_t optlen) */
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   /** int close(int fd) */
@@ -39,31 +70,32 @@ const SYMBOLS = {
   setns: { parameters: ["i32", "i32"], result: "i32" },
   /** int open(const char *pathname, int flags) — the mode argument is unused without O_CREAT */
   open: { parameters: ["buffer", "i32"], result: "i32" },
-  /** ssize_t readlink(const char *pathname, char *buf, size_t bufsiz) */
-  readlink: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
+  /** ssize_t readlink(const char *pathname, char *buf, size_t bufsiz) — as i32 */
+  readlink: { parameters: ["buffer", "buffer", "usize"], result: "i32" },
   /** DIR *opendir(const char *name) */
   opendir: { parameters: ["buffer"], result: "pointer" },
   /** struct dirent *readdir(DIR *dirp) */
   readdir: { parameters: ["pointer"], result: "pointer" },
   /** int closedir(DIR *dirp) */
   closedir: { parameters: ["pointer"], result: "i32" },
-  /** ssize_t read(int fd, void *buf, size_t count) */
-  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
-  /** ssize_t sendto(int sockfd, const void *buf, size_t len, int flags, const struct sockaddr *dest_addr, socklen_t addrlen) */
-  sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "isize" },
+  /** ssize_t read(int fd, void *buf, size_t count) — as i32 */
+  read: { parameters: ["i32", "buffer", "usize"], result: "i32" },
+  /** ssize_t sendto(int sockfd, const void *buf, size_t len, int flags, const struct sockaddr *dest_addr, socklen_t addrlen) — as i32 */
+  sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "i32" },
   /** int listen(int sockfd, int backlog) */
   listen: { parameters: ["i32", "i32"], result: "i32" },
   /** int connect(int sockfd, const struct sockaddr *addr, socklen_t addrlen) */
   connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   /** int accept4(int sockfd, struct sockaddr *addr, socklen_t *addrlen, int flags) */
   accept4: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
-  /** ssize_t write(int fd, const void *buf, size_t count) */
-  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  /** ssize_t write(int fd, const void *buf, size_t count) — as i32 */
+  write: { parameters: ["i32", "buffer", "usize"], result: "i32" },
   /**
    * long syscall(long number, ...) — variadic in C; called with six integer arguments, which the
-   * x86-64 and arm64 calling conventions pass exactly as for a fixed signature.
+   * x86-64 and arm64 calling conventions pass exactly as for a fixed signature. As i32: the calls
+   * made here return small counts, fds and ids, or -1.
    */
-  syscall: { parameters: ["i64", "i64", "i64", "i64", "i64", "i64", "i64"], result: "i64" },
+  syscall: { parameters: ["i64", "i64", "i64", "i64", "i64", "i64", "i64"], result: "i32" },
   /** void *mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset) */
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   /** int munmap(void *addr, size_t length) */
@@ -74,115 +106,290 @@ const SYMBOLS = {
   __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
-let lib: Deno.DynamicLibrary<typeof SYMBOLS> | undefined;
+interface Opened {
+  readonly symbols: Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+  /** The calling thread's errno, viewed in place (`*__errno_location()`). */
+  readonly errno: Int32Array;
+}
+
+let opened: Opened | undefined;
+
+/**
+ * Opens libc and makes the one view of this thread's errno. The module is instantiated once per
+ * isolate, and each isolate (the main thread, every Worker) runs on its own thread, so the view
+ * made here is the errno of the only thread that calls through this instance.
+ */
+function open(): Opened {
+  const lib = Deno.dlopen("libc.so.6", SYMBOLS);
+  const p = lib.symbols.__errno_location();
+  if (p === null) throw new Error("Libc has no errno: __errno_location() returned NULL");
+  return {
+    symbols: lib.symbols,
+    errno: new Int32Array(Deno.UnsafePointerView.getArrayBuffer(p, 4)),
+  };
+}
 
 /** The opened libc (opened on first use, so importing this module needs no permission). */
 export function libc(): Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] {
-  lib ??= Deno.dlopen("libc.so.6", SYMBOLS);
-  return lib.symbols;
+  return (opened ??= open()).symbols;
 }
 
-/** errno of the calling thread, right now. */
+/** libc and this thread's errno view. */
+function lc(): Opened {
+  return opened ??= open();
+}
+
+/**
+ * errno of the calling thread, right now: one load from a view made once, so reading it neither
+ * allocates nor calls into libc.
+ *
+ * Read it as the very next thing after the call, in the same expression or statement, as the
+ * wrappers here do (`check(op, c.symbols.x(…), c.errno[0])`): a JS function call or an
+ * allocation in between lets V8 run its own work on this thread (interrupts at function entry,
+ * a GC), and that work can set errno. Seen here: a contended lock inside V8 made abseil open
+ * /sys/devices/system/cpu/cpu0/tsc_freq_khz (ENOENT) between a failed sendto and its errno read.
+ *
+ * @example
+ * ```ts
+ * libc().close(-1);
+ * errno(); // 9 (EBADF)
+ * ```
+ */
 export function errno(): number {
-  const p = libc().__errno_location();
-  return p === null ? 0 : new Deno.UnsafePointerView(p).getInt32(0);
+  return lc().errno[0];
 }
 
-function check(op: string, rc: number | bigint, context?: string): number {
-  const n = Number(rc);
-  if (n < 0) throw new OsError(op, errno(), context);
-  return n;
+/** The result of a call; throws OsError with `err` (errno read right after it) when negative. */
+function check(op: string, rc: number, err: number, context?: string): number {
+  if (rc < 0) throw new OsError(op, err, context);
+  return rc;
+}
+
+/**
+ * Cleanup failures that happened while an error propagated, oldest first. The error that broke
+ * the operation is what is thrown, unchanged (same object, class and message); what failed while
+ * releasing after it is kept here rather than replacing it.
+ */
+export interface Suppressing {
+  suppressed?: unknown[];
+}
+
+/**
+ * Records `failure` (a cleanup's error) on `err` (the error being thrown): appended to
+ * `err.suppressed`, see {@link Suppressing}. Where `err` cannot carry it (not an object, or
+ * frozen), the failure is dropped: `err` wins.
+ *
+ * @example
+ * ```ts
+ * const err = new Error("Dump failed");
+ * suppress(err, new Error("Cancel failed"));
+ * (err as Suppressing).suppressed; // [Error: Cancel failed]
+ * ```
+ */
+export function suppress(err: unknown, failure: unknown): void {
+  if (typeof err !== "object" || err === null || !Object.isExtensible(err)) return;
+  const e = err as Suppressing;
+  if (Array.isArray(e.suppressed)) e.suppressed.push(failure);
+  else e.suppressed = [failure];
+}
+
+/**
+ * Runs `cleanup` while `err` propagates: if it throws, its error is {@link suppress}ed onto
+ * `err` instead of replacing it.
+ *
+ * @example
+ * ```ts
+ * const fd = sysSocket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+ * try {
+ *   sysBind(fd, addr);
+ * } catch (err) {
+ *   releaseAfter(err, () => sysClose(fd));
+ *   throw err;
+ * }
+ * ```
+ */
+export function releaseAfter(err: unknown, cleanup: () => void): void {
+  try {
+    cleanup();
+  } catch (failure) {
+    suppress(err, failure);
+  }
 }
 
 /** socket(2); throws OsError. */
 export function sysSocket(domain: number, type: number, protocol: number): number {
-  return check("socket", libc().socket(domain, type, protocol));
+  const c = lc();
+  return check("socket", c.symbols.socket(domain, type, protocol), c.errno[0]);
 }
 
 /** bind(2); throws OsError. */
 export function sysBind(fd: number, addr: Uint8Array): void {
-  check("bind", libc().bind(fd, addr, addr.length));
+  const c = lc();
+  check("bind", c.symbols.bind(fd, addr, addr.length), c.errno[0]);
 }
 
 /** getsockname(2) into `addr`; returns the address length. */
 export function sysGetsockname(fd: number, addr: Uint8Array): number {
   const len = new Uint32Array([addr.length]);
-  check("getsockname", libc().getsockname(fd, addr, len));
+  const c = lc();
+  check("getsockname", c.symbols.getsockname(fd, addr, len), c.errno[0]);
   return len[0];
 }
 
-/** sendmsg(2); returns bytes sent. */
-export function sysSendmsg(fd: number, msghdr: Uint8Array, flags = 0): number {
-  return check("sendmsg", libc().sendmsg(fd, msghdr, flags));
+/**
+ * The OsError EINTR of a call given up after {@link MAX_EINTR_RETRIES} retries.
+ *
+ * @example
+ * ```ts
+ * interruptedTooOften("recvmsg").message;
+ * // "recvmsg failed: EINTR (errno 4): interrupted system call: interrupted 101 times in a row"
+ * ```
+ */
+export function interruptedTooOften(op: string): OsError {
+  return new OsError(op, EINTR, `interrupted ${MAX_EINTR_RETRIES + 1} times in a row`);
 }
 
-/** recvmsg(2); returns bytes received. */
+/** sendmsg(2); returns bytes sent. EINTR is retried (bounded by {@link MAX_EINTR_RETRIES}). */
+export function sysSendmsg(fd: number, msghdr: Uint8Array, flags = 0): number {
+  const c = lc();
+  for (let retries = 0;; retries++) {
+    const n = c.symbols.sendmsg(fd, msghdr, flags);
+    const e = c.errno[0];
+    if (n >= 0) return n;
+    if (e !== EINTR) throw new OsError("sendmsg", e);
+    if (retries === MAX_EINTR_RETRIES) throw interruptedTooOften("sendmsg");
+  }
+}
+
+/**
+ * recvmsg(2); returns bytes received. EINTR is retried (bounded by {@link MAX_EINTR_RETRIES});
+ * each retry waits SO_RCVTIMEO afresh.
+ */
 export function sysRecvmsg(fd: number, msghdr: Uint8Array, flags = 0): number {
-  return check("recvmsg", libc().recvmsg(fd, msghdr, flags));
+  const c = lc();
+  for (let retries = 0;; retries++) {
+    const n = c.symbols.recvmsg(fd, msghdr, flags);
+    const e = c.errno[0];
+    if (n >= 0) return n;
+    if (e !== EINTR) throw new OsError("recvmsg", e);
+    if (retries === MAX_EINTR_RETRIES) throw interruptedTooOften("recvmsg");
+  }
 }
 
 /** setsockopt(2). */
 export function sysSetsockopt(fd: number, level: number, name: number, value: Uint8Array): void {
-  check("setsockopt", libc().setsockopt(fd, level, name, value, value.length));
+  const c = lc();
+  check("setsockopt", c.symbols.setsockopt(fd, level, name, value, value.length), c.errno[0]);
 }
 
 /** close(2). */
 export function sysClose(fd: number): void {
-  check("close", libc().close(fd));
+  const c = lc();
+  check("close", c.symbols.close(fd), c.errno[0]);
 }
 
 /** listen(2). */
 export function sysListen(fd: number, backlog: number): void {
-  check("listen", libc().listen(fd, backlog));
+  const c = lc();
+  check("listen", c.symbols.listen(fd, backlog), c.errno[0]);
 }
 
 /** connect(2) (blocking). */
 export function sysConnect(fd: number, addr: Uint8Array): void {
-  check("connect", libc().connect(fd, addr, addr.length));
+  const c = lc();
+  check("connect", c.symbols.connect(fd, addr, addr.length), c.errno[0]);
 }
 
 /** accept4(2) (blocking); returns the new fd. */
 export function sysAccept(fd: number, flags = SOCK_CLOEXEC): number {
-  return check("accept4", libc().accept4(fd, null, null, flags));
+  const c = lc();
+  return check("accept4", c.symbols.accept4(fd, null, null, flags), c.errno[0]);
 }
 
 /** write(2); returns bytes written. */
 export function sysWrite(fd: number, buf: Uint8Array): number {
-  return check("write", libc().write(fd, buf, BigInt(buf.length)));
+  const c = lc();
+  const len = BigInt(buf.length);
+  return check("write", c.symbols.write(fd, buf, len), c.errno[0]);
 }
 
 /** A raw system call with up to six integer arguments; throws OsError named `name`. */
 export function sysCall(name: string, nr: number, ...args: (number | bigint)[]): number {
-  const a = [...args, 0, 0, 0, 0, 0, 0].slice(0, 6).map((x) => BigInt(x));
-  return check(name, libc().syscall(BigInt(nr), a[0], a[1], a[2], a[3], a[4], a[5]));
+  const a = [...args, 0, 0, 0, 0, 0, 0];
+  const rc = sysCallErrno(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+  if (rc < 0) throw new OsError(name, -rc);
+  return rc;
 }
 
-/** mmap(2) of a file descriptor, shared, read-write; returns the mapping. */
+/**
+ * A raw system call with six integer arguments: returns its result, or −errno when it failed
+ * (the kernel's convention), without throwing. Bigint arguments are passed as they are; numbers
+ * are converted (FFI takes 64-bit integers as bigints).
+ *
+ * @example
+ * ```ts
+ * sysCallErrno(3, -1, 0, 0, 0, 0, 0); // close(-1): -9 (−EBADF) on x86-64
+ * ```
+ */
+export function sysCallErrno(
+  nr: number,
+  a0: number | bigint,
+  a1: number | bigint,
+  a2: number | bigint,
+  a3: number | bigint,
+  a4: number | bigint,
+  a5: number | bigint,
+): number {
+  const n = BigInt(nr);
+  const b0 = BigInt(a0);
+  const b1 = BigInt(a1);
+  const b2 = BigInt(a2);
+  const b3 = BigInt(a3);
+  const b4 = BigInt(a4);
+  const b5 = BigInt(a5);
+  const c = lc();
+  const rc = c.symbols.syscall(n, b0, b1, b2, b3, b4, b5);
+  const e = c.errno[0];
+  return rc < 0 ? -e : rc;
+}
+
+/**
+ * mmap(2) of a file descriptor, shared, read-write; returns the mapping. (A pointer result is an
+ * object Deno makes before errno can be read: the one call here whose errno read is not
+ * immediate; it only matters at ring setup.)
+ */
 export function sysMmapShared(fd: number, length: number, offset: bigint): Deno.PointerObject {
   const PROT_READ_WRITE = 3;
   const MAP_SHARED_POPULATE = 0x01 | 0x8000;
-  const p = libc().mmap(null, BigInt(length), PROT_READ_WRITE, MAP_SHARED_POPULATE, fd, offset);
+  const len = BigInt(length);
+  const c = lc();
+  const p = c.symbols.mmap(null, len, PROT_READ_WRITE, MAP_SHARED_POPULATE, fd, offset);
+  const e = c.errno[0]; // meaningful only on failure
   // MAP_FAILED is (void *) -1.
   if (p === null || Deno.UnsafePointer.value(p) === 0xffffffffffffffffn) {
-    throw new OsError("mmap", errno());
+    throw new OsError("mmap", e);
   }
   return p;
 }
 
 /** munmap(2). */
 export function sysMunmap(p: Deno.PointerObject, length: number): void {
-  check("munmap", libc().munmap(p, BigInt(length)));
+  const c = lc();
+  const len = BigInt(length);
+  check("munmap", c.symbols.munmap(p, len), c.errno[0]);
 }
 
 /** setns(2); `context` names the namespace in errors. */
 export function sysSetns(fd: number, nstype: number, context?: string): void {
-  check("setns", libc().setns(fd, nstype), context);
+  const c = lc();
+  check("setns", c.symbols.setns(fd, nstype), c.errno[0], context);
 }
 
 /** open(2) of an existing file; returns the fd. */
 export function sysOpen(path: string, flags: number): number {
   const c = new TextEncoder().encode(path + "\0");
-  return check("open", libc().open(c, flags), path);
+  const l = lc();
+  return check("open", l.symbols.open(c, flags), l.errno[0], path);
 }
 
 const linkBuf = new Uint8Array(new ArrayBuffer(4096));
@@ -193,7 +400,9 @@ const linkBuf = new Uint8Array(new ArrayBuffer(4096));
  */
 export function sysReadlink(path: string): string {
   const c = new TextEncoder().encode(path + "\0");
-  const n = check("readlink", libc().readlink(c, linkBuf, BigInt(linkBuf.length)), path);
+  const l = lc();
+  const len = BigInt(linkBuf.length);
+  const n = check("readlink", l.symbols.readlink(c, linkBuf, len), l.errno[0], path);
   return new TextDecoder().decode(linkBuf.subarray(0, n));
 }
 
@@ -212,9 +421,28 @@ export function netnsInode(path: string): bigint {
   return BigInt(m[1]);
 }
 
-/** sendto(2); returns bytes sent. */
-export function sysSendto(fd: number, buf: Uint8Array, addr: Uint8Array, context?: string): number {
-  return check("sendto", libc().sendto(fd, buf, BigInt(buf.length), 0, addr, addr.length), context);
+/**
+ * sendto(2); returns bytes sent, or -1 when the send would block (EAGAIN, alias EWOULDBLOCK:
+ * with MSG_DONTWAIT in `flags`, a full receiver queue). EINTR is retried (bounded by
+ * {@link MAX_EINTR_RETRIES}); other failures throw OsError.
+ */
+export function sysSendto(
+  fd: number,
+  buf: Uint8Array,
+  addr: Uint8Array,
+  context?: string,
+  flags = 0,
+): number {
+  const c = lc();
+  const len = BigInt(buf.length);
+  for (let retries = 0;; retries++) {
+    const n = c.symbols.sendto(fd, buf, len, flags, addr, addr.length);
+    const e = c.errno[0];
+    if (n >= 0) return n;
+    if (e === EAGAIN) return -1;
+    if (e !== EINTR) throw new OsError("sendto", e, context);
+    if (retries === MAX_EINTR_RETRIES) throw interruptedTooOften("sendto");
+  }
 }
 
 /** The address of a buffer's bytes, as a bigint for C structs. */
@@ -230,18 +458,20 @@ const fileBuf = new Uint8Array(new ArrayBuffer(64 * 1024));
  */
 export function listDir(path: string): string[] {
   const c = new TextEncoder().encode(path + "\0");
-  const dir = libc().opendir(c);
-  if (dir === null) throw new OsError("opendir", errno(), path);
+  const l = lc();
+  const dir = l.symbols.opendir(c);
+  const e = l.errno[0];
+  if (dir === null) throw new OsError("opendir", e, path);
   const names: string[] = [];
   try {
     for (;;) {
-      const ent = libc().readdir(dir);
+      const ent = l.symbols.readdir(dir);
       if (ent === null) break;
       const name = new Deno.UnsafePointerView(ent).getCString(19); // d_name after ino, off, reclen, type
       if (name !== "." && name !== "..") names.push(name);
     }
   } finally {
-    libc().closedir(dir);
+    l.symbols.closedir(dir);
   }
   return names;
 }
@@ -249,14 +479,13 @@ export function listDir(path: string): string[] {
 /** Reads a small file (up to 64 KiB, e.g. /proc/PID/cgroup) through libc. */
 export function readSmallFile(path: string): string {
   const fd = sysOpen(path, O_RDONLY | O_CLOEXEC);
+  const c = lc();
   try {
     let n = 0;
     for (;;) {
-      const r = check(
-        "read",
-        libc().read(fd, fileBuf.subarray(n), BigInt(fileBuf.length - n)),
-        path,
-      );
+      const into = fileBuf.subarray(n);
+      const len = BigInt(into.length);
+      const r = check("read", c.symbols.read(fd, into, len), c.errno[0], path);
       if (r === 0 || n + r >= fileBuf.length) {
         n += r;
         break;
@@ -275,6 +504,9 @@ export function effectiveCaps(): bigint {
   hdr[0] = 0x20080522; // _LINUX_CAPABILITY_VERSION_3
   hdr[1] = 0; // this process
   const data = new Uint32Array(new ArrayBuffer(24)); // 2 x {effective, permitted, inheritable}
-  check("capget", libc().capget(new Uint8Array(hdr.buffer), new Uint8Array(data.buffer)));
+  const h = new Uint8Array(hdr.buffer);
+  const d = new Uint8Array(data.buffer);
+  const c = lc();
+  check("capget", c.symbols.capget(h, d), c.errno[0]);
   return BigInt(data[0]) | (BigInt(data[3]) << 32n);
 }

@@ -7,8 +7,11 @@
 import {
   addressOf,
   AF_NETLINK,
+  IOVEC_LEN,
   MSG_TRUNC,
+  MSGHDR_LEN,
   NETLINK_SOCK_DIAG,
+  releaseAfter,
   SO_RCVBUF,
   SO_RCVTIMEO,
   SOCK_CLOEXEC,
@@ -34,8 +37,6 @@ export interface NetlinkSocketOptions {
 }
 
 const SOCKADDR_NL_LEN = 12;
-const MSGHDR_LEN = 56;
-const IOVEC_LEN = 16;
 const SEND_BUF_LEN = 4096;
 
 /** Off-heap bytes: their address never moves, so C structs may point at them. */
@@ -86,8 +87,20 @@ export class NetlinkSocket implements Disposable {
     this.recvHdrDv.setBigUint64(24, 1n, true);
   }
 
-  /** Opens, binds (the kernel picks the port id) and configures a netlink socket. */
+  /**
+   * Opens, binds (the kernel picks the port id) and configures a netlink socket. Options out of
+   * range throw RangeError before anything is opened; a failure after socket(2) closes the
+   * socket again before it is thrown.
+   */
   static open(opts: NetlinkSocketOptions = {}): NetlinkSocket {
+    const timeout = opts.rcvTimeoutMs ?? 1000;
+    if (!Number.isFinite(timeout) || timeout < 0) {
+      throw new RangeError(`Receive timeout must be a finite count of ms >= 0: got ${timeout}`);
+    }
+    const rcvBuf = opts.rcvBufBytes ?? 0;
+    if (!Number.isInteger(rcvBuf) || rcvBuf < 0 || rcvBuf > 0x7fff_ffff) {
+      throw new RangeError(`Receive buffer must be an int from 0 to 2^31-1 bytes: got ${rcvBuf}`);
+    }
     const fd = sysSocket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, opts.protocol ?? NETLINK_SOCK_DIAG);
     try {
       const addr = pinned(SOCKADDR_NL_LEN);
@@ -96,22 +109,21 @@ export class NetlinkSocket implements Disposable {
       const got = pinned(SOCKADDR_NL_LEN);
       sysGetsockname(fd, got);
       const portId = new DataView(got.buffer).getUint32(4, true);
-      const timeout = opts.rcvTimeoutMs ?? 1000;
       if (timeout > 0) {
         const tv = pinned(16); // struct timeval { time_t tv_sec; suseconds_t tv_usec; }
         const dv = new DataView(tv.buffer);
         dv.setBigInt64(0, BigInt(Math.floor(timeout / 1000)), true);
-        dv.setBigInt64(8, BigInt((timeout % 1000) * 1000), true);
+        dv.setBigInt64(8, BigInt(Math.floor((timeout % 1000) * 1000)), true);
         sysSetsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, tv);
       }
-      if (opts.rcvBufBytes) {
+      if (rcvBuf > 0) {
         const v = pinned(4);
-        new DataView(v.buffer).setInt32(0, opts.rcvBufBytes, true);
+        new DataView(v.buffer).setInt32(0, rcvBuf, true);
         sysSetsockopt(fd, SOL_SOCKET, SO_RCVBUF, v);
       }
       return new NetlinkSocket(fd, portId);
     } catch (err) {
-      sysClose(fd);
+      releaseAfter(err, () => sysClose(fd));
       throw err;
     }
   }
@@ -127,22 +139,29 @@ export class NetlinkSocket implements Disposable {
     return (this.lastFlags & MSG_TRUNC) !== 0;
   }
 
-  /** Sends one datagram to the kernel (at most 4 KiB, copied into a pinned buffer). */
+  /**
+   * Sends one datagram to the kernel (at most 4 KiB, copied into a pinned buffer). A send
+   * interrupted by a signal is retried (up to MAX_EINTR_RETRIES in a row, then OsError EINTR).
+   */
   send(msg: Uint8Array): void {
     const fd = this.fd;
     if (msg.length > SEND_BUF_LEN) {
-      throw new RangeError(`Netlink request of ${msg.length} bytes exceeds ${SEND_BUF_LEN}`);
+      throw new RangeError(
+        `Netlink request too large (max ${SEND_BUF_LEN} bytes): ${msg.length} bytes`,
+      );
     }
     this.sendBuf.set(msg);
     new DataView(this.sendIov.buffer).setBigUint64(8, BigInt(msg.length), true);
     const n = sysSendmsg(fd, this.sendHdr);
-    if (n !== msg.length) throw new Error(`sendmsg sent ${n} of ${msg.length} bytes`);
+    if (n !== msg.length) throw new Error(`Sendmsg sent ${n} of ${msg.length} bytes`);
   }
 
   /**
    * Receives one datagram into `buf`, which must be backed by its own ArrayBuffer (allocate it
    * with `new Uint8Array(new ArrayBuffer(n))` so its address is stable). Returns the byte count;
-   * throws OsError (code EAGAIN when SO_RCVTIMEO expires).
+   * throws OsError (code EAGAIN when SO_RCVTIMEO expires). A receive interrupted by a signal
+   * (EINTR, which SO_RCVTIMEO causes even under SA_RESTART) waits again, SO_RCVTIMEO afresh, up to
+   * MAX_EINTR_RETRIES times in a row; then OsError EINTR is thrown.
    */
   recv(buf: Uint8Array): number {
     const fd = this.fd;

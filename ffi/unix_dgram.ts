@@ -3,7 +3,15 @@
  *
  * @module
  */
-import { sysClose, sysSendto, sysSocket } from "./libc.ts";
+import {
+  AF_UNIX,
+  MSG_DONTWAIT,
+  SOCK_CLOEXEC,
+  SOCK_DGRAM,
+  sysClose,
+  sysSendto,
+  sysSocket,
+} from "./libc.ts";
 
 /** Limits of unix datagrams. */
 export const AF_UNIX_DGRAM = {
@@ -11,36 +19,78 @@ export const AF_UNIX_DGRAM = {
   maxPayload: 65000,
 } as const;
 
-const AF_UNIX = 1;
-const SOCK_DGRAM = 2;
-const SOCK_CLOEXEC = 0x80000;
+/**
+ * struct sockaddr_un for `path` (to bind or send to); throws RangeError when the path does not
+ * fit sun_path (107 bytes and a NUL).
+ *
+ * @example
+ * ```ts
+ * sysBind(fd, sockaddrUn("/run/xtcp2.sock"));
+ * ```
+ */
+export function sockaddrUn(path: string): Uint8Array {
+  const p = new TextEncoder().encode(path);
+  if (p.length > 107) {
+    throw new RangeError(`Unix socket path too long (max 107 bytes): ${p.length} bytes: ${path}`);
+  }
+  const addr = new Uint8Array(new ArrayBuffer(2 + 108)); // { sa_family_t sun_family; char sun_path[108]; }
+  addr[0] = AF_UNIX;
+  addr.set(p, 2);
+  return addr;
+}
 
 /** A unix datagram socket aimed at one path. */
 export class UnixDgramSocket implements Disposable {
   private fd: number;
-  private readonly addr: Uint8Array;
   private readonly buf = new Uint8Array(new ArrayBuffer(AF_UNIX_DGRAM.maxPayload));
 
-  private constructor(fd: number, private readonly path: string) {
+  private constructor(
+    fd: number,
+    private readonly path: string,
+    private readonly addr: Uint8Array,
+  ) {
     this.fd = fd;
-    const p = new TextEncoder().encode(path);
-    if (p.length > 107) throw new RangeError(`Unix socket path too long (max 107 bytes): ${path}`);
-    this.addr = new Uint8Array(new ArrayBuffer(2 + 108)); // struct sockaddr_un
-    this.addr[0] = AF_UNIX;
-    this.addr.set(p, 2);
   }
 
-  /** A socket that sends to `path` (which must exist when sending). */
+  /**
+   * A socket that sends to `path` (which must exist when sending). A path that does not fit
+   * sockaddr_un throws RangeError before any socket is created.
+   */
   static connect(path: string): UnixDgramSocket {
-    const s = new UnixDgramSocket(sysSocket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0), path);
-    return s;
+    const addr = sockaddrUn(path);
+    return new UnixDgramSocket(sysSocket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0), path, addr);
   }
 
-  /** Sends one datagram. */
-  send(b: Uint8Array): void {
+  /**
+   * Sends one datagram without ever blocking (MSG_DONTWAIT). Returns true once sent, and false
+   * when the receiver's queue is full (EAGAIN/EWOULDBLOCK): the datagram is dropped, and a
+   * boolean lets the destination count the drop without an exception per datagram. Throws
+   * RangeError for more than {@link AF_UNIX_DGRAM}.maxPayload bytes, and OsError for any other
+   * failure (ENOENT: nothing at the path, ECONNREFUSED: no socket bound there any more,
+   * EMSGSIZE: larger than the socket's send buffer).
+   *
+   * @example
+   * ```ts
+   * using sock = UnixDgramSocket.connect("/run/xtcp2.sock");
+   * if (!sock.send(bytes)) drops++;
+   * ```
+   */
+  send(b: Uint8Array): boolean {
     if (this.fd < 0) throw new Error("Unix datagram socket is closed");
+    if (b.length > this.buf.length) {
+      throw new RangeError(
+        `Unix datagram too large (max ${this.buf.length} bytes): ${b.length} bytes: ${this.path}`,
+      );
+    }
     this.buf.set(b);
-    sysSendto(this.fd, this.buf.subarray(0, b.length), this.addr, this.path);
+    const n = sysSendto(
+      this.fd,
+      this.buf.subarray(0, b.length),
+      this.addr,
+      this.path,
+      MSG_DONTWAIT,
+    );
+    return n >= 0;
   }
 
   /** Closes the socket (idempotent). */

@@ -6,13 +6,28 @@
  * refuses io_uring (ENOSYS, EPERM under seccomp or `kernel.io_uring_disabled`), setup throws an
  * OsError and callers use the plain syscalls.
  *
- * Single-threaded use only (one ring per thread, no SQPOLL): the ring memory is read and written
- * with plain loads and stores, ordered by the io_uring_enter system call that follows them.
+ * Single-threaded use only (one ring per thread, no SQPOLL). The head and tail words shared with
+ * the kernel are read and written with `Atomics.load`/`Atomics.store` (sequentially consistent,
+ * so at least the acquire/release ordering liburing uses); the SQEs and CQEs between them are
+ * plain memory. A closed ring throws {@link UringClosedError} rather than reading unmapped memory.
  *
  * @module
  */
 import { OsError } from "./errors.ts";
-import { addressOf, sysCall, sysClose, sysMmapShared, sysMunmap } from "./libc.ts";
+import {
+  addressOf,
+  EINTR,
+  EOPNOTSUPP,
+  ETIME,
+  interruptedTooOften,
+  MAX_EINTR_RETRIES,
+  releaseAfter,
+  sysCall,
+  sysCallErrno,
+  sysClose,
+  sysMmapShared,
+  sysMunmap,
+} from "./libc.ts";
 
 const SYS_IO_URING_SETUP = 425;
 const SYS_IO_URING_ENTER = 426;
@@ -29,8 +44,6 @@ export const IORING_OP_ASYNC_CANCEL = 14;
 /** Flags of IORING_OP_ASYNC_CANCEL (Linux 5.19+): every request on the file descriptor. */
 export const IORING_ASYNC_CANCEL_ALL = 1 << 0;
 export const IORING_ASYNC_CANCEL_FD = 1 << 1;
-const ETIME = 62;
-const EINTR = 4;
 
 const PARAMS_LEN = 120;
 const SQE_LEN = 64;
@@ -46,6 +59,33 @@ export interface Cqe {
   flags: number;
 }
 
+/**
+ * A ring used after {@link IoUring.close} (or a reader after its close): thrown instead of
+ * touching memory that is no longer mapped.
+ *
+ * @example
+ * ```ts
+ * const ring = IoUring.setup(4);
+ * ring.close();
+ * ring.getSqe(); // throws UringClosedError: "The io_uring ring is closed: getSqe after close()"
+ * ```
+ */
+export class UringClosedError extends Error {
+  /** @param op the method called on the closed ring */
+  constructor(readonly op: string) {
+    super(`The io_uring ring is closed: ${op} after close()`);
+    this.name = "UringClosedError";
+  }
+}
+
+/** The rings' memory, as mapped by {@link IoUring.setup}. */
+interface Mapped {
+  maps: { p: Deno.PointerObject; len: number }[];
+  sq: ArrayBuffer;
+  cq: ArrayBuffer;
+  sqes: ArrayBuffer;
+}
+
 /** An io_uring instance: submission and completion rings mapped into this process. */
 export class IoUring implements Disposable {
   /** Submission queue entries. */
@@ -57,7 +97,8 @@ export class IoUring implements Disposable {
   /** io_uring_enter calls made. */
   enters = 0;
   private fdOrClosed: number;
-  private readonly maps: { p: Deno.PointerObject; len: number }[] = [];
+  private readonly fdBig: bigint;
+  private readonly maps: { p: Deno.PointerObject; len: number }[];
   private readonly sq: Uint32Array;
   private readonly cq: Uint32Array;
   private readonly cqDv: DataView;
@@ -80,42 +121,20 @@ export class IoUring implements Disposable {
   private readonly waitArg = new Uint8Array(new ArrayBuffer(24));
   private readonly waitArgAddr = addressOf(this.waitArg);
 
-  private constructor(fd: number, params: DataView) {
+  /** Takes over `fd` and its mappings; nothing here can fail, so setup releases them on failure. */
+  private constructor(fd: number, params: DataView, mem: Mapped) {
     this.fdOrClosed = fd;
+    this.fdBig = BigInt(fd);
+    this.maps = mem.maps;
     this.sqEntries = params.getUint32(0, true);
     this.cqEntries = params.getUint32(4, true);
     this.features = params.getUint32(20, true);
     const sqOff = (i: number) => params.getUint32(40 + i * 4, true); // struct io_sqring_offsets
     const cqOff = (i: number) => params.getUint32(80 + i * 4, true); // struct io_cqring_offsets
-    const sqLen = sqOff(6) + this.sqEntries * 4; // array + entries
-    const cqLen = cqOff(5) + this.cqEntries * CQE_LEN; // cqes + entries
-    try {
-      let sqMem: ArrayBuffer;
-      let cqMem: ArrayBuffer;
-      if (this.features & IORING_FEAT_SINGLE_MMAP) {
-        const len = Math.max(sqLen, cqLen);
-        const p = sysMmapShared(fd, len, IORING_OFF_SQ_RING);
-        this.maps.push({ p, len });
-        sqMem = cqMem = Deno.UnsafePointerView.getArrayBuffer(p, len);
-      } else {
-        const sp = sysMmapShared(fd, sqLen, IORING_OFF_SQ_RING);
-        this.maps.push({ p: sp, len: sqLen });
-        const cp = sysMmapShared(fd, cqLen, IORING_OFF_CQ_RING);
-        this.maps.push({ p: cp, len: cqLen });
-        sqMem = Deno.UnsafePointerView.getArrayBuffer(sp, sqLen);
-        cqMem = Deno.UnsafePointerView.getArrayBuffer(cp, cqLen);
-      }
-      const sqesLen = this.sqEntries * SQE_LEN;
-      const ep = sysMmapShared(fd, sqesLen, IORING_OFF_SQES);
-      this.maps.push({ p: ep, len: sqesLen });
-      this.sqes = new DataView(Deno.UnsafePointerView.getArrayBuffer(ep, sqesLen));
-      this.sq = new Uint32Array(sqMem, 0, sqLen >>> 2);
-      this.cq = new Uint32Array(cqMem, 0, cqLen >>> 2);
-      this.cqDv = new DataView(cqMem, 0, cqLen);
-    } catch (err) {
-      this.close();
-      throw err;
-    }
+    this.sq = new Uint32Array(mem.sq, 0, mem.sq.byteLength >>> 2);
+    this.cq = new Uint32Array(mem.cq, 0, mem.cq.byteLength >>> 2);
+    this.cqDv = new DataView(mem.cq);
+    this.sqes = new DataView(mem.sqes);
     this.sqHead = sqOff(0) >>> 2;
     this.sqTail = sqOff(1) >>> 2;
     this.sqMask = this.sq[sqOff(2) >>> 2];
@@ -124,7 +143,7 @@ export class IoUring implements Disposable {
     this.cqTail = cqOff(1) >>> 2;
     this.cqMask = this.cq[cqOff(2) >>> 2];
     this.cqes = cqOff(5);
-    this.localTail = this.sq[this.sqTail];
+    this.localTail = Atomics.load(this.sq, this.sqTail);
     new DataView(this.waitArg.buffer).setBigUint64(
       16,
       addressOf(new Uint8Array(this.timespec.buffer)),
@@ -135,18 +154,50 @@ export class IoUring implements Disposable {
   /**
    * io_uring_setup(entries): a ring of at least `entries` submission slots (the kernel rounds up
    * to a power of two; the completion ring is twice as large). Throws OsError (ENOSYS where the
-   * kernel has no io_uring, EPERM where it is disabled).
+   * kernel has no io_uring, EPERM where it is disabled, ENOMEM where the rings cannot be mapped);
+   * whatever was created before the failure (the ring's fd, mappings) is released.
    */
   static setup(entries: number): IoUring {
     const params = new Uint8Array(new ArrayBuffer(PARAMS_LEN));
     const fd = sysCall("io_uring_setup", SYS_IO_URING_SETUP, entries, addressOf(params));
-    return new IoUring(fd, new DataView(params.buffer));
+    const dv = new DataView(params.buffer);
+    const maps: Mapped["maps"] = [];
+    try {
+      const map = (len: number, offset: bigint): ArrayBuffer => {
+        const p = sysMmapShared(fd, len, offset);
+        maps.push({ p, len });
+        return Deno.UnsafePointerView.getArrayBuffer(p, len);
+      };
+      const sqEntries = dv.getUint32(0, true);
+      const cqEntries = dv.getUint32(4, true);
+      const sqLen = dv.getUint32(40 + 6 * 4, true) + sqEntries * 4; // sq_off.array + entries
+      const cqLen = dv.getUint32(80 + 5 * 4, true) + cqEntries * CQE_LEN; // cq_off.cqes + entries
+      let sq: ArrayBuffer;
+      let cq: ArrayBuffer;
+      if (dv.getUint32(20, true) & IORING_FEAT_SINGLE_MMAP) {
+        sq = cq = map(Math.max(sqLen, cqLen), IORING_OFF_SQ_RING); // one mapping, both rings
+      } else {
+        sq = map(sqLen, IORING_OFF_SQ_RING);
+        cq = map(cqLen, IORING_OFF_CQ_RING);
+      }
+      const sqes = map(sqEntries * SQE_LEN, IORING_OFF_SQES);
+      return new IoUring(fd, dv, { maps, sq, cq, sqes });
+    } catch (err) {
+      for (const m of maps) releaseAfter(err, () => sysMunmap(m.p, m.len));
+      releaseAfter(err, () => sysClose(fd));
+      throw err;
+    }
   }
 
-  /** The ring's file descriptor (throws once closed). */
+  /** The ring's file descriptor (throws UringClosedError once closed). */
   get fd(): number {
-    if (this.fdOrClosed < 0) throw new Error("io_uring is closed");
+    if (this.fdOrClosed < 0) throw new UringClosedError("fd");
     return this.fdOrClosed;
+  }
+
+  /** Whether {@link IoUring.close} was called. */
+  get closed(): boolean {
+    return this.fdOrClosed < 0;
   }
 
   /**
@@ -154,11 +205,12 @@ export class IoUring implements Disposable {
    * Fill it with a prep method and {@link IoUring.setUserData}.
    */
   getSqe(): number {
-    const head = this.sq[this.sqHead];
+    if (this.fdOrClosed < 0) throw new UringClosedError("getSqe");
+    const head = Atomics.load(this.sq, this.sqHead);
     if (((this.localTail - head) >>> 0) >= this.sqEntries) return -1;
     const idx = this.localTail & this.sqMask;
     const base = idx * SQE_LEN;
-    for (let i = 0; i < SQE_LEN; i += 8) this.sqes.setBigUint64(base + i, 0n, true);
+    for (let i = 0; i < SQE_LEN; i += 4) this.sqes.setUint32(base + i, 0, true);
     this.sq[this.sqArray + idx] = idx;
     this.localTail = (this.localTail + 1) >>> 0;
     this.pending++;
@@ -167,6 +219,7 @@ export class IoUring implements Disposable {
 
   /** io_uring_prep_recvmsg: receive into the msghdr at `msghdr` (an address) on `fd`. */
   prepRecvmsg(sqe: number, fd: number, msghdr: bigint, flags = 0): void {
+    if (this.fdOrClosed < 0) throw new UringClosedError("prepRecvmsg");
     const b = sqe * SQE_LEN;
     this.sqes.setUint8(b, IORING_OP_RECVMSG);
     this.sqes.setInt32(b + 4, fd, true);
@@ -180,6 +233,7 @@ export class IoUring implements Disposable {
    * 5.19+). Its completion's res is the number cancelled or −errno.
    */
   prepCancelFd(sqe: number, fd: number): void {
+    if (this.fdOrClosed < 0) throw new UringClosedError("prepCancelFd");
     const b = sqe * SQE_LEN;
     this.sqes.setUint8(b, IORING_OP_ASYNC_CANCEL);
     this.sqes.setInt32(b + 4, fd, true);
@@ -188,52 +242,50 @@ export class IoUring implements Disposable {
 
   /** io_uring_sqe_set_data: tags the request; its completion carries the tag. */
   setUserData(sqe: number, userData: number): void {
+    if (this.fdOrClosed < 0) throw new UringClosedError("setUserData");
     this.sqes.setBigUint64(sqe * SQE_LEN + 32, BigInt(userData), true);
   }
 
-  /** io_uring_submit: hands the prepared SQEs to the kernel; returns how many it took. */
+  /**
+   * io_uring_submit: hands the prepared SQEs to the kernel; returns how many it took. EINTR is
+   * retried (bounded by MAX_EINTR_RETRIES).
+   */
   submit(): number {
+    if (this.fdOrClosed < 0) throw new UringClosedError("submit");
     if (this.pending === 0) return 0;
-    this.sq[this.sqTail] = this.localTail;
-    const n = this.enter(this.pending, 0, 0, 0n);
-    this.pending -= n;
-    return n;
+    Atomics.store(this.sq, this.sqTail, this.localTail);
+    for (let retries = 0;; retries++) {
+      const n = this.enter(this.pending, 0, 0, 0n);
+      if (n >= 0) {
+        this.pending -= n;
+        return n;
+      }
+      if (n !== -EINTR) throw new OsError("io_uring_enter", -n);
+      if (retries === MAX_EINTR_RETRIES) throw interruptedTooOften("io_uring_enter");
+    }
   }
 
   /** Completions ready without waiting. */
   ready(): number {
-    return (this.cq[this.cqTail] - this.cq[this.cqHead]) >>> 0;
+    if (this.fdOrClosed < 0) throw new UringClosedError("ready");
+    return this.readyNow();
+  }
+
+  /** Completions ready: the kernel's tail (acquire: the CQEs before it are written) − our head. */
+  private readyNow(): number {
+    return (Atomics.load(this.cq, this.cqTail) - Atomics.load(this.cq, this.cqHead)) >>> 0;
   }
 
   /**
    * io_uring_wait_cqe with a timeout: the oldest completion, waiting up to `timeoutMs` (0 = no
-   * limit) for one. Throws OsError ETIME when none came in time. Mark it consumed with
-   * {@link IoUring.cqeSeen}.
+   * limit) for one. Throws OsError ETIME when none came in time. A wait interrupted by a signal
+   * (EINTR) goes on until the same deadline, for up to MAX_EINTR_RETRIES interruptions in a row,
+   * then throws OsError EINTR. Mark the completion consumed with {@link IoUring.cqeSeen}.
    */
   waitCqe(timeoutMs = 0): Cqe {
-    while (this.ready() === 0) {
-      let arg = 0n;
-      let flags = IORING_ENTER_GETEVENTS;
-      if (timeoutMs > 0) {
-        if (!(this.features & IORING_FEAT_EXT_ARG)) {
-          throw new OsError("io_uring_enter", 95, "timeouts need IORING_FEAT_EXT_ARG (Linux 5.11)");
-        }
-        this.timespec.setBigInt64(0, BigInt(Math.floor(timeoutMs / 1000)), true);
-        this.timespec.setBigInt64(8, BigInt((timeoutMs % 1000) * 1_000_000), true);
-        arg = this.waitArgAddr;
-        flags |= IORING_ENTER_EXT_ARG;
-      }
-      this.sq[this.sqTail] = this.localTail;
-      try {
-        const n = this.enter(this.pending, 1, flags, arg);
-        this.pending -= n;
-      } catch (err) {
-        if (err instanceof OsError && err.errno === EINTR) continue;
-        if (err instanceof OsError && err.errno === ETIME && this.ready() > 0) break;
-        throw err;
-      }
-    }
-    const head = this.cq[this.cqHead];
+    if (this.fdOrClosed < 0) throw new UringClosedError("waitCqe");
+    if (this.readyNow() === 0) this.waitReady(timeoutMs);
+    const head = Atomics.load(this.cq, this.cqHead);
     const at = this.cqes + (head & this.cqMask) * CQE_LEN;
     this.cqe.userData = Number(this.cqDv.getBigUint64(at, true));
     this.cqe.res = this.cqDv.getInt32(at + 8, true);
@@ -241,34 +293,89 @@ export class IoUring implements Disposable {
     return this.cqe;
   }
 
-  /** io_uring_cqe_seen: the oldest completion is consumed. */
-  cqeSeen(): void {
-    this.cq[this.cqHead] = (this.cq[this.cqHead] + 1) >>> 0;
+  /** Submits what is pending and waits until a completion is ready (or the deadline passed). */
+  private waitReady(timeoutMs: number): void {
+    let arg = 0n;
+    let flags = IORING_ENTER_GETEVENTS;
+    const deadline = timeoutMs > 0 ? performance.now() + timeoutMs : 0;
+    if (timeoutMs > 0) {
+      if (!(this.features & IORING_FEAT_EXT_ARG)) {
+        throw new OsError(
+          "io_uring_enter",
+          EOPNOTSUPP,
+          "timeouts need IORING_FEAT_EXT_ARG (Linux 5.11)",
+        );
+      }
+      arg = this.waitArgAddr;
+      flags |= IORING_ENTER_EXT_ARG;
+    }
+    let interruptions = 0;
+    while (this.readyNow() === 0) {
+      if (timeoutMs > 0) {
+        const left = interruptions === 0 ? timeoutMs : deadline - performance.now();
+        if (left <= 0) throw new OsError("io_uring_enter", ETIME);
+        this.setTimeout(left);
+      }
+      Atomics.store(this.sq, this.sqTail, this.localTail);
+      const n = this.enter(this.pending, 1, flags, arg);
+      if (n >= 0) {
+        this.pending -= n;
+      } else if (n === -EINTR) {
+        if (interruptions++ === MAX_EINTR_RETRIES) throw interruptedTooOften("io_uring_enter");
+      } else if (n === -ETIME && this.readyNow() > 0) {
+        break;
+      } else {
+        throw new OsError("io_uring_enter", -n);
+      }
+    }
   }
 
+  /** The wait's struct __kernel_timespec, written as u32 halves (no bigint). */
+  private setTimeout(ms: number): void {
+    const sec = Math.floor(ms / 1000);
+    const ts = this.timespec;
+    ts.setUint32(0, sec >>> 0, true); // tv_sec, low half
+    ts.setUint32(4, Math.floor(sec / 0x1_0000_0000), true); // tv_sec, high half
+    ts.setUint32(8, Math.floor((ms - sec * 1000) * 1_000_000), true); // tv_nsec
+    ts.setUint32(12, 0, true);
+  }
+
+  /** io_uring_cqe_seen: the oldest completion is consumed. */
+  cqeSeen(): void {
+    if (this.fdOrClosed < 0) throw new UringClosedError("cqeSeen");
+    // Release: the kernel may reuse the slot once it sees the new head.
+    Atomics.store(this.cq, this.cqHead, (Atomics.load(this.cq, this.cqHead) + 1) >>> 0);
+  }
+
+  /** io_uring_enter(2): its result, or −errno. */
   private enter(toSubmit: number, minComplete: number, flags: number, arg: bigint): number {
     const argSize = flags & IORING_ENTER_EXT_ARG ? 24 : 0;
     this.enters++;
-    return sysCall(
-      "io_uring_enter",
-      SYS_IO_URING_ENTER,
-      this.fd,
-      toSubmit,
-      minComplete,
-      flags,
-      arg,
-      argSize,
-    );
+    return sysCallErrno(SYS_IO_URING_ENTER, this.fdBig, toSubmit, minComplete, flags, arg, argSize);
   }
 
-  /** Unmaps the rings and closes the ring (idempotent). */
+  /**
+   * Unmaps the rings and closes the ring (idempotent). The kernel cancels what is still in
+   * flight. Every other method throws {@link UringClosedError} from now on.
+   */
   close(): void {
-    for (const m of this.maps.splice(0)) sysMunmap(m.p, m.len);
-    if (this.fdOrClosed >= 0) {
-      const fd = this.fdOrClosed;
-      this.fdOrClosed = -1;
-      sysClose(fd);
+    if (this.fdOrClosed < 0) return;
+    const fd = this.fdOrClosed;
+    this.fdOrClosed = -1;
+    let failure: unknown;
+    for (const m of this.maps.splice(0)) {
+      try {
+        sysMunmap(m.p, m.len);
+      } catch (err) {
+        failure ??= err;
+      }
     }
+    if (failure === undefined) {
+      sysClose(fd);
+      return;
+    }
+    releaseAfter(failure, () => sysClose(fd));
+    throw failure;
   }
 
   /** Same as {@link IoUring.close}. */

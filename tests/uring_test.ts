@@ -7,13 +7,17 @@
 import assert from "node:assert/strict";
 import { OsError } from "../ffi/errors.ts";
 import { openNetlinkSocketIn } from "../ffi/netns.ts";
-import { IoUring } from "../ffi/uring.ts";
-import { UringNetlinkReader } from "../ffi/uring_netlink.ts";
+import { IoUring, UringClosedError } from "../ffi/uring.ts";
+import { UringBrokenError, UringNetlinkReader } from "../ffi/uring_netlink.ts";
+import type { NetlinkSocket } from "../ffi/netlink_socket.ts";
 import { startLoad } from "../bench/loadgen.ts";
 import { idiagExt } from "../src/netlink/deserializers.ts";
-import { Dumper, type DumpSink } from "../src/netlink/dump.ts";
+import { Dumper, type DumpSink, type NetlinkTransport } from "../src/netlink/dump.ts";
 import type { SocketView } from "../src/netlink/socket_view.ts";
 import { xtcp2 } from "./support/run.ts";
+import { interruptWhenBlocked, SYSCALL, withSigusr1 } from "./support/signal.ts";
+import { fdCount, uringMappings } from "./support/leaks.ts";
+import { MAX_EINTR_RETRIES } from "../ffi/libc.ts";
 
 /** Sockets of a dump as "family state sport>dport inode", sorted. */
 class Collect implements DumpSink {
@@ -82,6 +86,251 @@ Deno.test({
     assert.ok(ms >= 150 && ms < 2000, `${ms} ms`);
     t.idle();
     assert.equal(reader.stats.cancelled, 4);
+  },
+});
+
+/** Receives through the ring (nothing to read) while signals come; the outcome. */
+function interruptedRingRecv(timeoutMs: number, signals: number) {
+  return withSigusr1(async () => {
+    using sock = openNetlinkSocketIn("/proc/self/ns/net", { rcvTimeoutMs: 0 });
+    using reader = new UringNetlinkReader(4, 32 * 1024, timeoutMs);
+    const t = reader.transport(sock);
+    const sender = interruptWhenBlocked(SYSCALL.ioUringEnter, signals);
+    const t0 = performance.now();
+    let err: unknown;
+    try {
+      t.recv(new Uint8Array(new ArrayBuffer(32 * 1024)));
+    } catch (e) {
+      err = e;
+    }
+    const ms = performance.now() - t0;
+    t.idle();
+    return { err, ms, sent: await sender.sent };
+  });
+}
+
+Deno.test({
+  name: "an io_uring wait interrupted by a signal goes on until its deadline (ETIME, not EINTR)",
+  ignore: !available,
+  async fn() {
+    const { value: { err, ms, sent }, seen } = await interruptedRingRecv(1500, 1);
+    assert.equal(sent, 1, "one SIGUSR1 while io_uring_enter waited");
+    assert.ok(seen >= 1, "Deno's listener saw the signal");
+    assert.ok(err instanceof OsError && err.code === "ETIME", `${err}`);
+    assert.ok(ms >= 1450 && ms < 4000, `gave up after ${ms} ms`);
+  },
+});
+
+Deno.test({
+  name: "a storm of signals still ends an io_uring wait: EINTR after MAX_EINTR_RETRIES retries",
+  ignore: !available,
+  async fn() {
+    const { value: { err, sent } } = await interruptedRingRecv(5000, MAX_EINTR_RETRIES + 30);
+    assert.ok(err instanceof OsError && err.code === "EINTR", `${err}`);
+    assert.match(err.message, new RegExp(`interrupted ${MAX_EINTR_RETRIES + 1} times in a row`));
+    assert.ok(sent > MAX_EINTR_RETRIES, `${sent} signals, each an interruption`);
+  },
+});
+
+/** Asserts that `fn` throws UringClosedError naming `op`. */
+function throwsClosed(fn: () => unknown, op: string): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof UringClosedError, `${op}: ${e}`);
+    assert.equal(e.op, op);
+    assert.equal(e.message, `The io_uring ring is closed: ${op} after close()`);
+    return true;
+  });
+}
+
+Deno.test({
+  name:
+    "a closed ring throws UringClosedError from every method instead of reading unmapped memory",
+  ignore: !available,
+  fn() {
+    const ring = IoUring.setup(4);
+    const sqe = ring.getSqe();
+    assert.ok(sqe >= 0);
+    ring.close();
+    ring.close(); // idempotent
+    assert.equal(ring.closed, true);
+    throwsClosed(() => ring.fd, "fd");
+    throwsClosed(() => ring.getSqe(), "getSqe");
+    throwsClosed(() => ring.prepRecvmsg(sqe, 0, 0n), "prepRecvmsg");
+    throwsClosed(() => ring.prepCancelFd(sqe, 0), "prepCancelFd");
+    throwsClosed(() => ring.setUserData(sqe, 1), "setUserData");
+    throwsClosed(() => ring.submit(), "submit");
+    throwsClosed(() => ring.ready(), "ready");
+    throwsClosed(() => ring.waitCqe(10), "waitCqe");
+    throwsClosed(() => ring.cqeSeen(), "cqeSeen");
+  },
+});
+
+Deno.test({
+  name: "a closed reader and its transports throw UringClosedError",
+  ignore: !available,
+  fn() {
+    using sock = openNetlinkSocketIn("/proc/self/ns/net", { rcvTimeoutMs: 0 });
+    const reader = new UringNetlinkReader(4, 32 * 1024, 200);
+    const t = reader.transport(sock);
+    assert.throws(() => t.recv(new Uint8Array(new ArrayBuffer(32 * 1024))), /ETIME/);
+    reader.close(); // cancels the receives left in flight
+    reader.close(); // idempotent
+    assert.equal(reader.closed, true);
+    assert.equal(reader.stats.cancelled, 4);
+    throwsClosed(() => t.send(new Uint8Array(16)), "send");
+    throwsClosed(() => t.recv(new Uint8Array(new ArrayBuffer(32 * 1024))), "recv");
+    throwsClosed(() => t.idle(), "idle");
+    throwsClosed(() => reader.idle(), "idle");
+    throwsClosed(() => reader.transport(sock), "transport");
+  },
+});
+
+Deno.test({
+  name:
+    "a reader whose buffers cannot be allocated closes the ring it set up (no fd or mapping left)",
+  ignore: !available,
+  fn() {
+    const fds = fdCount();
+    const maps = uringMappings();
+    for (const size of [-1, 2 ** 53]) {
+      assert.throws(() => new UringNetlinkReader(8, size, 1000), RangeError);
+    }
+    assert.throws(() => new UringNetlinkReader(0, 32 * 1024, 1000), /Receive batch must be/);
+    assert.throws(() => new UringNetlinkReader(4, 32 * 1024, NaN), /Receive timeout must be/);
+    assert.equal(fdCount(), fds, "file descriptors");
+    assert.equal(uringMappings(), maps, "io_uring mappings");
+  },
+});
+
+Deno.test({
+  name: "a ring whose mmap fails (RLIMIT_AS) releases its fd and the mappings made before",
+  ignore: !available,
+  async fn() {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--quiet",
+        "--allow-all",
+        new URL("./support/uring_enomem_probe.ts", import.meta.url).pathname,
+        // 4096 entries: the rings (144 KiB) fit in the headroom, the SQEs (256 KiB) do not.
+        String(200_000),
+        "4096",
+      ],
+      stdout: "piped",
+      stderr: "inherit",
+    }).output();
+    assert.ok(out.success);
+    const r = JSON.parse(new TextDecoder().decode(out.stdout));
+    assert.match(r.error, /^OsError: mmap failed: ENOMEM/);
+    assert.equal(r.fds, 0, "file descriptors left");
+    assert.equal(r.maps, 0, "io_uring mappings left");
+  },
+});
+
+/**
+ * The reader's transport for `sock`, closing the socket under the ring at a chosen moment:
+ * before the receive number `closeAtRecv` (the dump then fails: the socket is closed), or at the
+ * start of idle() (the dump went well). Either way the cancel by fd that idle() submits finds no
+ * such fd (EBADF), while the receives in flight still hold the socket.
+ */
+function closingUnderTheRing(
+  reader: UringNetlinkReader,
+  sock: NetlinkSocket,
+  at: { closeAtRecv: number } | "idle",
+): NetlinkTransport {
+  const inner = reader.transport(sock);
+  let receives = 0;
+  return {
+    portId: inner.portId,
+    send: (msg) => inner.send(msg),
+    recv: (buf) => {
+      if (at !== "idle" && ++receives === at.closeAtRecv) sock.close();
+      return inner.recv(buf);
+    },
+    get lastTruncated() {
+      return inner.lastTruncated;
+    },
+    idle: () => {
+      if (at === "idle") sock.close();
+      inner.idle();
+    },
+  };
+}
+
+/** Asserts `err` is the OsError of a cancel that found no such fd. */
+function isCancelEbadf(err: unknown): boolean {
+  return err instanceof OsError && err.op === "io_uring cancel" && err.code === "EBADF";
+}
+
+/**
+ * Asserts the reader refuses any further use (a new transport, idle, a dump through the
+ * transport `t` made before) with UringBrokenError caused by the failed cancel, then closes.
+ */
+function assertBroken(reader: UringNetlinkReader, t: NetlinkTransport, nsPath: string): void {
+  using fresh = openNetlinkSocketIn(nsPath, { rcvTimeoutMs: 5000 });
+  const dumper = new Dumper({ mask: 0xffff, ext: idiagExt(0xffff) });
+  const uses = [
+    () => reader.transport(fresh),
+    () => reader.idle(),
+    () => dumper.dump(t, new Collect()),
+  ];
+  for (const use of uses) {
+    assert.throws(use, (e: unknown) => {
+      assert.ok(e instanceof UringBrokenError, `${e}`);
+      assert.ok(isCancelEbadf(e.cause), `cause: ${e.cause}`);
+      assert.match(e.message, /^The io_uring reader is broken since its cancel failed: \w+: /);
+      return true;
+    });
+  }
+  reader.close(); // no cancel on a broken reader: closing the ring ends what is in flight
+  assert.equal(reader.closed, true);
+}
+
+Deno.test({
+  name:
+    "a dump that fails keeps its own error; the failed cancel after it rides along as suppressed",
+  ignore: !available,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await using load = await startLoad({ conns: 3000, bytes: 10 });
+    const sock = openNetlinkSocketIn(load.nsPath, { rcvTimeoutMs: 5000 });
+    const reader = new UringNetlinkReader(8, 32 * 1024, 5000);
+    const dumper = new Dumper({ mask: 0xffff, ext: idiagExt(0xffff) });
+    const t = closingUnderTheRing(reader, sock, { closeAtRecv: 3 });
+    assert.throws(() => dumper.dump(t, new Collect()), (e: unknown) => {
+      // The dump's own error: the third receive found its socket closed.
+      assert.ok(e instanceof Error && !(e instanceof OsError), `${e}`);
+      assert.equal(e.message, "Netlink socket is closed");
+      const { suppressed } = e as { suppressed?: unknown[] };
+      assert.equal(suppressed?.length, 1, "the cleanup failure is kept");
+      assert.ok(isCancelEbadf(suppressed[0]), `suppressed: ${suppressed[0]}`);
+      return true;
+    });
+    assertBroken(reader, t, load.nsPath);
+  },
+});
+
+Deno.test({
+  name:
+    "a dump that went well but whose cancel failed throws the cancel's error; the reader is broken",
+  ignore: !available,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await using load = await startLoad({ conns: 3000, bytes: 10 });
+    const sock = openNetlinkSocketIn(load.nsPath, { rcvTimeoutMs: 5000 });
+    const reader = new UringNetlinkReader(8, 32 * 1024, 5000);
+    const dumper = new Dumper({ mask: 0xffff, ext: idiagExt(0xffff) });
+    const rows = new Collect();
+    const t = closingUnderTheRing(reader, sock, "idle");
+    assert.throws(() => dumper.dump(t, rows), (e) => {
+      assert.ok(isCancelEbadf(e), `${e}`);
+      assert.equal((e as { suppressed?: unknown[] }).suppressed, undefined);
+      return true;
+    });
+    assert.equal(rows.rows.length, 6000 + load.listeners, "the dump itself was complete");
+    assertBroken(reader, t, load.nsPath);
   },
 });
 

@@ -110,13 +110,32 @@ export class Dumper {
    * Dumps every configured family through `t` into `sink`. Returns the number of sockets
    * delivered. Kernel errors (NetlinkError), transport errors (OsError, e.g. EAGAIN on a receive
    * timeout), truncation (TruncatedDatagramError) and broken framing (DecodeError) are thrown.
+   *
+   * `t.idle()` runs after every dump, failed or not. When the dump failed, its own error is
+   * thrown unchanged (the same object, class and message) and an error thrown by `idle()` is
+   * appended to that error's `suppressed` array (`suppressed?: unknown[]`, created when absent;
+   * dropped only when the dump's error is not an extensible object): a failing cleanup never
+   * hides what broke the dump. When the dump succeeded and only `idle()` failed, the error of
+   * `idle()` is thrown.
    */
   dump(t: NetlinkTransport, sink: DumpSink): number {
+    let sockets: number;
     try {
-      return this.dumpFamilies(t, sink);
-    } finally {
-      t.idle?.();
+      sockets = this.dumpFamilies(t, sink);
+    } catch (err) {
+      try {
+        t.idle?.();
+      } catch (cleanup) {
+        if (typeof err === "object" && err !== null && Object.isExtensible(err)) {
+          const e = err as { suppressed?: unknown[] };
+          if (Array.isArray(e.suppressed)) e.suppressed.push(cleanup);
+          else e.suppressed = [cleanup];
+        }
+      }
+      throw err;
     }
+    t.idle?.();
+    return sockets;
   }
 
   private dumpFamilies(t: NetlinkTransport, sink: DumpSink): number {
