@@ -20,7 +20,8 @@ import { decoderMask, pollSettings, recvBufferSize } from "../src/config/derive.
 import { defaultConfig } from "../src/config/load.ts";
 import { Counters, Logger } from "../src/util/log.ts";
 import { msToDuration } from "../src/util/duration.ts";
-import { openDestination } from "../src/dest/registry.ts";
+import { NullDest } from "../src/dest/null.ts";
+import { InPlaceDelivery } from "../src/dest/queue.ts";
 import { marshaller } from "../src/format/marshal.ts";
 import { idiagExt } from "../src/netlink/deserializers.ts";
 import { parseDatagram, ParseStats } from "../src/netlink/parse.ts";
@@ -143,20 +144,13 @@ names.forEach((n, i) => {
 });
 const recorded: Uint8Array[] = [];
 let recording = false;
-const nullDest = await openDestination("null", {
-  marshal: cfg.marshalTo,
-  topic: "",
-  fileMaxBytes: 0,
-  fileMaxAgeMs: 0,
-  counters,
-  log,
-});
+const nullDest = new NullDest();
 /** A poller over exactly these namespaces, as the daemon builds one, destination null. */
 const makePoller = (config: typeof cfg, onDatagram?: (b: Uint8Array, out: boolean) => void) =>
   new Poller({
     settings: pollSettings(config, { hostname: "bench-host", version: "bench" }),
     registry,
-    dest: nullDest,
+    delivery: new InPlaceDelivery(nullDest, "message", counters, log),
     marshaller: marshaller(cfg.marshalTo),
     log,
     counters,

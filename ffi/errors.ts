@@ -16,21 +16,22 @@ export class OsError extends Error {
    * @param op the libc function (`socket`, `setns`, …)
    * @param errno the errno value read right after the call
    * @param context what the call was about (a path, a namespace), appended to the message
+   * @param options the underlying error, if any
    */
-  constructor(readonly op: string, readonly errno: number, readonly context?: string) {
+  constructor(
+    readonly op: string,
+    readonly errno: number,
+    readonly context?: string,
+    options?: ErrorOptions,
+  ) {
     const code = errnoName(errno);
     super(
       `${op} failed: ${code} (errno ${errno}): ${errnoMessage(errno)}${
         context ? `: ${context}` : ""
       }`,
+      options,
     );
     this.name = "OsError";
     this.code = code;
   }
-}
-
-/** Whether retrying the same call may succeed (interrupted, busy, out of buffers, timed out). */
-export function isRetriable(err: unknown): boolean {
-  return err instanceof OsError &&
-    ["EINTR", "EAGAIN", "ENOBUFS", "EBUSY", "ETIMEDOUT"].includes(err.code);
 }

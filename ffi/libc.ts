@@ -165,57 +165,6 @@ function check(op: string, rc: number, err: number, context?: string): number {
   return rc;
 }
 
-/**
- * Cleanup failures that happened while an error propagated, oldest first. The error that broke
- * the operation is what is thrown, unchanged (same object, class and message); what failed while
- * releasing after it is kept here rather than replacing it.
- */
-export interface Suppressing {
-  suppressed?: unknown[];
-}
-
-/**
- * Records `failure` (a cleanup's error) on `err` (the error being thrown): appended to
- * `err.suppressed`, see {@link Suppressing}. Where `err` cannot carry it (not an object, or
- * frozen), the failure is dropped: `err` wins.
- *
- * @example
- * ```ts
- * const err = new Error("Dump failed");
- * suppress(err, new Error("Cancel failed"));
- * (err as Suppressing).suppressed; // [Error: Cancel failed]
- * ```
- */
-export function suppress(err: unknown, failure: unknown): void {
-  if (typeof err !== "object" || err === null || !Object.isExtensible(err)) return;
-  const e = err as Suppressing;
-  if (Array.isArray(e.suppressed)) e.suppressed.push(failure);
-  else e.suppressed = [failure];
-}
-
-/**
- * Runs `cleanup` while `err` propagates: if it throws, its error is {@link suppress}ed onto
- * `err` instead of replacing it.
- *
- * @example
- * ```ts
- * const fd = sysSocket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
- * try {
- *   sysBind(fd, addr);
- * } catch (err) {
- *   releaseAfter(err, () => sysClose(fd));
- *   throw err;
- * }
- * ```
- */
-export function releaseAfter(err: unknown, cleanup: () => void): void {
-  try {
-    cleanup();
-  } catch (failure) {
-    suppress(err, failure);
-  }
-}
-
 /** socket(2); throws OsError. */
 export function sysSocket(domain: number, type: number, protocol: number): number {
   const c = lc();

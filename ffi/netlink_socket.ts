@@ -11,7 +11,6 @@ import {
   MSG_TRUNC,
   MSGHDR_LEN,
   NETLINK_SOCK_DIAG,
-  releaseAfter,
   SO_RCVBUF,
   SO_RCVTIMEO,
   SOCK_CLOEXEC,
@@ -25,6 +24,7 @@ import {
   sysSetsockopt,
   sysSocket,
 } from "./libc.ts";
+import { releaseAfter } from "../src/util/errors.ts";
 
 /** Options of {@link NetlinkSocket.open}. */
 export interface NetlinkSocketOptions {

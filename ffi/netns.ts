@@ -9,6 +9,7 @@
  */
 import { CLONE_NEWNET, O_CLOEXEC, O_RDONLY, sysClose, sysOpen, sysSetns } from "./libc.ts";
 import { NetlinkSocket, type NetlinkSocketOptions } from "./netlink_socket.ts";
+import { releaseAfter } from "../src/util/errors.ts";
 
 /** Opens a namespace file (`/run/netns/NAME`, `/proc/PID/ns/net`) read-only. */
 export function openNetnsFd(path: string): number {
@@ -95,11 +96,17 @@ export class NetnsHome implements Disposable {
   /** Creates a netlink socket inside the namespace at `path` (the socket stays bound to it). */
   openNetlinkSocketIn(path: string, opts: NetlinkSocketOptions = {}): NetlinkSocket {
     const fd = openNetnsFd(path);
+    let sock: NetlinkSocket | undefined;
     try {
-      return this.run(fd, () => NetlinkSocket.open(opts), path);
-    } finally {
-      sysClose(fd);
+      sock = this.run(fd, () => (sock = NetlinkSocket.open(opts)), path);
+    } catch (err) {
+      // Made, but the way back failed: the socket is of no use to a process that must stop.
+      if (sock) releaseAfter(err, () => sock?.close());
+      releaseAfter(err, () => sysClose(fd));
+      throw err;
     }
+    sysClose(fd);
+    return sock;
   }
 
   /** Closes the namespace file (idempotent). */

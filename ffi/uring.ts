@@ -21,13 +21,13 @@ import {
   ETIME,
   interruptedTooOften,
   MAX_EINTR_RETRIES,
-  releaseAfter,
   sysCall,
   sysCallErrno,
   sysClose,
   sysMmapShared,
   sysMunmap,
 } from "./libc.ts";
+import { releaseAfter } from "../src/util/errors.ts";
 
 const SYS_IO_URING_SETUP = 425;
 const SYS_IO_URING_ENTER = 426;

@@ -18,8 +18,8 @@ import {
   MAX_EINTR_RETRIES,
   MSG_TRUNC,
   MSGHDR_LEN,
-  releaseAfter,
 } from "./libc.ts";
+import { releaseAfter } from "../src/util/errors.ts";
 import type { NetlinkSocket } from "./netlink_socket.ts";
 import { IoUring, UringClosedError } from "./uring.ts";
 
@@ -170,6 +170,11 @@ export class UringNetlinkReader implements Disposable {
   /** Whether {@link UringNetlinkReader.close} was called. */
   get closed(): boolean {
     return this.ring.closed;
+  }
+
+  /** Whether a failed cleanup made the reader unusable (every use throws UringBrokenError). */
+  get isBroken(): boolean {
+    return this.broken !== undefined;
   }
 
   /**

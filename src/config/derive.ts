@@ -6,6 +6,7 @@
  */
 import type { XtcpConfig } from "../gen/xtcp_config/v1/xtcp_config_pb.ts";
 import type { DestOptions } from "../dest/destination.ts";
+import { FULL_POLICIES, type FullPolicy } from "../dest/queue.ts";
 import { isLocalScheme, parseDest } from "../dest/registry.ts";
 import { decoderMask as maskOfNames, idiagExt } from "../netlink/deserializers.ts";
 import { MIN_RECV_BUFFER } from "../netlink/dump.ts";
@@ -114,5 +115,34 @@ export function destOptions(
     counters: deps.counters,
     log: deps.log,
     ...(deps.signal ? { signal: deps.signal } : {}),
+  };
+}
+
+/** How flushes reach a network destination (see {@link DeliveryQueue}). */
+export interface DeliverySettings {
+  /** Queue size in memory (bytes). */
+  maxBytes: number;
+  full: FullPolicy;
+  retryInitialMs: number;
+  retryMaxMs: number;
+  /** Spool directory ("" = none) and size. */
+  spoolDir: string;
+  spoolMaxBytes: number;
+  /** How long shutdown waits for the queue. */
+  shutdownDrainMs: number;
+}
+
+/** The delivery settings of `cfg` (0 = the defaults: 32 MiB, 1 s to 30 s, 1 GiB, 3 s). */
+export function deliverySettings(cfg: XtcpConfig): DeliverySettings {
+  const full = FULL_POLICIES.find((p) => p === cfg.destQueueFull) ?? "drop_oldest";
+  const retryInitialMs = durationMs(cfg.destRetryInitial) || 1000;
+  return {
+    maxBytes: Number(cfg.destQueueBytes) || 32 * 1024 * 1024,
+    full,
+    retryInitialMs,
+    retryMaxMs: Math.max(retryInitialMs, durationMs(cfg.destRetryMax) || 30_000),
+    spoolDir: cfg.spoolDir,
+    spoolMaxBytes: Number(cfg.spoolMaxBytes) || 1024 * 1024 * 1024,
+    shutdownDrainMs: durationMs(cfg.shutdownDrain) || 3000,
   };
 }

@@ -13,6 +13,7 @@ import {
 } from "../gen/xtcp_config/v1/xtcp_config_pb.ts";
 import { MARSHALLER_NAMES } from "../format/marshal.ts";
 import { KAFKA_COMPRESSIONS } from "../dest/destination.ts";
+import { FULL_POLICIES } from "../dest/queue.ts";
 import { parseDest } from "../dest/registry.ts";
 import { decoderNames, DeserializerSpecError } from "../netlink/deserializers.ts";
 import { msToDuration, parseDuration } from "../util/duration.ts";
@@ -257,6 +258,13 @@ export const FLAGS: readonly FlagSpec[] = [
   str("pyroscopeAppName",          "pyroscopeAppName",             "xtcp2",                   undefined,                       none,                         "accepted for compatibility"),
   num("pyroscopeSampleHz",         "pyroscopeSampleHz",            "100",                     undefined,                       none,                         "accepted for compatibility"),
   num("pyroscopeUploadSec",        "pyroscopeUploadIntervalSec",   "15",                      undefined,                       none,                         "accepted for compatibility"),
+  big("destQueueBytes",            "destQueueBytes",               "0",                       "DEST_QUEUE_BYTES",              range(0, 2 ** 40),            "delivery queue in memory, bytes; 0 = 32 MiB (about 3 min at 5,000 sockets every 10 s)"),
+  str("destQueueFull",             "destQueueFull",                "drop_oldest",             "DEST_QUEUE_FULL",               oneOf(["", ...FULL_POLICIES]),"full queue: drop_oldest, drop_newest, or block (the next poll waits)"),
+  dur("destRetryInitial",          "destRetryInitial",             "0s",                      "DEST_RETRY_INITIAL",            within(0, 600_000),           "first delay after a failed send; 0 = 1s (doubles, with jitter)"),
+  dur("destRetryMax",              "destRetryMax",                 "0s",                      "DEST_RETRY_MAX",                within(0, 3_600_000),         "largest delay between attempts; 0 = 30s"),
+  str("spoolDir",                  "spoolDir",                     "",                        "SPOOL_DIR",                     length(0, 255),               "disk spool for what does not fit the queue and what is left at shutdown; empty = none"),
+  big("spoolMaxBytes",             "spoolMaxBytes",                "0",                       "SPOOL_MAX_BYTES",               range(0, 2 ** 50),            "spool size, bytes; 0 = 1 GiB"),
+  dur("shutdownDrain",             "shutdownDrain",                "0s",                      "SHUTDOWN_DRAIN",                within(0, 60_000),            "how long shutdown waits for the queue before spooling or dropping the rest; 0 = 3s"),
   num("d",                         "debugLevel",                   "1",                       "DEBUG_LEVEL",                   range(0, 1000),               "verbosity: 0 errors only, 1 one summary line per poll, >10 more"),
 ];
 

@@ -10,9 +10,11 @@ import { clone } from "@bufbuild/protobuf";
 import { type XtcpConfig, XtcpConfigSchema } from "../gen/xtcp_config/v1/xtcp_config_pb.ts";
 import type { NetnsHome } from "../../ffi/netns.ts";
 import type { DaemonControl } from "../api/control.ts";
-import { destOptions, pollSettings } from "../config/derive.ts";
-import type { Destination } from "../dest/destination.ts";
+import { deliverySettings, destOptions, pollSettings } from "../config/derive.ts";
+import { type Destination, isSync } from "../dest/destination.ts";
+import { type Backlog, type Delivery, DeliveryQueue, InPlaceDelivery } from "../dest/queue.ts";
 import { openDestination } from "../dest/registry.ts";
+import { Spool } from "../dest/spool.ts";
 import { marshaller } from "../format/marshal.ts";
 import { NamespaceRegistry } from "../netns/registry.ts";
 import { CaptureWriter } from "../poll/capture_writer.ts";
@@ -42,7 +44,7 @@ export interface DaemonDeps {
 /** One running poll loop and what it owns. */
 interface Loop {
   poller: Poller;
-  dest: Destination;
+  delivery: Delivery;
   capture: CaptureWriter | undefined;
   stop: AbortController;
   running: Promise<void>;
@@ -135,13 +137,15 @@ export class Daemon implements DaemonControl, AsyncDisposable {
       cfg.dest,
       destOptions(cfg, { counters, log, signal: this.deps.signal }),
     );
+    const framing = marshaller(cfg.marshalTo, cfg.csvColumns).framing;
+    const delivery = this.delivery(cfg, dest, framing);
     const capture = cfg.writeFiles > 0
       ? new CaptureWriter(cfg.capturePath, cfg.writeFiles)
       : undefined;
     const poller = new Poller({
       settings: pollSettings(cfg, { hostname: this.deps.hostname, version: VERSION }),
       registry: this.registry,
-      dest,
+      delivery,
       marshaller: marshaller(cfg.marshalTo, cfg.csvColumns),
       log,
       counters,
@@ -166,13 +170,38 @@ export class Daemon implements DaemonControl, AsyncDisposable {
     if (this.deps.signal.aborted) stop.abort();
     // Before each poll: a fatal reconcile error ends the loop at once (and the daemon with it).
     const running = poller.run(stop.signal, () => this.registry.reconcile());
-    this.loop = { poller, dest, capture, stop, running };
+    this.loop = { poller, delivery, capture, stop, running };
     running.then(
       () => {
         if (!this.reconfiguring) this.ended.resolve();
       },
       (err) => this.fail(err),
     );
+  }
+
+  /** In place for destinations that write in place, else the delivery queue (and its spool). */
+  private delivery(cfg: XtcpConfig, dest: Destination, framing: "message" | "lines"): Delivery {
+    const { counters, log } = this.deps;
+    if (isSync(dest)) return new InPlaceDelivery(dest, framing, counters, log);
+    const d = deliverySettings(cfg);
+    const spool = d.spoolDir
+      ? Spool.open(d.spoolDir, { maxBytes: d.spoolMaxBytes, counters, log })
+      : undefined;
+    return new DeliveryQueue(dest, {
+      maxBytes: d.maxBytes,
+      full: d.full,
+      retryInitialMs: d.retryInitialMs,
+      retryMaxMs: d.retryMaxMs,
+      framing,
+      ...(spool ? { spool } : {}),
+      counters,
+      log,
+    });
+  }
+
+  /** What waits to be delivered (undefined for destinations that write in place). */
+  backlog(): Backlog | undefined {
+    return this.loop?.delivery.backlog();
   }
 
   /**
@@ -221,9 +250,15 @@ export class Daemon implements DaemonControl, AsyncDisposable {
     try {
       loop.poller[Symbol.dispose]();
     } finally {
-      this.phase = `closing the destination ${loop.dest.scheme}`;
       try {
-        await loop.dest[Symbol.asyncDispose]();
+        if (loop.delivery instanceof DeliveryQueue) {
+          const { shutdownDrainMs } = deliverySettings(this.configNow);
+          this.phase =
+            `draining the delivery queue of ${loop.delivery.scheme} (${shutdownDrainMs} ms)`;
+          await loop.delivery.close(shutdownDrainMs);
+        }
+        this.phase = `closing the destination ${loop.delivery.scheme}`;
+        await loop.delivery[Symbol.asyncDispose]();
       } finally {
         loop.capture?.close();
       }

@@ -19,8 +19,8 @@ export abstract class DatagramDest implements Destination {
    */
   constructor(protected readonly opts: DestOptions, protected readonly max: number) {}
 
-  /** Sends one datagram. */
-  protected abstract sendOne(b: Uint8Array): Promise<void>;
+  /** Sends one datagram; false when it was dropped (a full receiver queue), counted by the caller. */
+  protected abstract sendOne(b: Uint8Array): Promise<boolean>;
 
   /** Releases the socket. */
   abstract [Symbol.asyncDispose](): Promise<void>;
@@ -38,7 +38,11 @@ export abstract class DatagramDest implements Destination {
     }
     if (pieces.length > 1) this.opts.counters.inc(this.scheme, "split", "count", pieces.length);
     for (const p of pieces) {
-      await this.sendOne(p);
+      if (!(await this.sendOne(p))) {
+        this.opts.counters.inc(this.scheme, "queueFull", "drop");
+        this.opts.counters.inc(this.scheme, "queueFullBytes", "drop", p.length);
+        continue;
+      }
       this.opts.counters.inc(this.scheme, "Writes");
       this.opts.counters.inc(this.scheme, "WriteBytes", "count", p.length);
     }

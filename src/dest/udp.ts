@@ -33,9 +33,9 @@ export class UdpDest extends DatagramDest {
   }
 
   /** Sends one datagram (resolves once the OS took it). */
-  protected sendOne(b: Uint8Array): Promise<void> {
+  protected sendOne(b: Uint8Array): Promise<boolean> {
     return new Promise((resolve, reject) =>
-      this.sock.send(b, this.port, this.host, (err) => (err ? reject(err) : resolve()))
+      this.sock.send(b, this.port, this.host, (err) => (err ? reject(err) : resolve(true)))
     );
   }
 

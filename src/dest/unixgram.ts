@@ -1,7 +1,7 @@
 /**
  * `unixgram:PATH`: each flush as AF_UNIX datagrams. Sends never wait: a receiver whose queue is
- * full loses the datagram, counted as a drop (`unixgram/queueFull/drop`, in rows where the
- * datagram is a protobufList envelope), and the event loop goes on.
+ * full loses the datagram, counted as a drop (`xtcp_counts{function="unixgram",
+ * variable="queueFull",type="drop"}`), and the event loop goes on.
  *
  * @module
  */
@@ -13,9 +13,6 @@ import type { DestOptions } from "./destination.ts";
 export class UnixgramDest extends DatagramDest {
   /** Always "unixgram". */
   readonly scheme = "unixgram";
-  /** Datagrams dropped because the receiver's queue was full. */
-  dropped = 0;
-
   private constructor(private readonly sock: UnixDgramSocket, opts: DestOptions) {
     super(opts, AF_UNIX_DGRAM.maxPayload);
   }
@@ -25,14 +22,10 @@ export class UnixgramDest extends DatagramDest {
     return new UnixgramDest(UnixDgramSocket.connect(path), opts);
   }
 
-  /** Sends one datagram without waiting; a full receiver queue is a counted drop. */
-  protected sendOne(b: Uint8Array): Promise<void> {
+  /** Sends one datagram without waiting; false when the receiver's queue was full. */
+  protected sendOne(b: Uint8Array): Promise<boolean> {
     try {
-      if ((this.sock.send(b) as boolean | void) === false) {
-        this.dropped++;
-        this.opts.counters.inc("unixgram", "queueFull", "drop");
-      }
-      return Promise.resolve();
+      return Promise.resolve(this.sock.send(b));
     } catch (err) {
       return Promise.reject(err);
     }

@@ -8,6 +8,7 @@
  */
 import { AF_INET, AF_INET6, DUMP_REQUEST_LEN } from "./constants.ts";
 import { TruncatedDatagramError } from "./errors.ts";
+import { releaseAfter } from "../util/errors.ts";
 import { PARSE_DONE, PARSE_INTR, parseDatagram, type ParseOptions, ParseStats } from "./parse.ts";
 import { writeDumpRequest } from "./request.ts";
 import { SocketView } from "./socket_view.ts";
@@ -123,15 +124,7 @@ export class Dumper {
     try {
       sockets = this.dumpFamilies(t, sink);
     } catch (err) {
-      try {
-        t.idle?.();
-      } catch (cleanup) {
-        if (typeof err === "object" && err !== null && Object.isExtensible(err)) {
-          const e = err as { suppressed?: unknown[] };
-          if (Array.isArray(e.suppressed)) e.suppressed.push(cleanup);
-          else e.suppressed = [cleanup];
-        }
-      }
+      releaseAfter(err, () => t.idle?.());
       throw err;
     }
     t.idle?.();

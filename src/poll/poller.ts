@@ -15,10 +15,10 @@ import { NetlinkError } from "../netlink/errors.ts";
 import type { SocketView } from "../netlink/socket_view.ts";
 import { EnvelopeWriter } from "../record/encoder.ts";
 import { Stamp } from "../record/stamp.ts";
-import { type Destination, isSync } from "../dest/destination.ts";
+import type { Backlog, Delivery } from "../dest/queue.ts";
 import type { Marshaller } from "../format/marshal.ts";
 import type { NamespaceRegistry, NsState } from "../netns/registry.ts";
-import { errorMessage, isFatal } from "../util/errors.ts";
+import { errorMessage, isFatal, releaseAfter, type Suppressing } from "../util/errors.ts";
 import type { Counters, Logger } from "../util/log.ts";
 import { freezeSettings, type PollSettings } from "./settings.ts";
 
@@ -33,6 +33,20 @@ export interface PollSummary {
   timedOut: boolean;
 }
 
+/**
+ * `; backlog …` for the summary line while delivery is behind: more waits than this poll's own
+ * flushes (which were just handed over), or something is on disk.
+ */
+function backlogText(b: Backlog | undefined, flushes: number): string {
+  if (!b || (b.envelopes <= flushes && b.spooled.envelopes === 0)) return "";
+  const disk = b.spooled.envelopes
+    ? `, ${b.spooled.envelopes} envelopes (${b.spooled.rows} rows) spooled`
+    : "";
+  return `; backlog ${b.envelopes} envelopes (${b.rows} rows, ${b.bytes} bytes, oldest ${
+    (b.oldestMs / 1000).toFixed(1)
+  } s)${disk}`;
+}
+
 /** Why an envelope was flushed (the original's counter names). */
 export type FlushReason = "poll_end" | "poll_timeout" | "rows_cap" | "size_cap" | "shutdown";
 
@@ -41,43 +55,13 @@ export function nowNs(): bigint {
   return BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n;
 }
 
-/**
- * Reusable byte buffers for flushes: a destination holds a flush's bytes only until its send
- * settles, so the buffers come back and the poll loop stops allocating (and freeing) one per
- * flush — megabytes per poll at 100k sockets.
- */
-export class BufferPool {
-  private readonly free: ArrayBuffer[] = [];
-
-  /** @param keep buffers kept for reuse at most */
-  constructor(private readonly keep = 8) {}
-
-  /** A copy of `bytes` in a pooled buffer (a view of exactly its length). */
-  copy(bytes: Uint8Array): Uint8Array {
-    let i = this.free.findIndex((b) => b.byteLength >= bytes.length);
-    if (i < 0) {
-      if (this.free.length >= this.keep) this.free.shift();
-      this.free.push(new ArrayBuffer(Math.max(1 << 20, bytes.length)));
-      i = this.free.length - 1;
-    }
-    const buf = this.free.splice(i, 1)[0] ?? new ArrayBuffer(bytes.length);
-    const out = new Uint8Array(buf, 0, bytes.length);
-    out.set(bytes);
-    return out;
-  }
-
-  /** Gives a buffer from {@link BufferPool.copy} back once nobody reads it any more. */
-  release(view: Uint8Array): void {
-    if (this.free.length < this.keep) this.free.push(view.buffer as ArrayBuffer);
-  }
-}
-
 /** Dependencies of a {@link Poller}. */
 export interface PollerDeps {
   /** What to poll, how often, how. */
   settings: PollSettings;
   registry: NamespaceRegistry;
-  dest: Destination;
+  /** Where flushes go: in place, or the delivery queue of a network destination. */
+  delivery: Delivery;
   marshaller: Marshaller;
   log: Logger;
   counters: Counters;
@@ -101,16 +85,11 @@ export class Poller implements DumpSink, Disposable {
   running = false;
   private settingsNow: PollSettings;
   private readonly env = new EnvelopeWriter(1 << 20);
-  /** Flush copies waiting for (or back from) the destination: reused, not reallocated. */
-  private readonly buffers = new BufferPool();
   private readonly dumper: Dumper;
   private stamp = new Stamp({});
   private mark = this.env.mark();
   private flushesAtMark = 0;
   private flushCount = 0;
-  private pending: Promise<void> = Promise.resolve();
-  /** Flushes queued for an asynchronous destination and not yet sent. */
-  private queued = 0;
   private pollBytes = 0;
   private pollFlushes = 0;
   private modulusCount = 0;
@@ -122,7 +101,7 @@ export class Poller implements DumpSink, Disposable {
   private uringReader: UringNetlinkReader | undefined;
   private pipe: Pipeline | undefined;
   private pipedDumper: Dumper | undefined;
-  private readonly uringTransports = new WeakMap<NetlinkSocket, NetlinkTransport>();
+  private uringTransports = new WeakMap<NetlinkSocket, NetlinkTransport>();
   private triggered = 0;
 
   /** @param deps what the poller works with */
@@ -145,18 +124,24 @@ export class Poller implements DumpSink, Disposable {
       });
       this.pipedDumper = new Dumper({ ...dumping, pipe: this.pipe });
     }
-    if (s.uring) {
-      try {
-        this.uringReader = new UringNetlinkReader(
-          s.uring.recvBatch,
-          s.dump.bufferSize,
-          s.uring.timeoutMs,
-          s.uring.cqeBatch,
-        );
-      } catch (err) {
-        deps.counters.inc("NetlinkerIoUring", "setup", "error");
-        deps.log.warn(`io_uring unavailable: using recvmsg: ${errorMessage(err)}`);
-      }
+    this.uringReader = this.newUringReader();
+  }
+
+  /** A ring for `--ioUring`, or undefined (warned, counted) where the kernel refuses one. */
+  private newUringReader(): UringNetlinkReader | undefined {
+    const s = this.settingsNow;
+    if (!s.uring) return undefined;
+    try {
+      return new UringNetlinkReader(
+        s.uring.recvBatch,
+        s.dump.bufferSize,
+        s.uring.timeoutMs,
+        s.uring.cqeBatch,
+      );
+    } catch (err) {
+      this.deps.counters.inc("NetlinkerIoUring", "setup", "error");
+      this.deps.log.warn(`io_uring unavailable: using recvmsg: ${errorMessage(err)}`);
+      return undefined;
     }
   }
 
@@ -234,54 +219,25 @@ export class Poller implements DumpSink, Disposable {
   }
 
   /**
-   * Marshals the current envelope (if not empty) and sends it. A synchronous destination gets
-   * the bytes in place (nothing copied, nothing held); an asynchronous one gets a pooled copy,
-   * queued behind the flushes before it.
+   * Marshals the current envelope (if not empty) and hands it over: a destination that writes in
+   * place gets the bytes in place (nothing copied, nothing held); the delivery queue keeps a copy.
    */
   flush(reason: FlushReason): void {
     if (this.env.rows === 0) return;
     this.deps.onEnvelope?.(this.env.envelope(), this.env.rows);
-    this.send(this.deps.marshaller.marshal(this.env), this.env.rows, reason, true);
+    this.send(this.deps.marshaller.marshal(this.env), this.env.rows, reason, false);
     this.env.reset();
   }
 
-  /**
-   * Counts one flush and hands it to the destination; `bytes` is only valid during the call when
-   * `borrowed` (then an asynchronous destination gets a copy).
-   */
-  private send(bytes: Uint8Array, rows: number, reason: FlushReason, borrowed: boolean): void {
-    const dest = this.deps.dest;
-    const framing = this.deps.marshaller.framing;
+  /** Counts one flush and delivers it; `owned`: the bytes are given away (else borrowed). */
+  private send(bytes: Uint8Array, rows: number, reason: FlushReason, owned: boolean): void {
     const c = this.deps.counters;
-    const failed = (err: unknown) => {
-      c.inc("Poller", "envelopeFlush", "error");
-      this.deps.log.error(`${dest.scheme}: ${rows} rows lost: ${errorMessage(err)}`);
-    };
     this.flushCount++;
     this.pollFlushes++;
     this.pollBytes += bytes.length;
     c.inc("Poller", "envelopeFlush", reason);
     c.inc("Poller", "envelopeRows", "count", rows);
-    if (isSync(dest) && this.queued === 0) {
-      try {
-        dest.sendSync(bytes, framing);
-      } catch (err) {
-        failed(err);
-      }
-      return;
-    }
-    const out = borrowed ? this.buffers.copy(bytes) : bytes;
-    const done = () => {
-      this.queued--;
-      if (borrowed) this.buffers.release(out);
-    };
-    this.queued++;
-    this.pending = this.pending.then(() =>
-      dest.send(out, framing).then(done, (err) => {
-        done();
-        failed(err);
-      })
-    );
+    this.deps.delivery.deliver(bytes, rows, owned);
   }
 
   /** The worker failed: what it held of this poll is lost; later polls decode in this thread. */
@@ -297,7 +253,7 @@ export class Poller implements DumpSink, Disposable {
   private fromWorker(m: Extract<WorkerReply, { t: "envelope" }>): void {
     if (m.envelope) this.deps.onEnvelope?.(m.envelope, m.rows);
     if (m.bytes) {
-      this.send(m.bytes, m.rows, m.reason, false);
+      this.send(m.bytes, m.rows, m.reason, true); // transferred from the worker
       return;
     }
     // Written by the worker itself: only counted here.
@@ -307,11 +263,6 @@ export class Poller implements DumpSink, Disposable {
     const c = this.deps.counters;
     c.inc("Poller", "envelopeFlush", m.reason);
     c.inc("Poller", "envelopeRows", "count", m.rows);
-  }
-
-  /** Waits until every queued flush has been handed to the destination. */
-  drain(): Promise<void> {
-    return this.pending;
   }
 
   /**
@@ -328,8 +279,18 @@ export class Poller implements DumpSink, Disposable {
       : (err as { code?: unknown }).code ?? (err as Error).name;
     c.inc("Poller", "dump", "error");
     c.inc("Poller", "dumpError", String(kind));
-    this.deps.log.error(`Dump of namespace ${st.info.name} failed: ${errorMessage(err)}`);
+    const also = ((err as Suppressing).suppressed ?? []).map((e) => `; then: ${errorMessage(e)}`);
+    this.deps.log.error(
+      `Dump of namespace ${st.info.name} failed: ${errorMessage(err)}${also.join("")}`,
+    );
     if (!kernelEnded) this.deps.registry.reopen(st);
+    if (this.uringReader?.isBroken) {
+      // Its cancel failed: it may hold stale completions. A new ring (or recvmsg) from now on.
+      c.inc("NetlinkerIoUring", "broken", "error");
+      releaseAfter(err, () => this.uringReader?.close());
+      this.uringTransports = new WeakMap();
+      this.uringReader = this.newUringReader();
+    }
   }
 
   /** One poll of every namespace (synchronous dumps), then the end-of-poll flush. */
@@ -397,7 +358,7 @@ export class Poller implements DumpSink, Disposable {
         const r = await pipe.endPoll(reason);
         for (const e of r.sendErrors) {
           c.inc("Poller", "envelopeFlush", "error");
-          this.deps.log.error(`${this.deps.dest.scheme}: ${e}`);
+          this.deps.log.error(`${this.deps.delivery.scheme}: ${e}`);
         }
         for (const e of r.decodeErrors) {
           c.inc("Poller", "decode", "error");
@@ -409,7 +370,6 @@ export class Poller implements DumpSink, Disposable {
     } else {
       this.flush(reason);
     }
-    await this.drain();
     this.loops++;
     c.inc("Poller", "pollingLoops");
     const summary: PollSummary = {
@@ -425,8 +385,12 @@ export class Poller implements DumpSink, Disposable {
     this.deps.log.info(
       `poll ${summary.loop}: ${namespaces} namespaces, ${sockets} sockets, ${summary.bytes} bytes in ${summary.flushes} flushes, ${
         summary.ms.toFixed(1)
-      } ms${timedOut ? " (timed out)" : ""}`,
+      } ms${timedOut ? " (timed out)" : ""}${
+        backlogText(this.deps.delivery.backlog(), summary.flushes)
+      }`,
     );
+    // With the block policy, a full delivery queue makes the next poll wait.
+    await this.deps.delivery.room();
     return summary;
   }
 
@@ -484,7 +448,6 @@ export class Poller implements DumpSink, Disposable {
     } finally {
       this.running = false;
       this.flush("shutdown");
-      await this.drain();
     }
   }
 }
