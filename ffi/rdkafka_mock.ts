@@ -3,7 +3,9 @@
  * TCP port on 127.0.0.1) for tests, since Debian ships no Kafka broker. Needs `librdkafka.so.1`
  * (Debian package librdkafka1). Run as its own process:
  *
- *   deno run --allow-ffi ffi/rdkafka_mock.ts TOPIC…   prints `bootstrap HOST:PORT`, serves until stdin closes
+ *   deno run --allow-ffi ffi/rdkafka_mock.ts TOPIC…   prints `bootstrap HOST:PORT`, serves until stdin
+ *                                                     closes; a line `down` or `up` on stdin takes
+ *                                                     the broker down or back up
  *
  * @module
  */
@@ -22,6 +24,10 @@ const SYMBOLS = {
   rd_kafka_mock_cluster_destroy: { parameters: ["pointer"], result: "void" },
   rd_kafka_mock_cluster_bootstraps: { parameters: ["pointer"], result: "pointer" },
   rd_kafka_mock_topic_create: { parameters: ["pointer", "buffer", "i32", "i32"], result: "i32" },
+  /** rd_kafka_resp_err_t rd_kafka_mock_broker_set_down(rd_kafka_mock_cluster_t *, int32_t broker_id) */
+  rd_kafka_mock_broker_set_down: { parameters: ["pointer", "i32"], result: "i32" },
+  /** rd_kafka_resp_err_t rd_kafka_mock_broker_set_up(rd_kafka_mock_cluster_t *, int32_t broker_id) */
+  rd_kafka_mock_broker_set_up: { parameters: ["pointer", "i32"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 const cstr = (s: string) => new TextEncoder().encode(s + "\0");
@@ -65,6 +71,17 @@ export class MockKafkaCluster implements Disposable {
     );
   }
 
+  /**
+   * Takes broker `id` (from 1) down (its connections closed, new ones refused) or back up;
+   * returns librdkafka's error code (0 = ok).
+   */
+  setBroker(id: number, up: boolean): number {
+    const s = this.lib.symbols;
+    return up
+      ? s.rd_kafka_mock_broker_set_up(this.mc, id)
+      : s.rd_kafka_mock_broker_set_down(this.mc, id);
+  }
+
   /** Stops the brokers and unloads the library. */
   close(): void {
     this.lib.symbols.rd_kafka_mock_cluster_destroy(this.mc);
@@ -85,7 +102,12 @@ if (import.meta.main) {
     if (rc !== 0) throw new Error(`creating topic ${t}: librdkafka error ${rc}`);
   }
   console.log(`bootstrap ${cluster.bootstrap}`);
-  const buf = new Uint8Array(64);
-  while ((await Deno.stdin.read(buf)) !== null) { /* serve until stdin closes */ }
+  // Serves until stdin closes; the lines "down" and "up" take the broker down and back up.
+  for await (const line of Deno.stdin.readable.pipeThrough(new TextDecoderStream())) {
+    for (const cmd of line.split("\n").map((l) => l.trim()).filter((l) => l)) {
+      const rc = cluster.setBroker(1, cmd === "up");
+      console.log(`${cmd} ${rc}`);
+    }
+  }
   cluster.close();
 }

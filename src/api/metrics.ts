@@ -7,6 +7,7 @@
  */
 import client from "prom-client";
 import type { Counters } from "../util/log.ts";
+import type { Backlog } from "../dest/queue.ts";
 import type { PollSummary } from "../poll/poller.ts";
 
 const LABELS = ["function", "variable", "type"] as const;
@@ -29,8 +30,13 @@ export class Metrics {
   /**
    * @param counters the daemon's counters, exported as xtcp_counts at each scrape
    * @param namespaces current number of tracked namespaces (xtcp_gauge)
+   * @param delivery what waits to be delivered, and where to (xtcp_dest_queue_*, xtcp_dest_spool_*)
    */
-  constructor(counters: Counters, namespaces: () => number) {
+  constructor(
+    counters: Counters,
+    namespaces: () => number,
+    delivery: () => { scheme: string; backlog: Backlog | undefined } | undefined = () => undefined,
+  ) {
     const registers = [this.registry];
     const seen = this.seen;
     new client.Counter({
@@ -88,6 +94,33 @@ export class Metrics {
       "xtcp_record_grpc_histograms",
       "XTCPFlatRecordService durations in seconds",
     );
+    const backlogGauge = (name: string, help: string, read: (b: Backlog) => number) =>
+      new client.Gauge({
+        name,
+        help,
+        labelNames: ["dest"],
+        registers,
+        collect() {
+          this.reset();
+          const d = delivery();
+          if (d?.backlog) this.labels(d.scheme).set(read(d.backlog));
+        },
+      });
+    backlogGauge("xtcp_dest_queue_envelopes", "envelopes waiting in memory", (b) => b.envelopes);
+    backlogGauge("xtcp_dest_queue_rows", "rows waiting in memory", (b) => b.rows);
+    backlogGauge("xtcp_dest_queue_bytes", "bytes waiting in memory", (b) => b.bytes);
+    backlogGauge(
+      "xtcp_dest_queue_oldest_seconds",
+      "age of the oldest envelope waiting in memory",
+      (b) => b.oldestMs / 1000,
+    );
+    backlogGauge(
+      "xtcp_dest_spool_envelopes",
+      "envelopes waiting on disk",
+      (b) => b.spooled.envelopes,
+    );
+    backlogGauge("xtcp_dest_spool_rows", "rows waiting on disk", (b) => b.spooled.rows);
+    backlogGauge("xtcp_dest_spool_bytes", "bytes waiting on disk", (b) => b.spooled.bytes);
     client.collectDefaultMetrics({ register: this.registry });
   }
 

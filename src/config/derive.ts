@@ -111,6 +111,7 @@ export function destOptions(
     topic: cfg.topic,
     kafkaCompression: cfg.kafkaCompression,
     sendTimeoutMs: durationMs(cfg.kafkaProduceTimeout),
+    streamMaxLen: Number(cfg.valkeyStreamMaxLen) || 100,
     ...fileLimits(cfg),
     counters: deps.counters,
     log: deps.log,

@@ -207,7 +207,7 @@ export const FLAGS: readonly FlagSpec[] = [
   str("columns",                   "csvColumns",                   "",                        undefined,                       none,                         "csv/tsv: comma list of lowerCamelCase field names; empty = all"),
   num("envelopeFlushBytes",        "envelopeFlushThresholdBytes",  "0",                       "ENVELOPE_FLUSH_BYTES",          none,                         "flush an envelope above this many bytes; 0 = 786432"),
   num("envelopeFlushRows",         "envelopeFlushThresholdRows",   "0",                       "ENVELOPE_FLUSH_ROWS",           none,                         "flush an envelope at this many rows; 0 = 10000"),
-  str("dest",                      "dest",                         "stdout",                  "DEST",                          DEST_RULE,                    "destination: null, stdout, stderr, file:PATH, udp:HOST:PORT, unix:PATH, unixgram:PATH, kafka:, nats:, nsq:, valkey:/redis:HOST:PORT"),
+  str("dest",                      "dest",                         "stdout",                  "DEST",                          DEST_RULE,                    "destination: null, stdout, stderr, file:PATH, udp:HOST:PORT, unix:PATH, unixgram:PATH, kafka:, nats:, nsq:, valkey:/redis:, valkey-stream:HOST:PORT"),
   num("destWriteFiles",            "destWriteFiles",               "10",                      "DEST_WRITE_FILES",              range(0, 1000),               "accepted for compatibility"),
   str("topic",                     "topic",                        "xtcp",                    "TOPIC",                         length(1, 40),                "Kafka topic / NATS subject / NSQ topic / Valkey channel"),
   str("kafkaCompression",          "kafkaCompression",             "",                        "KAFKA_COMPRESSION",             oneOf(KAFKA_COMPRESSIONS),    "Kafka compression"),
@@ -265,6 +265,7 @@ export const FLAGS: readonly FlagSpec[] = [
   str("spoolDir",                  "spoolDir",                     "",                        "SPOOL_DIR",                     length(0, 255),               "disk spool for what does not fit the queue and what is left at shutdown; empty = none"),
   big("spoolMaxBytes",             "spoolMaxBytes",                "0",                       "SPOOL_MAX_BYTES",               range(0, 2 ** 50),            "spool size, bytes; 0 = 1 GiB"),
   dur("shutdownDrain",             "shutdownDrain",                "0s",                      "SHUTDOWN_DRAIN",                within(0, 60_000),            "how long shutdown waits for the queue before spooling or dropping the rest; 0 = 3s"),
+  big("valkeyStreamMaxLen",        "valkeyStreamMaxLen",           "0",                       "VALKEY_STREAM_MAX_LEN",         range(0, 1e9),                "valkey-stream: keep about this many entries (one per flush); 0 = 100"),
   num("d",                         "debugLevel",                   "1",                       "DEBUG_LEVEL",                   range(0, 1000),               "verbosity: 0 errors only, 1 one summary line per poll, >10 more"),
 ];
 

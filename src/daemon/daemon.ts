@@ -12,7 +12,13 @@ import type { NetnsHome } from "../../ffi/netns.ts";
 import type { DaemonControl } from "../api/control.ts";
 import { deliverySettings, destOptions, pollSettings } from "../config/derive.ts";
 import { type Destination, isSync } from "../dest/destination.ts";
-import { type Backlog, type Delivery, DeliveryQueue, InPlaceDelivery } from "../dest/queue.ts";
+import {
+  type Backlog,
+  type Delivery,
+  DeliveryQueue,
+  DROP_REASONS,
+  InPlaceDelivery,
+} from "../dest/queue.ts";
 import { openDestination } from "../dest/registry.ts";
 import { Spool } from "../dest/spool.ts";
 import { marshaller } from "../format/marshal.ts";
@@ -24,6 +30,21 @@ import { durationMs, msToDuration } from "../util/duration.ts";
 import { errorMessage, isFatal } from "../util/errors.ts";
 import type { Counters, Logger } from "../util/log.ts";
 import { VERSION } from "../version.ts";
+
+/**
+ * One line accounting for every row handed to the delivery queue since start: acknowledged,
+ * dropped (by reason), spooled, or still waiting.
+ */
+export function deliveryAccount(scheme: string, c: Counters): string {
+  const rows = (variable: string) => c.get("destQueue", variable, "rows");
+  const reasons = DROP_REASONS.map((r) => [r, rows(`drop_${r}`)] as const).filter(([, n]) => n);
+  const dropped = reasons.reduce((sum, [, n]) => sum + n, 0);
+  return `delivery to ${scheme}: ${rows("enqueued")} rows handed over, ${
+    rows("acked")
+  } acknowledged, ${dropped} dropped${
+    reasons.length ? ` (${reasons.map(([r, n]) => `${r} ${n}`).join(", ")})` : ""
+  }, ${rows("spooled")} spooled`;
+}
 
 /** What a {@link Daemon} is made of. */
 export interface DaemonDeps {
@@ -138,7 +159,7 @@ export class Daemon implements DaemonControl, AsyncDisposable {
       destOptions(cfg, { counters, log, signal: this.deps.signal }),
     );
     const framing = marshaller(cfg.marshalTo, cfg.csvColumns).framing;
-    const delivery = this.delivery(cfg, dest, framing);
+    const delivery = this.openDelivery(cfg, dest, framing);
     const capture = cfg.writeFiles > 0
       ? new CaptureWriter(cfg.capturePath, cfg.writeFiles)
       : undefined;
@@ -180,7 +201,7 @@ export class Daemon implements DaemonControl, AsyncDisposable {
   }
 
   /** In place for destinations that write in place, else the delivery queue (and its spool). */
-  private delivery(cfg: XtcpConfig, dest: Destination, framing: "message" | "lines"): Delivery {
+  private openDelivery(cfg: XtcpConfig, dest: Destination, framing: "message" | "lines"): Delivery {
     const { counters, log } = this.deps;
     if (isSync(dest)) return new InPlaceDelivery(dest, framing, counters, log);
     const d = deliverySettings(cfg);
@@ -199,9 +220,10 @@ export class Daemon implements DaemonControl, AsyncDisposable {
     });
   }
 
-  /** What waits to be delivered (undefined for destinations that write in place). */
-  backlog(): Backlog | undefined {
-    return this.loop?.delivery.backlog();
+  /** Where flushes go now and what waits to be delivered (no backlog when written in place). */
+  get delivery(): { scheme: string; backlog: Backlog | undefined } | undefined {
+    const d = this.loop?.delivery;
+    return d ? { scheme: d.scheme, backlog: d.backlog() } : undefined;
   }
 
   /**
@@ -256,6 +278,7 @@ export class Daemon implements DaemonControl, AsyncDisposable {
           this.phase =
             `draining the delivery queue of ${loop.delivery.scheme} (${shutdownDrainMs} ms)`;
           await loop.delivery.close(shutdownDrainMs);
+          this.deps.log.info(deliveryAccount(loop.delivery.scheme, this.deps.counters));
         }
         this.phase = `closing the destination ${loop.delivery.scheme}`;
         await loop.delivery[Symbol.asyncDispose]();

@@ -119,7 +119,7 @@ export async function runDaemon(
     hostname: Deno.hostname(),
     signal: shutdown.signal,
   });
-  const metrics = new Metrics(counters, () => daemon.namespaces);
+  const metrics = new Metrics(counters, () => daemon.namespaces, () => daemon.delivery);
   daemon.onPoll = (s) => metrics.poll(s);
   try {
     const http = await serveHttp({

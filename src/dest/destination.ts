@@ -70,6 +70,8 @@ export interface DestOptions {
   topic: string;
   /** `--kafkaCompression` (kafka: only). */
   kafkaCompression?: string;
+  /** valkey-stream: XADD MAXLEN ~ this (0 = 100). */
+  streamMaxLen?: number;
   /** How long one send may wait for the peer, in ms (`--produceTimeout`; 0 = the default). */
   sendTimeoutMs?: number;
   /** file: rotation size. */

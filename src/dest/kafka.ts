@@ -9,7 +9,7 @@
 import { Buffer } from "node:buffer";
 import process from "node:process";
 import { CompressionTypes, Kafka, logLevel, type Producer } from "kafkajs";
-import { errorMessage } from "../util/errors.ts";
+import { errorMessage, RefusedError } from "../util/errors.ts";
 import { withTimeout } from "../util/timeout.ts";
 import {
   type Destination,
@@ -106,6 +106,13 @@ export class KafkaDest implements Destination {
       this.opts.counters.inc("destKafka", "Produce");
     } catch (err) {
       this.opts.counters.inc("destKafka", "Produce", "error");
+      // The broker's own answer that this record cannot be taken (too large, not allowed).
+      const e = err as { name?: string; retriable?: boolean };
+      if (e.name === "KafkaJSProtocolError" && e.retriable === false) {
+        throw new RefusedError(`Kafka broker refused the record: ${errorMessage(err)}`, {
+          cause: err,
+        });
+      }
       throw err;
     }
   }

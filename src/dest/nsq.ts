@@ -11,7 +11,7 @@
  * @module
  */
 import { splitHostPort } from "../util/address.ts";
-import { errorMessage } from "../util/errors.ts";
+import { errorMessage, RefusedError } from "../util/errors.ts";
 import { closeIfOpen } from "../util/close.ts";
 import { withTimeout } from "../util/timeout.ts";
 import { writeAll } from "../util/write_all.ts";
@@ -28,13 +28,10 @@ const FRAME_ERROR = 1;
 /** Valid NSQ topic names. */
 export const NSQ_TOPIC = /^[.a-zA-Z0-9_-]{1,64}(#ephemeral)?$/;
 
-/** nsqd answered a command with an error frame (E_BAD_TOPIC, E_PUB_FAILED, …). */
-export class NsqError extends Error {
-  /** @param frame the error frame's text */
-  constructor(readonly frame: string) {
-    super(`Nsqd refused the command: ${frame}`);
-    this.name = "NsqError";
-  }
+/** nsqd answered with an error frame: E_BAD_* for good (refused), others (E_PUB_FAILED) not. */
+function nsqError(frame: string): Error {
+  const message = `Nsqd refused the command: ${frame}`;
+  return frame.startsWith("E_BAD_") ? new RefusedError(message) : new Error(message);
 }
 
 /** Publishes flushes to an nsqd. */
@@ -118,7 +115,7 @@ export class NsqDest implements Destination {
         continue;
       }
       if (type === FRAME_RESPONSE && data === "OK") return;
-      if (type === FRAME_ERROR) throw new NsqError(data);
+      if (type === FRAME_ERROR) throw nsqError(data);
       throw new Error(`Unexpected nsqd frame: type ${type}: ${data.slice(0, 80)}`);
     }
   }

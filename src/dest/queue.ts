@@ -3,7 +3,8 @@
  * stdout, stderr, file) take it at once; every other one sits behind one {@link DeliveryQueue}:
  * a flush is enqueued and the poll goes on; envelopes go out in order, one at a time, and leave
  * the queue only when the destination acknowledged them (its `send` resolved); a failed send is
- * retried with exponential backoff and jitter for as long as the queue has room. The queue is
+ * retried with exponential backoff and jitter for as long as the queue has room (an envelope
+ * the peer refused for good, a RefusedError, is dropped after a few attempts, counted). The queue is
  * bounded in bytes; when it is full the oldest envelopes are dropped (or the newest, or the next
  * poll waits), or, with a {@link Spool}, they go to disk. Every envelope is accounted for
  * exactly: acknowledged, dropped (by reason, in rows, bytes and envelopes), spooled, or queued.
@@ -11,7 +12,7 @@
  * @module
  */
 import { Backoff } from "../util/backoff.ts";
-import { errorKind, errorMessage } from "../util/errors.ts";
+import { errorMessage, isRefused } from "../util/errors.ts";
 import type { Counters, Logger } from "../util/log.ts";
 import { type Destination, type Framing, isSync, type SyncDestination } from "./destination.ts";
 import type { Spool } from "./spool.ts";
@@ -23,7 +24,10 @@ export const FULL_POLICIES = ["drop_oldest", "drop_newest", "block"] as const;
 export type FullPolicy = (typeof FULL_POLICIES)[number];
 
 /** Why envelopes were dropped. */
-export type DropReason = "queue_full" | "spool_full" | "rejected" | "shutdown" | "failed";
+export const DROP_REASONS = ["queue_full", "spool_full", "rejected", "shutdown"] as const;
+
+/** A {@link DROP_REASONS} value. */
+export type DropReason = (typeof DROP_REASONS)[number];
 
 /** What is waiting to be delivered. */
 export interface Backlog {
@@ -107,7 +111,7 @@ export interface QueueOptions {
   framing: Framing;
   /** Where what does not fit in memory, and what is left at shutdown, goes. */
   spool?: Spool;
-  /** Attempts of an envelope the destination refuses for good before it is dropped (3). */
+  /** Attempts of an envelope the peer refuses for good (RefusedError) before it is dropped (3). */
   permanentAttempts?: number;
   counters: Counters;
   log: Logger;
@@ -347,7 +351,6 @@ export class DeliveryQueue implements Delivery {
         if (this.abandoned) return;
         this.inFlight = undefined;
         this.o.counters.inc(FN, "retries", "count");
-        const kind = errorKind(err);
         if (!this.failing) {
           this.failing = { since: performance.now(), attempts: 0 };
           const b = this.backlog();
@@ -358,7 +361,7 @@ export class DeliveryQueue implements Delivery {
           );
         }
         this.failing.attempts++;
-        if (kind === "permanent" && ++permanentAttempts >= (this.o.permanentAttempts ?? 3)) {
+        if (isRefused(err) && ++permanentAttempts >= (this.o.permanentAttempts ?? 3)) {
           // Refused for good (too large, not allowed): keeping it would stop everything behind.
           permanentAttempts = 0;
           this.o.log.error(

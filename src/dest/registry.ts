@@ -28,6 +28,8 @@ export const DEST_SCHEMES = [
   "nsq",
   "valkey",
   "redis",
+  "valkey-stream",
+  "redis-stream",
 ] as const;
 
 /** A destination scheme. */
@@ -61,7 +63,7 @@ export function parseDest(dest: string): DestSpec {
   if (dest === "null" || dest === "null:" || dest === "stdout" || dest === "stderr") {
     return { scheme: dest === "null:" ? "null" : dest, address: "" };
   }
-  const m = /^([a-z0-9]+):(.*)$/.exec(dest);
+  const m = /^([a-z0-9-]+):(.*)$/.exec(dest);
   if (!m || m[1] === undefined || m[2] === undefined) {
     throw new RangeError(
       `must be null, stdout, stderr or scheme:address (schemes: ${DEST_SCHEMES.join(", ")})`,
@@ -135,6 +137,8 @@ export async function openDestination(dest: string, opts: DestOptions): Promise<
       return await (await import("./nsq.ts")).NsqDest.open(address, opts);
     case "valkey":
     case "redis":
+    case "valkey-stream":
+    case "redis-stream":
       return await (await import("./valkey.ts")).ValkeyDest.open(scheme, address, opts);
   }
 }

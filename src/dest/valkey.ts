@@ -1,6 +1,9 @@
 /**
  * `valkey:HOST:PORT` (also `redis:`): each flush PUBLISHed on channel `--topic`, acknowledged by
- * the server's reply. Fails at startup without a server; afterwards the client reconnects with
+ * the server's reply. PUBLISH reaches only the subscribers connected at that moment (pub/sub by
+ * design); `valkey-stream:HOST:PORT` (also `redis-stream:`) is the durable mode: each flush is an
+ * entry (field `data`) of the stream `--topic`, `XADD … MAXLEN ~ --valkeyStreamMaxLen`, so a
+ * consumer that was away reads what it missed with XREAD/XREADGROUP. Fails at startup without a server; afterwards the client reconnects with
  * backoff for as long as the daemon runs, and commands made while it is away fail at once (no
  * unbounded offline queue; the caller retries).
  *
@@ -58,15 +61,28 @@ export class ValkeyDest implements Destination {
     return new ValkeyDest(scheme, client, opts);
   }
 
-  /** PUBLISHes one flush; resolves with the server's reply. */
+  /** PUBLISHes (or XADDs) one flush; resolves with the server's reply. */
   async send(bytes: Uint8Array): Promise<void> {
-    await withTimeout(
-      // A copy: the client may still hold it after a timeout, when `bytes` is reused.
-      this.client.publish(this.opts.topic, Buffer.from(bytes)),
+    // A copy: the client may still hold it after a timeout, when `bytes` is reused.
+    const data = Buffer.from(bytes);
+    const topic = this.opts.topic;
+    const stream = this.scheme.endsWith("-stream");
+    await withTimeout<unknown>(
+      stream
+        ? this.client.xadd(
+          topic,
+          "MAXLEN",
+          "~",
+          String(this.opts.streamMaxLen ?? 100),
+          "*",
+          "data",
+          data,
+        )
+        : this.client.publish(topic, data),
       sendTimeoutMs(this.opts),
-      `${this.scheme} PUBLISH`,
+      `${this.scheme} ${stream ? "XADD" : "PUBLISH"}`,
     );
-    this.opts.counters.inc("destValKey", "Publish");
+    this.opts.counters.inc("destValKey", stream ? "XAdd" : "Publish");
   }
 
   /** QUITs (2 s at most), else disconnects. */

@@ -96,6 +96,48 @@ export function isFatal(err: unknown): boolean {
 }
 
 /**
+ * The peer received the data and refused it for good (too large, malformed, not allowed): sending
+ * the same bytes again gives the same answer. Only destinations throw it, and only for such an
+ * answer; every other failure (a peer away, a timeout, an unknown error) is worth retrying.
+ *
+ * @example
+ * ```ts
+ * throw new RefusedError("Nsqd refused the message: E_BAD_MESSAGE");
+ * ```
+ */
+export class RefusedError extends Error {
+  /** Never: the same bytes get the same answer. */
+  readonly retriable = false;
+  /** Always true: see {@link isRefused}. */
+  readonly refused = true;
+  /**
+   * @param message what the peer said
+   * @param options the peer's own error, if any
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "RefusedError";
+  }
+}
+
+/**
+ * Whether a destination says the peer refused the data for good ({@link RefusedError} anywhere
+ * along the `cause` chain).
+ *
+ * @example
+ * ```ts
+ * isRefused(new Error("send", { cause: new RefusedError("too large") })); // true
+ * ```
+ */
+export function isRefused(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && typeof e === "object" && depth < 8; depth++) {
+    if ((e as { refused?: unknown }).refused === true) return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
+/**
  * The message of anything thrown (an Error's message, or its text).
  *
  * @example

@@ -16,6 +16,8 @@ export interface MockKafka extends AsyncDisposable {
   bootstrap: string;
   /** Stops it (idempotent). */
   close(): Promise<void>;
+  /** Takes the broker down (connections closed, new ones refused) or back up. */
+  setBroker(up: boolean): Promise<void>;
 }
 
 /** Starts a mock broker with `topics` created. */
@@ -47,6 +49,21 @@ export async function startMockKafka(topics: string[]): Promise<MockKafka> {
     }
     text += value;
   }
-  const bootstrap = /bootstrap (\S+)\n/.exec(text)![1];
-  return { bootstrap, close, [Symbol.asyncDispose]: close };
+  const bootstrap = /bootstrap (\S+)\n/.exec(text)?.[1] ?? "";
+  const setBroker = async (up: boolean) => {
+    await stdin.write(new TextEncoder().encode(up ? "up\n" : "down\n"));
+    const want = new RegExp(`^${up ? "up" : "down"} (-?\\d+)$`, "m");
+    for (;;) {
+      const m = want.exec(text);
+      if (m) {
+        text = text.slice((m.index ?? 0) + m[0].length);
+        if (m[1] !== "0") throw new Error(`mock broker ${up ? "up" : "down"}: error ${m[1]}`);
+        return;
+      }
+      const { value, done } = await out.read();
+      if (done) throw new Error("mock Kafka broker exited");
+      text += value;
+    }
+  };
+  return { bootstrap, close, setBroker, [Symbol.asyncDispose]: close };
 }
