@@ -13,8 +13,11 @@
  *   poll log line name the missing modules and how to load them.
  *
  * Skipped, loudly, where QEMU or the other tools are missing or the kernels cannot be fetched.
+ * Without QEMU, the committed captures of these kernels (tests/captures) still run in the
+ * fixture suites; their tcp_info lengths are checked here.
  */
 import assert from "node:assert/strict";
+import { ownCaptures } from "./support/fixtures.ts";
 import {
   bootAll,
   checkCapture,
@@ -22,7 +25,29 @@ import {
   finished,
   prepare,
   tail,
+  tcpInfoLengths,
 } from "./kernels/suite.ts";
+import { KERNELS } from "./kernels/vm.ts";
+
+/** tcp_info bytes by kernel: the two booted here, and this machine's 6.18 of the first capture. */
+const TCP_INFO_LEN: Record<string, number> = {
+  ...Object.fromEntries(KERNELS.map((k) => [k.capture, k.tcpInfoLen])),
+  loopback_6_18: 280,
+};
+
+Deno.test("kernels: each committed capture carries its kernel's tcp_info length", () => {
+  const seen: string[] = [];
+  for (const c of ownCaptures()) {
+    const name = c.name.replace(/^own\//, "");
+    const want = TCP_INFO_LEN[name];
+    if (want === undefined) continue;
+    const lens = tcpInfoLengths(c.pcap);
+    assert.deepEqual([...lens.keys()], [want], `${name}: tcp_info lengths ${[...lens]}`);
+    seen.push(`${name}: ${want} bytes`);
+  }
+  assert.deepEqual(seen.length, Object.keys(TCP_INFO_LEN).length, seen.join(", "));
+  console.log(`tcp_info: ${seen.join(", ")}`);
+});
 
 const prepared = await prepare();
 if (typeof prepared === "string") {
