@@ -6,15 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { decodeCapture } from "../src/netlink/capture.ts";
-import {
-  allSharedPcaps,
-  type CapturePair,
-  HAVE_FIXTURES,
-  ownCaptures,
-  sharedCaptures,
-} from "./support/fixtures.ts";
-import { compareWithSs, decodeFile, type Rec } from "./support/records.ts";
-import { parseSs, type SsSocket } from "./support/ss_text.ts";
+import { allSharedPcaps, HAVE_FIXTURES, ownCaptures, sharedCaptures } from "./support/fixtures.ts";
+import { checkCapturePair as checkPair } from "./support/records.ts";
 
 Deno.test({
   name: "every shared capture decodes without error",
@@ -30,31 +23,6 @@ Deno.test({
     }
   },
 });
-
-function checkPair(pair: CapturePair): { sockets: number; values: number } {
-  const recs = decodeFile(pair.pcap);
-  const ss = parseSs(Deno.readTextFileSync(pair.ss!));
-  assert.equal(recs.length, ss.length, `${pair.name}: socket count, ours vs ss`);
-  const byCookie = new Map<bigint, SsSocket>();
-  for (const s of ss) {
-    assert.ok(s.cookie !== undefined, `${pair.name}: ss line without sk: cookie`);
-    byCookie.set(s.cookie, s);
-  }
-  let values = 0;
-  const seen = new Set<bigint>();
-  for (const r of recs) {
-    const cookie = r.get("inet_diag_msg_socket_cookie") as bigint;
-    const s = byCookie.get(cookie);
-    assert.ok(s, `${pair.name}: socket with cookie ${cookie.toString(16)} not in the ss text`);
-    assert.ok(!seen.has(cookie), `${pair.name}: cookie ${cookie} twice`);
-    seen.add(cookie);
-    values += compareWithSs(r as Rec, s, `${pair.name} sk:${cookie.toString(16)}`, {
-      lastTolMs: pair.lastTolMs,
-    });
-  }
-  console.log(`${pair.name}: ${recs.length} sockets, ${values} values agree with ss`);
-  return { sockets: recs.length, values };
-}
 
 for (const pair of sharedCaptures().filter((p) => p.ss)) {
   Deno.test(`capture ${pair.name} agrees with ss, socket by socket`, () => {

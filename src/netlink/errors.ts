@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { ENOENT, missingDiagModulesHint } from "./diag_modules.ts";
 
 /** Malformed bytes: a netlink header, message or capture that cannot be walked. */
 export class DecodeError extends Error {
@@ -18,7 +19,11 @@ export class DecodeError extends Error {
   }
 }
 
-/** The kernel answered a request with an error (NLMSG_ERROR, or a negative status in NLMSG_DONE). */
+/**
+ * The kernel answered a request with an error (NLMSG_ERROR, or a negative status in NLMSG_DONE).
+ * ENOENT, the answer of a kernel without its inet_diag and tcp_diag modules, names them and how
+ * to load them.
+ */
 export class NetlinkError extends Error {
   /**
    * @param errno positive errno value
@@ -26,7 +31,10 @@ export class NetlinkError extends Error {
    * @param where "NLMSG_ERROR" or "NLMSG_DONE"
    */
   constructor(readonly errno: number, readonly code: string, readonly where: string) {
-    super(`Kernel answered the dump with ${where}: ${code} (errno ${errno})`);
+    super(
+      `Kernel answered the dump with ${where}: ${code} (errno ${errno})` +
+        (errno === ENOENT ? `: ${missingDiagModulesHint()}` : ""),
+    );
     this.name = "NetlinkError";
   }
 }

@@ -10,7 +10,8 @@ import type { SocketView } from "../../src/netlink/socket_view.ts";
 import { formatIp } from "../../src/record/ip.ts";
 import { Stamp } from "../../src/record/stamp.ts";
 import { type FieldValue, recordEntries } from "../../src/record/values.ts";
-import type { SsSocket } from "./ss_text.ts";
+import type { CapturePair } from "./fixtures.ts";
+import { parseSs, type SsSocket } from "./ss_text.ts";
 
 /**
  * The Envelope inside one protobufList message (varint length ‖ Envelope), after checking that
@@ -237,4 +238,33 @@ export function compareWithSs(
     eq(r.get("congestion_algorithm_string"), s.cc, "congestion algorithm");
   }
   return n;
+}
+
+/**
+ * Asserts that a capture and the `ss` text taken at the same moment hold the same sockets (by
+ * cookie) with the same values; returns how many sockets and values were compared.
+ */
+export function checkCapturePair(pair: CapturePair): { sockets: number; values: number } {
+  const recs = decodeFile(pair.pcap);
+  const ss = parseSs(Deno.readTextFileSync(pair.ss!));
+  assert.equal(recs.length, ss.length, `${pair.name}: socket count, ours vs ss`);
+  const byCookie = new Map<bigint, SsSocket>();
+  for (const s of ss) {
+    assert.ok(s.cookie !== undefined, `${pair.name}: ss line without sk: cookie`);
+    byCookie.set(s.cookie, s);
+  }
+  let values = 0;
+  const seen = new Set<bigint>();
+  for (const r of recs) {
+    const cookie = r.get("inet_diag_msg_socket_cookie") as bigint;
+    const s = byCookie.get(cookie);
+    assert.ok(s, `${pair.name}: socket with cookie ${cookie.toString(16)} not in the ss text`);
+    assert.ok(!seen.has(cookie), `${pair.name}: cookie ${cookie} twice`);
+    seen.add(cookie);
+    values += compareWithSs(r, s, `${pair.name} sk:${cookie.toString(16)}`, {
+      lastTolMs: pair.lastTolMs,
+    });
+  }
+  console.log(`${pair.name}: ${recs.length} sockets, ${values} values agree with ss`);
+  return { sockets: recs.length, values };
 }
