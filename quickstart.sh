@@ -25,7 +25,8 @@ ensure_apt() {
   # Packages the tests use: ip/ss (iproute2), tshark (reads our pcap captures), capsh, a gRPC
   # client that is not ours (python3-grpcio), promtool (prometheus), real brokers (nats-server,
   # redis-server; the tests start them on free ports, apt does not start them here), librdkafka1
-  # (its mock cluster is the Kafka broker of the tests); for the kernel suite, QEMU, a static
+  # (its mock cluster is the Kafka broker of the tests), kcat (a Kafka consumer that is not
+  # ours, reading every codec back); for the kernel suite, QEMU, a static
   # busybox (the VM's userland) and xz (Debian's 6.12 modules are .ko.xz).
   local missing=()
   command -v ip >/dev/null 2>&1 || missing+=(iproute2)
@@ -37,6 +38,7 @@ ensure_apt() {
   [ -x /usr/bin/redis-server ] || missing+=(redis-server)
   [ -e /usr/lib/x86_64-linux-gnu/librdkafka.so.1 ] || missing+=(librdkafka1)
   [ -x /usr/bin/promtool ] || missing+=(prometheus)
+  [ -x /usr/bin/kcat ] || missing+=(kcat)
   command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
   dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
   command -v xz >/dev/null 2>&1 || missing+=(xz-utils)

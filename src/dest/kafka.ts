@@ -10,6 +10,7 @@ import { Buffer } from "node:buffer";
 import process from "node:process";
 import { CompressionTypes, Kafka, logLevel, type Producer } from "kafkajs";
 import { errorMessage, RefusedError } from "../util/errors.ts";
+import { registerCodec } from "./kafka_codecs.ts";
 import { withTimeout } from "../util/timeout.ts";
 import {
   type Destination,
@@ -37,15 +38,15 @@ function quietKafkajsTimers(): void {
   };
 }
 
-/** kafkajs codecs by `--kafkaCompression` value (GZIP is built in; the others need plugins). */
-const CODECS: Record<KafkaCompression, CompressionTypes | undefined> = {
+/** kafkajs codecs by `--kafkaCompression` value (snappy, lz4, zstd: kafka_codecs.ts). */
+const CODECS: Record<KafkaCompression, CompressionTypes> = {
   "": CompressionTypes.None,
   auto: CompressionTypes.None,
   none: CompressionTypes.None,
   gzip: CompressionTypes.GZIP,
-  zstd: undefined,
-  lz4: undefined,
-  snappy: undefined,
+  zstd: CompressionTypes.ZSTD,
+  lz4: CompressionTypes.LZ4,
+  snappy: CompressionTypes.Snappy,
 };
 
 /** Produces flushes to a Kafka broker. */
@@ -61,13 +62,16 @@ export class KafkaDest implements Destination {
 
   /** Connects the producer (failing at startup if the broker does not answer). */
   static async open(addr: string, opts: DestOptions): Promise<KafkaDest> {
-    const name = (opts.kafkaCompression ?? "") as KafkaCompression;
-    const codec = CODECS[name];
+    const name = opts.kafkaCompression ?? "";
+    const codec = (CODECS as Record<string, CompressionTypes | undefined>)[name];
     if (codec === undefined) {
       throw new RangeError(
-        `Kafka compression is not available in this build: "${name}": use gzip or none`,
+        `Unknown Kafka compression: "${name}": use ${
+          Object.keys(CODECS).filter((c) => c).join(", ")
+        }`,
       );
     }
+    await registerCodec(codec);
     const timeoutMs = sendTimeoutMs(opts);
     quietKafkajsTimers();
     const kafka = new Kafka({
