@@ -198,16 +198,25 @@ export function interruptedTooOften(op: string): OsError {
   return new OsError(op, EINTR, `interrupted ${MAX_EINTR_RETRIES + 1} times in a row`);
 }
 
-/** sendmsg(2); returns bytes sent. EINTR is retried (bounded by {@link MAX_EINTR_RETRIES}). */
-export function sysSendmsg(fd: number, msghdr: Uint8Array, flags = 0): number {
+/**
+ * `call` (a libc call returning -1 with errno on failure), retried on EINTR at most
+ * {@link MAX_EINTR_RETRIES} times in a row; errno is read right as the call returns.
+ */
+function retryingEintr(op: string, call: () => number): number {
   const c = lc();
   for (let retries = 0;; retries++) {
-    const n = c.symbols.sendmsg(fd, msghdr, flags);
+    const n = call();
     const e = c.errno[0];
     if (n >= 0) return n;
-    if (e !== EINTR) throw new OsError("sendmsg", e);
-    if (retries === MAX_EINTR_RETRIES) throw interruptedTooOften("sendmsg");
+    if (e !== EINTR) throw new OsError(op, e);
+    if (retries === MAX_EINTR_RETRIES) throw interruptedTooOften(op);
   }
+}
+
+/** sendmsg(2); returns bytes sent. EINTR is retried (bounded by {@link MAX_EINTR_RETRIES}). */
+export function sysSendmsg(fd: number, msghdr: Uint8Array, flags = 0): number {
+  const s = lc().symbols;
+  return retryingEintr("sendmsg", () => s.sendmsg(fd, msghdr, flags));
 }
 
 /**
@@ -215,14 +224,8 @@ export function sysSendmsg(fd: number, msghdr: Uint8Array, flags = 0): number {
  * each retry waits SO_RCVTIMEO afresh.
  */
 export function sysRecvmsg(fd: number, msghdr: Uint8Array, flags = 0): number {
-  const c = lc();
-  for (let retries = 0;; retries++) {
-    const n = c.symbols.recvmsg(fd, msghdr, flags);
-    const e = c.errno[0];
-    if (n >= 0) return n;
-    if (e !== EINTR) throw new OsError("recvmsg", e);
-    if (retries === MAX_EINTR_RETRIES) throw interruptedTooOften("recvmsg");
-  }
+  const s = lc().symbols;
+  return retryingEintr("recvmsg", () => s.recvmsg(fd, msghdr, flags));
 }
 
 /** setsockopt(2). */

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { OwnedFd } from "./owned_fd.ts";
 import {
   addressOf,
   AF_NETLINK,
@@ -54,12 +55,11 @@ function pinned(n: number): Uint8Array {
  * const n = sock.recv(buffer);
  * ```
  */
-export class NetlinkSocket implements Disposable {
+export class NetlinkSocket extends OwnedFd {
   /** Port id the kernel assigned at bind (replies carry it as nlmsg_pid). */
   readonly portId: number;
   /** msg_flags of the last receive. */
   lastFlags = 0;
-  private fdOrClosed: number;
   // Send side: kernel address, one iovec, one msghdr, a copy buffer.
   private readonly sendBuf = pinned(SEND_BUF_LEN);
   private readonly sendIov = pinned(IOVEC_LEN);
@@ -73,7 +73,7 @@ export class NetlinkSocket implements Disposable {
   private recvTarget: Uint8Array | undefined;
 
   private constructor(fd: number, portId: number) {
-    this.fdOrClosed = fd;
+    super(fd);
     this.portId = portId;
     this.kernelAddr[0] = AF_NETLINK; // sockaddr_nl{nl_family = AF_NETLINK, nl_pid = 0 (kernel)}
     const send = new DataView(this.sendHdr.buffer);
@@ -128,10 +128,9 @@ export class NetlinkSocket implements Disposable {
     }
   }
 
-  /** The file descriptor (throws once closed). */
-  get fd(): number {
-    if (this.fdOrClosed < 0) throw new Error("Netlink socket is closed");
-    return this.fdOrClosed;
+  /** @internal */
+  protected closedError(): Error {
+    return new Error("Netlink socket is closed");
   }
 
   /** Whether msg_flags of the last receive had MSG_TRUNC (the datagram did not fit). */
@@ -178,18 +177,5 @@ export class NetlinkSocket implements Disposable {
     const n = sysRecvmsg(fd, this.recvHdr);
     this.lastFlags = h.getInt32(48, true);
     return n;
-  }
-
-  /** Closes the socket (idempotent). */
-  close(): void {
-    if (this.fdOrClosed < 0) return;
-    const fd = this.fdOrClosed;
-    this.fdOrClosed = -1;
-    sysClose(fd);
-  }
-
-  /** Same as {@link NetlinkSocket.close}. */
-  [Symbol.dispose](): void {
-    this.close();
   }
 }

@@ -8,6 +8,7 @@
  * @module
  */
 import { CLONE_NEWNET, O_CLOEXEC, O_RDONLY, sysClose, sysOpen, sysSetns } from "./libc.ts";
+import { OwnedFd } from "./owned_fd.ts";
 import { NetlinkSocket, type NetlinkSocketOptions } from "./netlink_socket.ts";
 import { releaseAfter } from "../src/util/errors.ts";
 
@@ -46,12 +47,11 @@ export class NamespaceEscapeError extends Error {
  * using sock = home.openNetlinkSocketIn("/run/netns/blue");
  * ```
  */
-export class NetnsHome implements Disposable {
-  private fdOrClosed: number;
+export class NetnsHome extends OwnedFd {
   private broken: NamespaceEscapeError | undefined;
 
   private constructor(fd: number, readonly path: string) {
-    this.fdOrClosed = fd;
+    super(fd);
   }
 
   /**
@@ -62,10 +62,9 @@ export class NetnsHome implements Disposable {
     return new NetnsHome(openNetnsFd(path), path);
   }
 
-  /** The namespace file descriptor (throws once closed). */
-  get fd(): number {
-    if (this.fdOrClosed < 0) throw new Error(`Home network namespace is closed: ${this.path}`);
-    return this.fdOrClosed;
+  /** @internal */
+  protected closedError(): Error {
+    return new Error(`Home network namespace is closed: ${this.path}`);
   }
 
   /**
@@ -107,14 +106,6 @@ export class NetnsHome implements Disposable {
     }
     sysClose(fd);
     return sock;
-  }
-
-  /** Closes the namespace file (idempotent). */
-  [Symbol.dispose](): void {
-    if (this.fdOrClosed < 0) return;
-    const fd = this.fdOrClosed;
-    this.fdOrClosed = -1;
-    sysClose(fd);
   }
 }
 

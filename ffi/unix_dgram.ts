@@ -3,15 +3,8 @@
  *
  * @module
  */
-import {
-  AF_UNIX,
-  MSG_DONTWAIT,
-  SOCK_CLOEXEC,
-  SOCK_DGRAM,
-  sysClose,
-  sysSendto,
-  sysSocket,
-} from "./libc.ts";
+import { OwnedFd } from "./owned_fd.ts";
+import { AF_UNIX, MSG_DONTWAIT, SOCK_CLOEXEC, SOCK_DGRAM, sysSendto, sysSocket } from "./libc.ts";
 
 /** Limits of unix datagrams. */
 export const AF_UNIX_DGRAM = {
@@ -40,8 +33,7 @@ export function sockaddrUn(path: string): Uint8Array {
 }
 
 /** A unix datagram socket aimed at one path. */
-export class UnixDgramSocket implements Disposable {
-  private fd: number;
+export class UnixDgramSocket extends OwnedFd {
   private readonly buf = new Uint8Array(new ArrayBuffer(AF_UNIX_DGRAM.maxPayload));
 
   private constructor(
@@ -49,7 +41,12 @@ export class UnixDgramSocket implements Disposable {
     private readonly path: string,
     private readonly addr: Uint8Array,
   ) {
-    this.fd = fd;
+    super(fd);
+  }
+
+  /** @internal */
+  protected closedError(): Error {
+    return new Error("Unix datagram socket is closed");
   }
 
   /**
@@ -76,7 +73,6 @@ export class UnixDgramSocket implements Disposable {
    * ```
    */
   send(b: Uint8Array): boolean {
-    if (this.fd < 0) throw new Error("Unix datagram socket is closed");
     if (b.length > this.buf.length) {
       throw new RangeError(
         `Unix datagram too large (max ${this.buf.length} bytes): ${b.length} bytes: ${this.path}`,
@@ -91,18 +87,5 @@ export class UnixDgramSocket implements Disposable {
       MSG_DONTWAIT,
     );
     return n >= 0;
-  }
-
-  /** Closes the socket (idempotent). */
-  close(): void {
-    if (this.fd < 0) return;
-    const fd = this.fd;
-    this.fd = -1;
-    sysClose(fd);
-  }
-
-  /** Same as {@link UnixDgramSocket.close}. */
-  [Symbol.dispose](): void {
-    this.close();
   }
 }

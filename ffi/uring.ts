@@ -14,6 +14,7 @@
  * @module
  */
 import { OsError } from "./errors.ts";
+import { OwnedFd } from "./owned_fd.ts";
 import {
   addressOf,
   EINTR,
@@ -49,13 +50,14 @@ const PARAMS_LEN = 120;
 const SQE_LEN = 64;
 const CQE_LEN = 16;
 
-/** One completion, read out of the ring (valid until the next {@link IoUring.waitCqe}). */
+/**
+ * One completion, read out of the ring (valid until the next {@link IoUring.waitCqe}):
+ * `userData` is what the request was tagged with, `res` its result (bytes, or −errno), `flags`
+ * its IORING_CQE_F_* flags.
+ */
 export interface Cqe {
-  /** What the request was tagged with. */
   userData: number;
-  /** Result: bytes, or −errno. */
   res: number;
-  /** IORING_CQE_F_* flags. */
   flags: number;
 }
 
@@ -87,7 +89,7 @@ interface Mapped {
 }
 
 /** An io_uring instance: submission and completion rings mapped into this process. */
-export class IoUring implements Disposable {
+export class IoUring extends OwnedFd {
   /** Submission queue entries. */
   readonly sqEntries: number;
   /** Completion queue entries. */
@@ -96,7 +98,6 @@ export class IoUring implements Disposable {
   readonly features: number;
   /** io_uring_enter calls made. */
   enters = 0;
-  private fdOrClosed: number;
   private readonly fdBig: bigint;
   private readonly maps: { p: Deno.PointerObject; len: number }[];
   private readonly sq: Uint32Array;
@@ -123,7 +124,7 @@ export class IoUring implements Disposable {
 
   /** Takes over `fd` and its mappings; nothing here can fail, so setup releases them on failure. */
   private constructor(fd: number, params: DataView, mem: Mapped) {
-    this.fdOrClosed = fd;
+    super(fd);
     this.fdBig = BigInt(fd);
     this.maps = mem.maps;
     this.sqEntries = params.getUint32(0, true);
@@ -189,15 +190,9 @@ export class IoUring implements Disposable {
     }
   }
 
-  /** The ring's file descriptor (throws UringClosedError once closed). */
-  get fd(): number {
-    if (this.fdOrClosed < 0) throw new UringClosedError("fd");
-    return this.fdOrClosed;
-  }
-
-  /** Whether {@link IoUring.close} was called. */
-  get closed(): boolean {
-    return this.fdOrClosed < 0;
+  /** @internal */
+  protected closedError(op: string): Error {
+    return new UringClosedError(op);
   }
 
   /**
@@ -205,7 +200,7 @@ export class IoUring implements Disposable {
    * Fill it with a prep method and {@link IoUring.setUserData}.
    */
   getSqe(): number {
-    if (this.fdOrClosed < 0) throw new UringClosedError("getSqe");
+    this.open("getSqe");
     const head = Atomics.load(this.sq, this.sqHead);
     if (((this.localTail - head) >>> 0) >= this.sqEntries) return -1;
     const idx = this.localTail & this.sqMask;
@@ -219,7 +214,7 @@ export class IoUring implements Disposable {
 
   /** io_uring_prep_recvmsg: receive into the msghdr at `msghdr` (an address) on `fd`. */
   prepRecvmsg(sqe: number, fd: number, msghdr: bigint, flags = 0): void {
-    if (this.fdOrClosed < 0) throw new UringClosedError("prepRecvmsg");
+    this.open("prepRecvmsg");
     const b = sqe * SQE_LEN;
     this.sqes.setUint8(b, IORING_OP_RECVMSG);
     this.sqes.setInt32(b + 4, fd, true);
@@ -233,7 +228,7 @@ export class IoUring implements Disposable {
    * 5.19+). Its completion's res is the number cancelled or −errno.
    */
   prepCancelFd(sqe: number, fd: number): void {
-    if (this.fdOrClosed < 0) throw new UringClosedError("prepCancelFd");
+    this.open("prepCancelFd");
     const b = sqe * SQE_LEN;
     this.sqes.setUint8(b, IORING_OP_ASYNC_CANCEL);
     this.sqes.setInt32(b + 4, fd, true);
@@ -242,7 +237,7 @@ export class IoUring implements Disposable {
 
   /** io_uring_sqe_set_data: tags the request; its completion carries the tag. */
   setUserData(sqe: number, userData: number): void {
-    if (this.fdOrClosed < 0) throw new UringClosedError("setUserData");
+    this.open("setUserData");
     this.sqes.setBigUint64(sqe * SQE_LEN + 32, BigInt(userData), true);
   }
 
@@ -251,7 +246,7 @@ export class IoUring implements Disposable {
    * retried (bounded by MAX_EINTR_RETRIES).
    */
   submit(): number {
-    if (this.fdOrClosed < 0) throw new UringClosedError("submit");
+    this.open("submit");
     if (this.pending === 0) return 0;
     Atomics.store(this.sq, this.sqTail, this.localTail);
     for (let retries = 0;; retries++) {
@@ -267,7 +262,7 @@ export class IoUring implements Disposable {
 
   /** Completions ready without waiting. */
   ready(): number {
-    if (this.fdOrClosed < 0) throw new UringClosedError("ready");
+    this.open("ready");
     return this.readyNow();
   }
 
@@ -283,7 +278,7 @@ export class IoUring implements Disposable {
    * then throws OsError EINTR. Mark the completion consumed with {@link IoUring.cqeSeen}.
    */
   waitCqe(timeoutMs = 0): Cqe {
-    if (this.fdOrClosed < 0) throw new UringClosedError("waitCqe");
+    this.open("waitCqe");
     if (this.readyNow() === 0) this.waitReady(timeoutMs);
     const head = Atomics.load(this.cq, this.cqHead);
     const at = this.cqes + (head & this.cqMask) * CQE_LEN;
@@ -342,7 +337,7 @@ export class IoUring implements Disposable {
 
   /** io_uring_cqe_seen: the oldest completion is consumed. */
   cqeSeen(): void {
-    if (this.fdOrClosed < 0) throw new UringClosedError("cqeSeen");
+    this.open("cqeSeen");
     // Release: the kernel may reuse the slot once it sees the new head.
     Atomics.store(this.cq, this.cqHead, (Atomics.load(this.cq, this.cqHead) + 1) >>> 0);
   }
@@ -358,10 +353,8 @@ export class IoUring implements Disposable {
    * Unmaps the rings and closes the ring (idempotent). The kernel cancels what is still in
    * flight. Every other method throws {@link UringClosedError} from now on.
    */
-  close(): void {
-    if (this.fdOrClosed < 0) return;
-    const fd = this.fdOrClosed;
-    this.fdOrClosed = -1;
+  override close(): void {
+    if (this.closed) return;
     let failure: unknown;
     for (const m of this.maps.splice(0)) {
       try {
@@ -371,15 +364,10 @@ export class IoUring implements Disposable {
       }
     }
     if (failure === undefined) {
-      sysClose(fd);
+      super.close();
       return;
     }
-    releaseAfter(failure, () => sysClose(fd));
+    releaseAfter(failure, () => super.close());
     throw failure;
-  }
-
-  /** Same as {@link IoUring.close}. */
-  [Symbol.dispose](): void {
-    this.close();
   }
 }

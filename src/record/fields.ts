@@ -139,21 +139,28 @@ meta("tag", 51, "string");
 meta("record_counter", 60, "uint64");
 meta("socket_fd", 61, "uint64");
 meta("netlinker_id", 62, "uint64");
+// Uplink NIC facts at base + 0…7 and its LLDP neighbour at base + 20…24 (uplink 1: 100, 2: 200).
+const NIC_FIELDS = [
+  "ifname",
+  "nic_driver",
+  "nic_model",
+  "nic_pci_vendor",
+  "nic_pci_device",
+  "nic_bus_info",
+  "nic_speed_mbps",
+  "nic_fw_version",
+];
+const NIC_NUMBERS: ReadonlySet<string> = new Set([
+  "nic_pci_vendor",
+  "nic_pci_device",
+  "nic_speed_mbps",
+]);
+const LLDP_FIELDS = ["chassis_name", "chassis_id", "mgmt_ip", "port_id", "port_descr"];
 for (const [n, base] of [[1, 100], [2, 200]] as const) {
-  const u = `uplink${n}_`;
-  meta(u + "ifname", base, "string");
-  meta(u + "nic_driver", base + 1, "string");
-  meta(u + "nic_model", base + 2, "string");
-  meta(u + "nic_pci_vendor", base + 3, "uint32");
-  meta(u + "nic_pci_device", base + 4, "uint32");
-  meta(u + "nic_bus_info", base + 5, "string");
-  meta(u + "nic_speed_mbps", base + 6, "uint32");
-  meta(u + "nic_fw_version", base + 7, "string");
-  meta(u + "lldp_chassis_name", base + 20, "string");
-  meta(u + "lldp_chassis_id", base + 21, "string");
-  meta(u + "lldp_mgmt_ip", base + 22, "string");
-  meta(u + "lldp_port_id", base + 23, "string");
-  meta(u + "lldp_port_descr", base + 24, "string");
+  NIC_FIELDS.forEach((f, i) =>
+    meta(`uplink${n}_${f}`, base + i, NIC_NUMBERS.has(f) ? "uint32" : "string")
+  );
+  LLDP_FIELDS.forEach((f, i) => meta(`uplink${n}_lldp_${f}`, base + 20 + i, "string"));
 }
 
 // struct inet_diag_msg (72 bytes).

@@ -232,7 +232,7 @@ const CHECKS: readonly Check[] = [
         "-capturePath",
         `${dir}/`,
       ]);
-      const line = r.stderr.split("\n").find((l) => l.includes("dump of namespace default"));
+      const line = r.stderr.split("\n").find((l) => /dump of namespace default/i.test(l));
       assert.ok(line, `no failed-dump line in: ${r.stderr}`);
       assert.ok(line.includes("failed: Kernel answered the dump with NLMSG_ERROR"), line);
       assertHint(line);
