@@ -32,6 +32,10 @@ import { releaseAfter } from "../src/util/errors.ts";
 
 const SYS_IO_URING_SETUP = 425;
 const SYS_IO_URING_ENTER = 426;
+/** Sizes of struct io_uring_params, io_uring_sqe, io_uring_cqe. */
+const PARAMS_LEN = 120;
+const SQE_LEN = 64;
+const CQE_LEN = 16;
 const IORING_OFF_SQ_RING = 0n;
 const IORING_OFF_CQ_RING = 0x8000000n;
 const IORING_OFF_SQES = 0x10000000n;
@@ -45,10 +49,6 @@ export const IORING_OP_ASYNC_CANCEL = 14;
 /** Flags of IORING_OP_ASYNC_CANCEL (Linux 5.19+): every request on the file descriptor. */
 export const IORING_ASYNC_CANCEL_ALL = 1 << 0;
 export const IORING_ASYNC_CANCEL_FD = 1 << 1;
-
-const PARAMS_LEN = 120;
-const SQE_LEN = 64;
-const CQE_LEN = 16;
 
 /**
  * One completion, read out of the ring (valid until the next {@link IoUring.waitCqe}):
