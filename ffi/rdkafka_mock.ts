@@ -50,14 +50,22 @@ export class MockKafkaCluster implements Disposable {
     s.rd_kafka_conf_set(conf, cstr("log_level"), cstr("0"), err, 512n);
     const rk = s.rd_kafka_new(1, /* consumer */ conf, err, 512n);
     if (rk === null) {
-      throw new Error(`rd_kafka_new: ${new TextDecoder().decode(err).split("\0")[0]}`);
+      throw new Error(
+        `Cannot create the librdkafka handle: ${new TextDecoder().decode(err).split("\0")[0]}`,
+      );
     }
     this.rk = rk;
     const mc = s.rd_kafka_mock_cluster_new(rk, brokers);
-    if (mc === null) throw new Error("rd_kafka_mock_cluster_new failed");
+    if (mc === null) {
+      throw new Error("Cannot create the mock cluster: rd_kafka_mock_cluster_new failed");
+    }
     this.mc = mc;
     const b = s.rd_kafka_mock_cluster_bootstraps(mc);
-    if (b === null) throw new Error("rd_kafka_mock_cluster_bootstraps failed");
+    if (b === null) {
+      throw new Error(
+        "Cannot read the mock cluster's address: rd_kafka_mock_cluster_bootstraps failed",
+      );
+    }
     this.bootstrap = Deno.UnsafePointerView.getCString(b);
   }
 
@@ -99,7 +107,7 @@ if (import.meta.main) {
   const cluster = new MockKafkaCluster(1);
   for (const t of Deno.args) {
     const rc = cluster.createTopic(t);
-    if (rc !== 0) throw new Error(`creating topic ${t}: librdkafka error ${rc}`);
+    if (rc !== 0) throw new Error(`Cannot create topic ${t}: librdkafka error ${rc}`);
   }
   console.log(`bootstrap ${cluster.bootstrap}`);
   // Serves until stdin closes; the lines "down" and "up" take the broker down and back up.

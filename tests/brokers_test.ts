@@ -73,6 +73,7 @@ function rowCount(msg: Uint8Array): number {
 
 /** The daemon polling every second into `dest`; its stderr so far. */
 function daemon(dest: string, topic: string, extra: string[] = []) {
+  const httpPort = freePort();
   const child = spawnXtcp2([
     "-frequency",
     "1s",
@@ -93,7 +94,7 @@ function daemon(dest: string, topic: string, extra: string[] = []) {
     "-grpcPort",
     String(freePort()),
     "-promListen",
-    `127.0.0.1:${freePort()}`,
+    `127.0.0.1:${httpPort}`,
     ...extra,
   ]);
   let err = "";
@@ -101,7 +102,7 @@ function daemon(dest: string, topic: string, extra: string[] = []) {
     for await (const c of child.stderr.pipeThrough(new TextDecoderStream())) err += c;
   })().catch(() => {});
   void child.stdout.cancel();
-  return { child, log: () => err, drained };
+  return { child, log: () => err, drained, httpPort };
 }
 
 /** Rows the daemon's poll log says it collected. */
@@ -215,9 +216,23 @@ Deno.test({
     const sub = await natsCounter(port, "xtcp-test");
     try {
       const d = daemon(`nats:127.0.0.1:${port}`, "xtcp-test");
-      const log = await outage(d, sub.received, () => stop(server), async () => {
+      let during = { ready: 0, rows: 0 };
+      const log = await outage(d, sub.received, async () => {
+        await stop(server);
+        // While delivery is behind, collection goes on: ready, and the backlog shows.
+        await until("a backlog", async () => {
+          const readyz = await fetch(`http://127.0.0.1:${d.httpPort}/readyz`);
+          await readyz.body?.cancel();
+          const text = await (await fetch(`http://127.0.0.1:${d.httpPort}/metrics`)).text();
+          const rows = Number(/^xtcp_dest_queue_rows\{dest="nats"\} (\d+)/m.exec(text)?.[1] ?? 0);
+          during = { ready: readyz.status, rows };
+          return rows > 0;
+        }, 8000);
+      }, async () => {
         server = await startServer(NATS, natsArgs(port), /Server is ready/);
       });
+      assert.equal(during.ready, 200, "/readyz stays 200 while delivery is behind");
+      assert.ok(during.rows > 0, "xtcp_dest_queue_rows shows the backlog");
       assert.match(log, /nats: send failed, retrying with backoff/);
       assert.match(log, /backlog \d+ envelopes/, "the poll line shows the backlog");
       assert.equal(dropped(log), 0, log);

@@ -129,6 +129,9 @@ export function serveGrpc(o: GrpcOptions): Promise<http2.Http2Server> {
             throw new ConnectError(
               `the new config cannot start (the previous one runs): ${errorMessage(err)}`,
               Code.FailedPrecondition,
+              undefined,
+              undefined,
+              err,
             );
           }
           return { config: redacted(next) };

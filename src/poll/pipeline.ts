@@ -208,7 +208,7 @@ export class Pipeline implements DatagramPipe, DumpSink {
   // DumpSink
   /** @internal */
   onSocket(): void {
-    throw new Error("pipelined dumps decode in the worker");
+    throw new Error("Pipelined dumps decode in the worker, not here");
   }
   /** @internal */
   checkpoint(): void {

@@ -138,7 +138,7 @@ function field(s: F.FieldSpec, base: string): string[] {
       ];
     }
   }
-  throw new Error(`field ${s.name}: no code for read kind ${s.read}`);
+  throw new Error(`No code for read kind ${s.read}: field ${s.name}`);
 }
 
 const PARAMS: [string, string][] = [
@@ -167,7 +167,9 @@ export function encoderSource(): string {
     const lines: string[] = [];
     for (const s of fields) {
       if (g === F.SRC_MSG) {
-        if (s.off + s.width > INET_DIAG_MSG_LEN) throw new Error(`${s.name} past the header`);
+        if (s.off + s.width > INET_DIAG_MSG_LEN) {
+          throw new Error(`Field past the inet_diag_msg header: ${s.name}`);
+        }
         lines.push(...field(s, "b"));
       } else {
         // A field the attribute is too short for (an older kernel's struct) is absent.
