@@ -24,18 +24,24 @@ import {
  * warn about it on stderr at every connection (the timer fires at once, as kafkajs expects).
  * That one warning is dropped; every other warning goes through.
  */
+let quieted = false;
+
 function quietKafkajsTimers(): void {
-  const p = process as unknown as { emitWarning: (...args: unknown[]) => void; xtcp2Quiet?: true };
-  if (p.xtcp2Quiet) return;
-  p.xtcp2Quiet = true;
-  const emit = p.emitWarning.bind(process);
-  p.emitWarning = (...args: unknown[]) => {
-    const type = typeof args[1] === "string"
-      ? args[1]
-      : (args[1] as { type?: string } | undefined)?.type ?? (args[0] as Error)?.name;
+  if (quieted) return;
+  quieted = true;
+  const emit = process.emitWarning.bind(process);
+  const filtered = (
+    warning: string | Error,
+    options?: string | { type?: string },
+    ...rest: unknown[]
+  ) => {
+    const type = typeof options === "string"
+      ? options
+      : options?.type ?? (typeof warning === "string" ? undefined : warning.name);
     if (type === "TimeoutNegativeWarning") return;
-    emit(...args);
+    Reflect.apply(emit, process, [warning, options, ...rest]);
   };
+  Reflect.set(process, "emitWarning", filtered);
 }
 
 /** kafkajs codecs by `--kafkaCompression` value (snappy, lz4, zstd: kafka_codecs.ts). */

@@ -38,7 +38,7 @@ function rows(env: EnvelopeWriter): XtcpFlatRecord[] {
 const SPECS: readonly FieldSpec[] = FIELDS;
 
 function value(r: XtcpFlatRecord, s: FieldSpec): unknown {
-  return (r as unknown as Record<string, unknown>)[s.json];
+  return Reflect.get(r, s.json) as unknown;
 }
 
 /** Text of a field for csv/tsv, humanised like the original (IPs, states, congestion, time). */
