@@ -102,7 +102,7 @@ Deno.test({
   fn() {
     const replay = new Replay(capturedReplies(path));
     const sink = new CountSink();
-    const d = new Dumper({ mask: -1, ext: 0xfe, seq: 666 });
+    const d = new Dumper({ mask: -1, ext: 0xfe, seq: 666, oneWalk: false });
     const n = d.dump(replay, sink);
     assert.equal(n, 313 - 1, "socket count of the ss text");
     assert.equal(sink.n, n);
@@ -129,7 +129,7 @@ Deno.test({
       return [stale, dg];
     });
     const sink = new CountSink();
-    const d = new Dumper({ mask: -1, ext: 0xfe });
+    const d = new Dumper({ mask: -1, ext: 0xfe, oneWalk: false });
     assert.equal(d.dump(replay, sink), 312);
     assert.ok(d.stats.seqMismatch > 0);
   },
@@ -147,7 +147,7 @@ Deno.test({
       return [dg];
     });
     const sink = new CountSink();
-    const d = new Dumper({ mask: -1, ext: 0xfe });
+    const d = new Dumper({ mask: -1, ext: 0xfe, oneWalk: false });
     assert.equal(d.dump(replay, sink), 312);
     assert.equal(sink.n, 312);
     assert.equal(d.intrRetries, 1);
@@ -159,7 +159,7 @@ Deno.test({
       v.setUint16(6, v.getUint16(6, true) | 0x10, true);
       return [dg];
     });
-    const d2 = new Dumper({ mask: -1, ext: 0xfe, maxIntrRetries: 2 });
+    const d2 = new Dumper({ mask: -1, ext: 0xfe, maxIntrRetries: 2, oneWalk: false });
     assert.equal(d2.dump(always, new CountSink()), 312);
     assert.equal(d2.intrRetries, 4);
     assert.equal(d2.intrGaveUp, 2);
@@ -177,7 +177,7 @@ Deno.test({
       return [big];
     });
     assert.throws(
-      () => new Dumper({ mask: -1, ext: 0xfe }).dump(replay, new CountSink()),
+      () => new Dumper({ mask: -1, ext: 0xfe, oneWalk: false }).dump(replay, new CountSink()),
       TruncatedDatagramError,
     );
     assert.throws(() => new Dumper({ mask: -1, ext: 0, bufferSize: 4096 }), /at least 32768/);
@@ -198,7 +198,7 @@ Deno.test({
       return [e];
     });
     assert.throws(
-      () => new Dumper({ mask: -1, ext: 0xfe }).dump(replay, new CountSink()),
+      () => new Dumper({ mask: -1, ext: 0xfe, oneWalk: false }).dump(replay, new CountSink()),
       (e: unknown) => e instanceof NetlinkError && e.errno === 22 && e.code === "EINVAL",
     );
   },

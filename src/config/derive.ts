@@ -70,7 +70,7 @@ export function pollSettings(
     envelopeRows: env.rows,
     envelopeBytes: env.bytes,
     reconcileBeforePoll: cfg.reconcileBeforePoll,
-    dump: { mask, ext: idiagExt(mask), bufferSize, seq: cfg.nlmsgSeq },
+    dump: { mask, ext: idiagExt(mask), bufferSize, seq: cfg.nlmsgSeq, oneWalk: !cfg.twoWalks },
     stamp: {
       hostname: cfg.hostname || host.hostname,
       daemonVersion: cfg.daemonVersion || host.version,

@@ -266,6 +266,7 @@ export const FLAGS: readonly FlagSpec[] = [
   big("spoolMaxBytes",             "spoolMaxBytes",                "0",                       "SPOOL_MAX_BYTES",               range(0, 2 ** 50),            "spool size, bytes; 0 = 1 GiB"),
   dur("shutdownDrain",             "shutdownDrain",                "0s",                      "SHUTDOWN_DRAIN",                within(0, 60_000),            "how long shutdown waits for the queue before spooling or dropping the rest; 0 = 3s"),
   big("valkeyStreamMaxLen",        "valkeyStreamMaxLen",           "0",                       "VALKEY_STREAM_MAX_LEN",         range(0, 1e9),                "valkey-stream: keep about this many entries (one per flush); 0 = 100"),
+  bool("twoWalks",                 "twoWalks",                     "false",                   "TWO_WALKS",                     none,                         "dump IPv4 and IPv6 with two v2 requests (two walks of the kernel's tables) instead of one compat request"),
   num("d",                         "debugLevel",                   "1",                       "DEBUG_LEVEL",                   range(0, 1000),               "verbosity: 0 errors only, 1 one summary line per poll, >10 more"),
 ];
 

@@ -12,6 +12,10 @@ export const INET_DIAG_MSG_LEN = 72;
 export const INET_DIAG_REQ_V2_LEN = 56;
 /** Size of a dump request: nlmsghdr + inet_diag_req_v2. */
 export const DUMP_REQUEST_LEN = NLMSG_HDRLEN + INET_DIAG_REQ_V2_LEN;
+/** Size of struct inet_diag_req (the compat request: family, lengths, ext, sockid, states, dbs). */
+export const INET_DIAG_REQ_LEN = 60;
+/** Size of a compat dump request: nlmsghdr + inet_diag_req. */
+export const COMPAT_REQUEST_LEN = NLMSG_HDRLEN + INET_DIAG_REQ_LEN;
 /** Size of struct rtattr. */
 export const RTA_HDRLEN = 4;
 
@@ -21,6 +25,11 @@ export const NLMSG_DONE = 3;
 export const NLMSG_OVERRUN = 4;
 /** nlmsg_type of inet_diag requests and replies. */
 export const SOCK_DIAG_BY_FAMILY = 20;
+/**
+ * nlmsg_type of the old TCP request (`struct inet_diag_req`) and of its replies. With family
+ * AF_UNSPEC the kernel answers it with IPv4 and IPv6 sockets from one walk of the TCP tables.
+ */
+export const TCPDIAG_GETSOCK = 18;
 
 export const NLM_F_REQUEST = 0x1;
 export const NLM_F_MULTI = 0x2;
@@ -29,6 +38,7 @@ export const NLM_F_ACK = 0x4;
 export const NLM_F_DUMP_INTR = 0x10;
 export const NLM_F_DUMP = 0x300;
 
+export const AF_UNSPEC = 0;
 export const AF_INET = 2;
 export const AF_INET6 = 10;
 export const IPPROTO_TCP = 6;

@@ -1,16 +1,17 @@
 /**
- * The dump driver: sends an inet_diag dump request per address family and reads the multipart
- * reply until NLMSG_DONE, into one preallocated receive buffer. Pure over a
+ * The dump driver: sends the inet_diag dump request (one for both address families where the
+ * kernel takes the compat request, else one v2 request per family) and reads the multipart reply
+ * until NLMSG_DONE, into one preallocated receive buffer. Pure over a
  * {@link NetlinkTransport}, so the FFI socket (or a test double built on real captured
  * datagrams) plugs in.
  *
  * @module
  */
-import { AF_INET, AF_INET6, DUMP_REQUEST_LEN } from "./constants.ts";
-import { TruncatedDatagramError } from "./errors.ts";
+import { AF_INET, AF_INET6, AF_UNSPEC, COMPAT_REQUEST_LEN, DUMP_REQUEST_LEN } from "./constants.ts";
+import { NetlinkError, TruncatedDatagramError } from "./errors.ts";
 import { releaseAfter } from "../util/errors.ts";
 import { PARSE_DONE, PARSE_INTR, parseDatagram, type ParseOptions, ParseStats } from "./parse.ts";
-import { writeDumpRequest } from "./request.ts";
+import { writeCompatDumpRequest, writeDumpRequest } from "./request.ts";
 import { SocketView } from "./socket_view.ts";
 
 /** What the dump driver needs from a netlink socket. */
@@ -56,8 +57,14 @@ export interface DumperOptions {
   mask: number;
   /** `idiag_ext` of the request. */
   ext: number;
-  /** Address families to dump; default AF_INET then AF_INET6. */
+  /**
+   * Address families to dump with one v2 request each. Default: both families from ONE walk of
+   * the kernel's TCP tables with the compat request (TCPDIAG_GETSOCK, AF_UNSPEC), falling back,
+   * on a transport whose kernel refuses it, to AF_INET then AF_INET6 with v2 requests.
+   */
   families?: readonly number[];
+  /** false: always the two v2 requests, never the compat one (default true). */
+  oneWalk?: boolean;
   /** First nlmsg_seq; every request uses the next one. */
   seq?: number;
   /** Retries of a family's dump interrupted by NLM_F_DUMP_INTR before its data is kept as is. */
@@ -86,9 +93,16 @@ export class Dumper {
   intrGaveUp = 0;
   /** Next nlmsg_seq. */
   seq: number;
+  /** Dumps made with one walk (compat request) and with two (v2 requests). */
+  readonly walks = { one: 0, two: 0 };
+  /** Transports whose kernel refused the compat request (answered with an error). */
+  compatRefused = 0;
   private readonly recvDv: DataView;
   private readonly recv: { u8: Uint8Array; dv: DataView };
-  private readonly reqBuf: Uint8Array = new Uint8Array(new ArrayBuffer(DUMP_REQUEST_LEN));
+  private readonly reqBuf: Uint8Array = new Uint8Array(new ArrayBuffer(COMPAT_REQUEST_LEN));
+  private readonly v2Req = this.reqBuf.subarray(0, DUMP_REQUEST_LEN);
+  /** Transports on which the compat request was refused: they get the v2 requests. */
+  private readonly twoWalk = new WeakSet<NetlinkTransport>();
   private readonly view = new SocketView();
   private readonly opts: DumperOptions;
   private readonly families: readonly number[];
@@ -132,38 +146,61 @@ export class Dumper {
   }
 
   private dumpFamilies(t: NetlinkTransport, sink: DumpSink): number {
-    let total = 0;
-    for (const family of this.families) {
-      const maxRetries = this.opts.maxIntrRetries ?? 3;
-      for (let attempt = 0;; attempt++) {
-        sink.checkpoint();
-        const { sockets, intr } = this.dumpFamily(t, family, sink);
-        if (!intr) {
-          total += sockets;
-          break;
-        }
-        if (attempt >= maxRetries) {
-          this.intrGaveUp++;
-          total += sockets;
-          break;
-        }
-        this.intrRetries++;
-        sink.rollback();
+    if (!this.opts.families && this.opts.oneWalk !== false && !this.twoWalk.has(t)) {
+      try {
+        const n = this.dumpRetrying(t, AF_UNSPEC, true, sink);
+        this.walks.one++;
+        return n;
+      } catch (err) {
+        // The kernel answered the compat request with an error: the v2 requests, from now on
+        // for this transport once they work.
+        if (!(err instanceof NetlinkError)) throw err;
+        this.compatRefused++;
+        const n = this.dumpTwoWalks(t, sink);
+        this.twoWalk.add(t);
+        return n;
       }
     }
+    return this.dumpTwoWalks(t, sink);
+  }
+
+  private dumpTwoWalks(t: NetlinkTransport, sink: DumpSink): number {
+    let total = 0;
+    for (const family of this.families) total += this.dumpRetrying(t, family, false, sink);
+    this.walks.two++;
     return total;
+  }
+
+  /** One dump, restarted (at most maxIntrRetries times) while NLM_F_DUMP_INTR says it changed. */
+  private dumpRetrying(t: NetlinkTransport, family: number, compat: boolean, sink: DumpSink) {
+    const maxRetries = this.opts.maxIntrRetries ?? 3;
+    for (let attempt = 0;; attempt++) {
+      sink.checkpoint();
+      const { sockets, intr } = this.dumpFamily(t, family, compat, sink);
+      if (!intr) return sockets;
+      if (attempt >= maxRetries) {
+        this.intrGaveUp++;
+        return sockets;
+      }
+      this.intrRetries++;
+      sink.rollback();
+    }
   }
 
   private dumpFamily(
     t: NetlinkTransport,
     family: number,
+    compat: boolean,
     sink: DumpSink,
   ): { sockets: number; intr: boolean } {
     const seq = this.seq;
     this.seq = (this.seq + 1) >>> 0;
-    writeDumpRequest(this.reqBuf, 0, { family, ext: this.opts.ext, seq });
-    this.opts.onDatagram?.(this.reqBuf, true);
-    t.send(this.reqBuf);
+    const req = { family, ext: this.opts.ext, seq };
+    const msg = compat
+      ? this.reqBuf.subarray(0, writeCompatDumpRequest(this.reqBuf, 0, req))
+      : this.v2Req.subarray(0, writeDumpRequest(this.v2Req, 0, req));
+    this.opts.onDatagram?.(msg, true);
+    t.send(msg);
     const pipe = this.opts.pipe;
     const popts: ParseOptions = {
       mask: this.opts.mask,

@@ -17,6 +17,7 @@ import {
   NLMSG_HDRLEN,
   RTA_HDRLEN,
   SOCK_DIAG_BY_FAMILY,
+  TCPDIAG_GETSOCK,
 } from "./constants.ts";
 import { DecodeError, NetlinkError } from "./errors.ts";
 import { errnoName } from "../util/errno.ts";
@@ -193,7 +194,7 @@ export function parseDatagram(
         stats.dumpIntr++;
         status |= PARSE_INTR;
       }
-      if (type === SOCK_DIAG_BY_FAMILY) {
+      if (type === SOCK_DIAG_BY_FAMILY || type === TCPDIAG_GETSOCK) {
         if (len < NLMSG_HDRLEN + INET_DIAG_MSG_LEN) {
           stats.shortInetDiagMsg++;
         } else {

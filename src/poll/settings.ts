@@ -15,6 +15,8 @@ export interface DumpSettings {
   readonly bufferSize: number;
   /** First nlmsg_seq. */
   readonly seq: number;
+  /** false: two v2 dumps per namespace instead of one compat dump for both families. */
+  readonly oneWalk: boolean;
 }
 
 /** Metadata stamped on every record, besides the namespace and the time. */
