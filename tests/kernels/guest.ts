@@ -19,9 +19,11 @@ import assert from "node:assert/strict";
 import { startLoad } from "../../bench/loadgen.ts";
 import {
   collectOnce,
+  Dumper,
   type DumpSink,
   idiagExt,
   NetlinkError,
+  openDiagSocket,
   parseDeserializers,
   type SocketView,
 } from "../../mod.ts";
@@ -426,8 +428,31 @@ const CHECKS: readonly Check[] = [
       return { counts: got, line: summary[0], msBetweenReads: Math.round(between) };
     },
   },
-  // A check of the one-walk request (TCPDIAG_GETSOCK: one dump for IPv4 and IPv6, answered or
-  // fallen back to the two v2 requests) belongs here, once the project sends it.
+  {
+    name:
+      "one walk: the compat request (TCPDIAG_GETSOCK) is answered, or falls back to two v2 dumps",
+    modes: ["autoload"],
+    run(ctx) {
+      const load = ctx.load;
+      assert.ok(load, "the live check made the namespace");
+      const mask = parseDeserializers("all");
+      using sock = openDiagSocket(load.nsPath);
+      const one = new Dumper({ mask, ext: idiagExt(mask) });
+      const ones = new RecSink();
+      const n1 = one.dump(sock, ones);
+      const two = new Dumper({ mask, ext: idiagExt(mask), oneWalk: false });
+      const twos = new RecSink();
+      const n2 = two.dump(sock, twos);
+      assert.equal(n1, n2, "one walk and two walks see as many sockets");
+      const keys = (recs: typeof ones.recs) => recs.map(recKey).sort();
+      assert.deepEqual(keys(ones.recs), keys(twos.recs), "the same socket set");
+      return Promise.resolve({
+        sockets: n1,
+        answered: one.walks.one === 1,
+        fellBack: one.compatRefused === 1,
+      });
+    },
+  },
 ];
 
 async function main(): Promise<void> {
