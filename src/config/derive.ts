@@ -10,6 +10,7 @@ import { FULL_POLICIES, type FullPolicy } from "../dest/queue.ts";
 import { isLocalScheme, parseDest } from "../dest/registry.ts";
 import { decoderMask as maskOfNames, idiagExt } from "../netlink/deserializers.ts";
 import { MIN_RECV_BUFFER } from "../netlink/dump.ts";
+import { parseStates } from "../netlink/states.ts";
 import { freezeSettings, type PollSettings } from "../poll/settings.ts";
 import { durationMs } from "../util/duration.ts";
 import type { Counters, Logger } from "../util/log.ts";
@@ -70,7 +71,14 @@ export function pollSettings(
     envelopeRows: env.rows,
     envelopeBytes: env.bytes,
     reconcileBeforePoll: cfg.reconcileBeforePoll,
-    dump: { mask, ext: idiagExt(mask), bufferSize, seq: cfg.nlmsgSeq, oneWalk: !cfg.twoWalks },
+    dump: {
+      mask,
+      ext: idiagExt(mask),
+      bufferSize,
+      seq: cfg.nlmsgSeq,
+      oneWalk: !cfg.twoWalks,
+      states: parseStates(cfg.states),
+    },
     stamp: {
       hostname: cfg.hostname || host.hostname,
       daemonVersion: cfg.daemonVersion || host.version,

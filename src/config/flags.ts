@@ -16,6 +16,7 @@ import { KAFKA_COMPRESSIONS } from "../dest/destination.ts";
 import { FULL_POLICIES } from "../dest/queue.ts";
 import { parseDest } from "../dest/registry.ts";
 import { decoderNames, DeserializerSpecError } from "../netlink/deserializers.ts";
+import { parseStates } from "../netlink/states.ts";
 import { msToDuration, parseDuration } from "../util/duration.ts";
 import { ConfigError } from "./config_error.ts";
 
@@ -175,16 +176,19 @@ const items = (max: number): ListRule => ({ maxItems: max });
 
 const WEEK = 7 * 24 * 3600 * 1000;
 
-function destProblem(dest: string): string | undefined {
-  try {
-    parseDest(dest);
-    return undefined;
-  } catch (err) {
-    return (err as Error).message;
-  }
+/** A check from a parser: its error's message, or undefined when it parses. */
+function problemOf(parse: (value: string) => unknown): (value: string) => string | undefined {
+  return (value) => {
+    try {
+      parse(value);
+      return undefined;
+    } catch (err) {
+      return (err as Error).message;
+    }
+  };
 }
 
-const DEST_RULE: StringRule = { ...length(4, 512), ...check(destProblem) };
+const DEST_RULE: StringRule = { ...length(4, 512), ...check(problemOf(parseDest)) };
 const MARSHAL_RULE: StringRule = { ...length(3, 40), ...oneOf(MARSHALLER_NAMES, "marshallers") };
 
 /** Every configuration flag, in the order `--help` lists them; a flag of undefined: no flag. */
@@ -267,6 +271,7 @@ export const FLAGS: readonly FlagSpec[] = [
   dur("shutdownDrain",             "shutdownDrain",                "0s",                      "SHUTDOWN_DRAIN",                within(0, 60_000),            "how long shutdown waits for the queue before spooling or dropping the rest; 0 = 3s"),
   big("valkeyStreamMaxLen",        "valkeyStreamMaxLen",           "0",                       "VALKEY_STREAM_MAX_LEN",         range(0, 1e9),                "valkey-stream: keep about this many entries (one per flush); 0 = 100"),
   bool("twoWalks",                 "twoWalks",                     "false",                   "TWO_WALKS",                     none,                         "dump IPv4 and IPv6 with two v2 requests (two walks of the kernel's tables) instead of one compat request"),
+  str("states",                    "states",                       "all",                     "STATES",                        check(problemOf(parseStates)),         "TCP states the kernel dumps: ss's names (established, listening, time-wait, connected, …) or a mask"),
   num("d",                         "debugLevel",                   "1",                       "DEBUG_LEVEL",                   range(0, 1000),               "verbosity: 0 errors only, 1 one summary line per poll, >10 more"),
 ];
 

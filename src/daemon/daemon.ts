@@ -22,6 +22,7 @@ import {
 import { openDestination } from "../dest/registry.ts";
 import { Spool } from "../dest/spool.ts";
 import { marshaller } from "../format/marshal.ts";
+import { statesInWords } from "../netlink/states.ts";
 import { NamespaceRegistry } from "../netns/registry.ts";
 import { CaptureWriter } from "../poll/capture_writer.ts";
 import { Poller, type PollSummary } from "../poll/poller.ts";
@@ -186,6 +187,14 @@ export class Daemon implements DaemonControl, AsyncDisposable {
       `started: ${this.registry.states.size} namespaces, every ${
         durationMs(cfg.pollFrequency)
       } ms to ${cfg.dest} as ${cfg.marshalTo}`,
+    );
+    const d = poller.settings.dump;
+    log.info(
+      `request: ${
+        d.oneWalk
+          ? "one walk for IPv4 and IPv6 (TCPDIAG_GETSOCK, AF_UNSPEC) where the kernel answers it, else one inet_diag_req_v2 per family"
+          : "one inet_diag_req_v2 per family (two walks)"
+      }; TCP states: ${statesInWords(d.states)}; idiag_ext 0x${d.ext.toString(16)}`,
     );
     const stop = new AbortController();
     if (this.deps.signal.aborted) stop.abort();

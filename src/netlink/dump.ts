@@ -65,6 +65,8 @@ export interface DumperOptions {
   families?: readonly number[];
   /** false: always the two v2 requests, never the compat one (default true). */
   oneWalk?: boolean;
+  /** `idiag_states` of the requests (default: every state). */
+  states?: number;
   /** First nlmsg_seq; every request uses the next one. */
   seq?: number;
   /** Retries of a family's dump interrupted by NLM_F_DUMP_INTR before its data is kept as is. */
@@ -195,7 +197,12 @@ export class Dumper {
   ): { sockets: number; intr: boolean } {
     const seq = this.seq;
     this.seq = (this.seq + 1) >>> 0;
-    const req = { family, ext: this.opts.ext, seq };
+    const req = {
+      family,
+      ext: this.opts.ext,
+      seq,
+      ...(this.opts.states === undefined ? {} : { states: this.opts.states }),
+    };
     const msg = compat
       ? this.reqBuf.subarray(0, writeCompatDumpRequest(this.reqBuf, 0, req))
       : this.v2Req.subarray(0, writeDumpRequest(this.v2Req, 0, req));

@@ -17,6 +17,8 @@ export interface DumpSettings {
   readonly seq: number;
   /** false: two v2 dumps per namespace instead of one compat dump for both families. */
   readonly oneWalk: boolean;
+  /** `idiag_states`: the TCP states the kernel dumps. */
+  readonly states: number;
 }
 
 /** Metadata stamped on every record, besides the namespace and the time. */
