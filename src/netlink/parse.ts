@@ -23,32 +23,28 @@ import { DecodeError, NetlinkError } from "./errors.ts";
 import { errnoName } from "../util/errno.ts";
 import { SocketView } from "./socket_view.ts";
 
-/** Counters of what a parse met. Plain numbers: no allocation while counting. */
+/**
+ * Counters of what a parse met. Plain numbers: no allocation while counting. Skipped messages:
+ * `requests` carry NLM_F_REQUEST (captured requests, not replies); `skippedType` are NOOP,
+ * OVERRUN or unknown types; `seqMismatch` are late replies of an older dump; `pidMismatch` are
+ * for another port id; `shortInetDiagMsg` are shorter than struct inet_diag_msg. Attributes:
+ * `attrErrors` had a bad length (below 4, or past the message end: the rest of that message's
+ * attributes are dropped); `attrShort` were shorter than their struct (the fields that do not
+ * fit are left absent); `attrSkipped` no enabled decoder wants (or of an unknown type).
+ */
 export class ParseStats {
-  /** Datagrams walked. */
-  datagrams = 0;
-  /** Netlink messages walked (all types). */
-  messages = 0;
-  /** inet_diag messages handed out as sockets. */
-  sockets = 0;
-  /** Messages with NLM_F_REQUEST (captured requests, not replies), skipped. */
-  requests = 0;
-  /** Messages of other types (NOOP, OVERRUN, unknown), skipped by length. */
-  skippedType = 0;
-  /** Messages whose nlmsg_seq was not the one expected (late replies of an older dump), skipped. */
-  seqMismatch = 0;
-  /** Messages whose nlmsg_pid was not our port id, skipped. */
-  pidMismatch = 0;
-  /** inet_diag messages shorter than struct inet_diag_msg, skipped. */
-  shortInetDiagMsg = 0;
-  /** Attributes with a bad length (below 4, or past the message end): the rest of the message's attributes are dropped. */
-  attrErrors = 0;
-  /** Attributes shorter than their struct: the fields that do not fit are left absent. */
-  attrShort = 0;
-  /** Attributes skipped because no enabled decoder wants them (or an unknown type). */
-  attrSkipped = 0;
-  /** Messages that carried NLM_F_DUMP_INTR. */
-  dumpIntr = 0;
+  /** Datagrams walked. */ datagrams = 0;
+  /** Netlink messages walked (all types). */ messages = 0;
+  /** inet_diag messages handed out as sockets. */ sockets = 0;
+  /** Captured requests, skipped. */ requests = 0;
+  /** Other message types, skipped by length. */ skippedType = 0;
+  /** Replies of an older dump, skipped. */ seqMismatch = 0;
+  /** Messages for another port id, skipped. */ pidMismatch = 0;
+  /** Short inet_diag messages, skipped. */ shortInetDiagMsg = 0;
+  /** Attributes with a bad length. */ attrErrors = 0;
+  /** Attributes shorter than their struct. */ attrShort = 0;
+  /** Attributes no decoder wants. */ attrSkipped = 0;
+  /** Messages that carried NLM_F_DUMP_INTR. */ dumpIntr = 0;
 
   /** Adds another stats object into this one. */
   add(o: ParseStats): void {

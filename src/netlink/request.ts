@@ -37,23 +37,29 @@ export interface DumpRequest {
  * ```
  */
 export function writeDumpRequest(out: Uint8Array, offset: number, req: DumpRequest): number {
-  if (out.length - offset < DUMP_REQUEST_LEN) {
-    throw new RangeError(
-      `Dump request needs ${DUMP_REQUEST_LEN} bytes: ${out.length - offset} left`,
-    );
-  }
-  out.fill(0, offset, offset + DUMP_REQUEST_LEN);
-  const dv = new DataView(out.buffer, out.byteOffset + offset, DUMP_REQUEST_LEN);
-  dv.setUint32(0, DUMP_REQUEST_LEN, true);
-  dv.setUint16(4, SOCK_DIAG_BY_FAMILY, true);
-  dv.setUint16(6, NLM_F_REQUEST | NLM_F_DUMP, true);
-  dv.setUint32(8, req.seq >>> 0, true);
-  dv.setUint32(12, 0, true);
+  const dv = dumpHeader(out, offset, DUMP_REQUEST_LEN, SOCK_DIAG_BY_FAMILY, req.seq);
   dv.setUint8(16, req.family);
   dv.setUint8(17, IPPROTO_TCP);
   dv.setUint8(18, req.ext & 0xff);
   dv.setUint32(20, (req.states ?? ALL_TCP_STATES) >>> 0, true);
   return DUMP_REQUEST_LEN;
+}
+
+/**
+ * Zeroes `len` bytes of `out` at `offset` and writes a dump request's nlmsghdr there; returns a
+ * view of the request's bytes.
+ */
+function dumpHeader(out: Uint8Array, offset: number, len: number, type: number, seq: number) {
+  if (out.length - offset < len) {
+    throw new RangeError(`Dump request needs ${len} bytes: ${out.length - offset} left`);
+  }
+  out.fill(0, offset, offset + len);
+  const dv = new DataView(out.buffer, out.byteOffset + offset, len);
+  dv.setUint32(0, len, true); // nlmsg_len
+  dv.setUint16(4, type, true); // nlmsg_type
+  dv.setUint16(6, NLM_F_REQUEST | NLM_F_DUMP, true); // nlmsg_flags
+  dv.setUint32(8, seq >>> 0, true); // nlmsg_seq; nlmsg_pid (12) stays 0: to the kernel
+  return dv;
 }
 
 /**
@@ -68,18 +74,7 @@ export function writeDumpRequest(out: Uint8Array, offset: number, req: DumpReque
  * ```
  */
 export function writeCompatDumpRequest(out: Uint8Array, offset: number, req: DumpRequest): number {
-  if (out.length - offset < COMPAT_REQUEST_LEN) {
-    throw new RangeError(
-      `Compat dump request needs ${COMPAT_REQUEST_LEN} bytes: ${out.length - offset} left`,
-    );
-  }
-  out.fill(0, offset, offset + COMPAT_REQUEST_LEN);
-  const dv = new DataView(out.buffer, out.byteOffset + offset, COMPAT_REQUEST_LEN);
-  dv.setUint32(0, COMPAT_REQUEST_LEN, true);
-  dv.setUint16(4, TCPDIAG_GETSOCK, true);
-  dv.setUint16(6, NLM_F_REQUEST | NLM_F_DUMP, true);
-  dv.setUint32(8, req.seq >>> 0, true);
-  dv.setUint32(12, 0, true);
+  const dv = dumpHeader(out, offset, COMPAT_REQUEST_LEN, TCPDIAG_GETSOCK, req.seq);
   dv.setUint8(16, req.family); // idiag_family
   dv.setUint8(19, req.ext & 0xff); // idiag_ext (after idiag_src_len, idiag_dst_len)
   // id (struct inet_diag_sockid, 48 bytes at 20) stays zero: no socket filter
