@@ -1,0 +1,38 @@
+/**
+ * Test helpers for marshallers and destinations: an envelope of real rows (this project's first
+ * own capture, decoded) and the destination options the tests use.
+ *
+ * @module
+ */
+import type { DestOptions } from "../../src/dest/destination.ts";
+import { decodeCapture } from "../../src/netlink/capture.ts";
+import { EnvelopeWriter } from "../../src/record/encoder.ts";
+import { Stamp } from "../../src/record/stamp.ts";
+import { Counters, Logger } from "../../src/util/log.ts";
+import { ownCaptures } from "./fixtures.ts";
+
+/** Every socket of the first own capture, encoded into one envelope (netns "default"). */
+export function captureEnvelope(): EnvelopeWriter {
+  const env = new EnvelopeWriter();
+  const stamp = new Stamp({
+    hostname: "h",
+    netns: "default",
+    timestamp_ns: 1_732_000_000_123_456_789n,
+  });
+  const first = ownCaptures()[0];
+  if (!first) throw new Error("No capture in tests/captures");
+  decodeCapture(Deno.readFileSync(first.pcap), first.pcap, -1, (v) => env.add(v, stamp));
+  return env;
+}
+
+/** Destination options with fresh counters, silent logs and a 64 KiB file rotation. */
+export function testDestOptions(marshal: string): DestOptions {
+  return {
+    marshal,
+    topic: "xtcp",
+    fileMaxBytes: 64 * 1024,
+    fileMaxAgeMs: 3_600_000,
+    counters: new Counters(),
+    log: new Logger(0),
+  };
+}
