@@ -18,7 +18,7 @@
  * Floor and full polls alternate back to back (`--idle MS` sleeps between them instead).
  */
 import { parseArgs } from "node:util";
-import { startLoad, startManyNamespaces } from "./loadgen.ts";
+import { startLoad, startManyNamespaces } from "../tests/support/loadgen/loadgen.ts";
 import { machineLine, rewriteReadmeSection } from "./machine.ts";
 
 const { values } = parseArgs({

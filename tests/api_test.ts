@@ -21,7 +21,7 @@ import { baseUrl, transport } from "../src/cmd/client_common.ts";
 import { Http2SessionManager } from "@connectrpc/connect-node";
 import type { Transport } from "@connectrpc/connect";
 import { renderTable } from "../src/cmd/xtcp2client.ts";
-import { startLoad } from "../bench/loadgen.ts";
+import { startLoad } from "./support/loadgen/loadgen.ts";
 import { freePort, spawnXtcp2, until, xtcp2 } from "./support/run.ts";
 
 const dec = new TextDecoder();

@@ -1,6 +1,7 @@
 /**
  * The `xtcp2` command as users run it (a real subprocess): `decode` of captures into JSON lines
- * and protobufList, clear errors on damaged input, and one-shot live collection.
+ * and protobufList, clear errors on damaged input, one-shot live collection, and configuration
+ * (an invalid one exits 2 with one line and starts nothing; --conf redacts; -v; --help).
  */
 import assert from "node:assert/strict";
 import { fromBinary } from "@bufbuild/protobuf";
@@ -99,4 +100,28 @@ Deno.test("invalid flags give one clear line and exit status 2", async () => {
     assert.match(r.stderr, re);
     assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
   }
+});
+
+Deno.test("the binary: invalid config exits 2 with one line; --conf redacts; -v", async () => {
+  const bad = await xtcp2(["-frequency", "2s", "-dest", "file:/tmp/xtcp2-should-not-exist/x"]);
+  assert.equal(bad.code, 2);
+  assert.equal(bad.stderr.trim().split("\n").length, 1, bad.stderr);
+  assert.match(bad.stderr, /Poll timeout must be less than poll poll_frequency/);
+  assert.throws(() => Deno.statSync("/tmp/xtcp2-should-not-exist"), "nothing was started");
+  const conf = await xtcp2(["--conf", "-s3SecretKey", "topsecret", "-label", "L"]);
+  assert.equal(conf.code, 0, conf.stderr);
+  const text = new TextDecoder().decode(conf.stdout);
+  assert.ok(!text.includes("topsecret"));
+  const parsed = JSON.parse(text);
+  assert.equal(parsed.label, "L");
+  assert.equal(parsed.s3SecretKey, "");
+  const v = await xtcp2(["-v"]);
+  assert.equal(v.code, 0);
+  assert.match(
+    new TextDecoder().decode(v.stdout),
+    /^xtcp commit:\S+\tdate\(UTC\):\S+\tversion:\S+\n$/,
+  );
+  const help = await xtcp2(["--help"]);
+  assert.equal(help.code, 0);
+  assert.match(new TextDecoder().decode(help.stdout), /--envelopeFlushRows/);
 });

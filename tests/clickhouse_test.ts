@@ -12,7 +12,7 @@ import {
   type XtcpFlatRecord,
 } from "../src/gen/xtcp_flat_record/v1/xtcp_flat_record_pb.ts";
 import { clickhouseDdl } from "../src/record/clickhouse.ts";
-import { startLoad } from "../bench/loadgen.ts";
+import { startLoad } from "./support/loadgen/loadgen.ts";
 import { xtcp2 } from "./support/run.ts";
 import { RDKAFKA, startMockKafka } from "./support/kafka_mock.ts";
 

@@ -1,7 +1,7 @@
 /**
  * Configuration: the original's flags and environment variables, precedence defaults < flags <
- * env < XTCP_CONFIG_JSON, validation errors naming flag/value/rule (exit 2, nothing started),
- * --conf with secrets blanked, -v.
+ * env < XTCP_CONFIG_JSON, validation errors naming flag/value/rule. Pure (the binary's handling
+ * of them, exit 2 and --conf, is in cli_test.ts).
  */
 import assert from "node:assert/strict";
 import { checkCapabilities } from "../src/daemon/caps.ts";
@@ -14,7 +14,6 @@ import { defaultConfig, loadConfig } from "../src/config/load.ts";
 import { validateConfig } from "../src/config/validate.ts";
 import { durationMs } from "../src/util/duration.ts";
 import { idiagExt } from "../src/netlink/deserializers.ts";
-import { xtcp2 } from "./support/run.ts";
 
 Deno.test("defaults follow the reference", () => {
   const c = defaultConfig();
@@ -117,30 +116,6 @@ Deno.test("every validation rule names the flag, the value and the rule", () => 
   ) {
     assert.doesNotThrow(() => loadConfig(["-dest", dest], {}), dest);
   }
-});
-
-Deno.test("the binary: invalid config exits 2 with one line; --conf redacts; -v", async () => {
-  const bad = await xtcp2(["-frequency", "2s", "-dest", "file:/tmp/xtcp2-should-not-exist/x"]);
-  assert.equal(bad.code, 2);
-  assert.equal(bad.stderr.trim().split("\n").length, 1, bad.stderr);
-  assert.match(bad.stderr, /Poll timeout must be less than poll poll_frequency/);
-  assert.throws(() => Deno.statSync("/tmp/xtcp2-should-not-exist"), "nothing was started");
-  const conf = await xtcp2(["--conf", "-s3SecretKey", "topsecret", "-label", "L"]);
-  assert.equal(conf.code, 0, conf.stderr);
-  const text = new TextDecoder().decode(conf.stdout);
-  assert.ok(!text.includes("topsecret"));
-  const parsed = JSON.parse(text);
-  assert.equal(parsed.label, "L");
-  assert.equal(parsed.s3SecretKey, "");
-  const v = await xtcp2(["-v"]);
-  assert.equal(v.code, 0);
-  assert.match(
-    new TextDecoder().decode(v.stdout),
-    /^xtcp commit:\S+\tdate\(UTC\):\S+\tversion:\S+\n$/,
-  );
-  const help = await xtcp2(["--help"]);
-  assert.equal(help.code, 0);
-  assert.match(new TextDecoder().decode(help.stdout), /--envelopeFlushRows/);
 });
 
 Deno.test("CAP_SYS_RESOURCE is only asked for with --ioUring", () => {

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { fromBinary } from "@bufbuild/protobuf";
 import { EnvelopeSchema } from "../src/gen/xtcp_flat_record/v1/xtcp_flat_record_pb.ts";
-import { startLoad } from "../bench/loadgen.ts";
+import { startLoad } from "./support/loadgen/loadgen.ts";
 import { spawnXtcp2, xtcp2Argv } from "./support/run.ts";
 
 function spawn(args: string[], netns?: string): Deno.ChildProcess {

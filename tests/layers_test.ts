@@ -1,6 +1,6 @@
 /**
  * The layering checker (tools/check_layers.ts) on small temporary trees, its import scanner on
- * tricky sources, and a report-only run over this repository.
+ * tricky sources, and this repository itself, which must be clean.
  */
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
@@ -232,15 +232,10 @@ Deno.test("scanImports reads multi-line, type-only, re-export, dynamic and worke
   ]);
 });
 
-Deno.test("the repository's own layering (report only until the restructuring lands)", async () => {
-  // Report only: the main tree still has upward imports while it is being restructured. The
-  // assertion that the repository is clean will be added once that work lands.
+Deno.test("the repository itself is layered cleanly: no upward import, no cycle", async () => {
   const root = fileURLToPath(new URL("..", import.meta.url));
   const report = await checkLayers(root);
-  assert.ok(report.modules > 0, "no module found in the repository");
-  console.log(
-    `${report.problems.length} layering problems (${report.modules} modules, ` +
-      `${report.imports} imports checked)`,
-  );
-  for (const problem of report.problems) console.log(`  ${problem}`);
+  assert.ok(report.modules > 50, `only ${report.modules} modules found in the repository`);
+  assert.ok(report.imports > report.modules, `only ${report.imports} imports checked`);
+  assert.deepEqual(report.problems, [], `layering problems:\n${report.problems.join("\n")}`);
 });

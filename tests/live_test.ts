@@ -4,7 +4,7 @@
  * socket set of `ss`, and the fields that do not move between the two reads agree.
  */
 import assert from "node:assert/strict";
-import { startLoad } from "../bench/loadgen.ts";
+import { startLoad } from "./support/loadgen/loadgen.ts";
 import { idiagExt, parseDeserializers } from "../src/netlink/deserializers.ts";
 import type { DumpSink } from "../src/netlink/dump.ts";
 import type { SocketView } from "../src/netlink/socket_view.ts";

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { netnsInode } from "../ffi/libc.ts";
 import { defaultHome } from "../ffi/netns.ts";
-import { type Load, startLoad } from "../bench/loadgen.ts";
+import { type Load, startLoad } from "./support/loadgen/loadgen.ts";
 import { Counters, Logger } from "../src/util/log.ts";
 import { Dumper, type DumpSink } from "../src/netlink/dump.ts";
 import { NamespaceRegistry } from "../src/netns/registry.ts";

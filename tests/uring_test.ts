@@ -10,7 +10,7 @@ import { openNetlinkSocketIn } from "../ffi/netns.ts";
 import { IoUring, UringClosedError } from "../ffi/uring.ts";
 import { UringBrokenError, UringNetlinkReader } from "../ffi/uring_netlink.ts";
 import type { NetlinkSocket } from "../ffi/netlink_socket.ts";
-import { startLoad } from "../bench/loadgen.ts";
+import { startLoad } from "./support/loadgen/loadgen.ts";
 import { idiagExt } from "../src/netlink/deserializers.ts";
 import { Dumper, type DumpSink, type NetlinkTransport } from "../src/netlink/dump.ts";
 import type { SocketView } from "../src/netlink/socket_view.ts";

@@ -92,6 +92,8 @@ export class Daemon implements DaemonControl, AsyncDisposable {
   /** Set while {@link Daemon.reconfigure} swaps loops: their end is not the daemon's end. */
   private reconfiguring = false;
   private readonly ended = Promise.withResolvers<void>();
+  /** The fatal error that ended the daemon, once one did: nothing starts or reconciles after it. */
+  private fatal: unknown;
 
   /** @param deps configuration, namespace home, logging, shutdown signal */
   constructor(private readonly deps: DaemonDeps) {
@@ -135,6 +137,7 @@ export class Daemon implements DaemonControl, AsyncDisposable {
 
   /** A fatal error: the daemon must stop (wait() rejects with it). */
   private fail(err: unknown): void {
+    this.fatal ??= err;
     this.deps.log.error(errorMessage(err));
     this.ended.reject(err);
     this.loop?.stop.abort();
@@ -142,7 +145,7 @@ export class Daemon implements DaemonControl, AsyncDisposable {
 
   /** Reconciles namespaces; a fatal error stops the daemon, others are the registry's to log. */
   private reconcile(): void {
-    if (this.stopped) return;
+    if (this.stopped || this.fatal !== undefined) return;
     try {
       this.registry.reconcile();
     } catch (err) {
@@ -177,12 +180,14 @@ export class Daemon implements DaemonControl, AsyncDisposable {
       onPoll: (s) => this.onPoll?.(s),
     });
     if (this.watchers.length === 0) this.watch();
+    this.reconcile();
+    // The thread may be stuck in another namespace: wait() rejects, and no loop or timer starts.
+    if (this.fatal !== undefined) return;
     if (this.reconcileTimer !== undefined) clearInterval(this.reconcileTimer);
     const reconcileMs = durationMs(cfg.reconcileFrequency);
     this.reconcileTimer = reconcileMs > 0
       ? setInterval(() => this.reconcile(), reconcileMs)
       : undefined;
-    this.reconcile();
     log.info(
       `started: ${this.registry.states.size} namespaces, every ${
         durationMs(cfg.pollFrequency)

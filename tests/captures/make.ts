@@ -9,7 +9,7 @@
  * time-dependent lastsnd/lastrcv/lastack, which move between the two reads).
  */
 import { parseArgs } from "node:util";
-import { startLoad } from "../../bench/loadgen.ts";
+import { startLoad } from "../support/loadgen/loadgen.ts";
 
 const { values, positionals } = parseArgs({
   args: Deno.args,

@@ -58,7 +58,7 @@ export function sharedCaptures(): CapturePair[] {
       out.push({
         name: `${dir.name}/${m[1]}`,
         pcap: `${FIXTURE_DIR}/${dir.name}/${f}`,
-        ss: ss ? `${FIXTURE_DIR}/${dir.name}/${ss}` : undefined,
+        ...(ss ? { ss: `${FIXTURE_DIR}/${dir.name}/${ss}` } : {}),
         lastTolMs: 0,
       });
     }

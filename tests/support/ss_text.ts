@@ -256,7 +256,8 @@ function parseInfo(f: Map<string, string>): SsInfo {
   if (bbr && bbr.startsWith("(")) {
     const kv = new Map(bbr.slice(1, -1).split(",").map((p) => p.split(":") as [string, string]));
     info.bbr = {};
-    if (kv.has("bw")) info.bbr.bw = kv.get("bw");
+    const bw = kv.get("bw");
+    if (bw !== undefined) info.bbr.bw = bw;
     const mrtt = num(kv.get("mrtt"));
     if (mrtt !== undefined) info.bbr.mrttMs = mrtt;
     const pg = num(kv.get("pacing_gain"));

@@ -3,7 +3,7 @@
  * enters it (setns on this thread, through libc), opens an IPv4 and an IPv6 loopback listener
  * and `--conns` connections to them (half over ::1), sends `--bytes` each way, and comes back.
  * The sockets stay in their namespaces. Prints `ready <connections> <listeners>` and holds every
- * socket until stdin closes. Driven by bench/loadgen.ts (startManyNamespaces).
+ * socket until stdin closes. Driven by loadgen.ts (startManyNamespaces).
  */
 import { parseArgs } from "node:util";
 import {
@@ -15,8 +15,8 @@ import {
   sysListen,
   sysSocket,
   sysWrite,
-} from "../ffi/libc.ts";
-import { openNetnsFd, withNetns } from "../ffi/netns.ts";
+} from "../../../ffi/libc.ts";
+import { openNetnsFd, withNetns } from "../../../ffi/netns.ts";
 
 const AF_INET = 2;
 const AF_INET6 = 10;

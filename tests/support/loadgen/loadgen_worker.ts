@@ -2,7 +2,7 @@
  * One load-generator process: listens on loopback ports, opens `--conns` connections to them
  * (IPv4 to 127.0.0.1, IPv6 to ::1), exchanges `--bytes` each way, prints `ready <conns>
  * <listeners>`, and holds every socket open until its stdin closes or it gets SIGTERM.
- * Run inside a namespace by bench/loadgen.ts (`ip netns exec NS deno run --allow-net …`).
+ * Run inside a namespace by loadgen.ts (`ip netns exec NS deno run --allow-net …`).
  */
 import { parseArgs } from "node:util";
 

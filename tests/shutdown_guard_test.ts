@@ -1,0 +1,89 @@
+/**
+ * The shutdown guard: when shutdown hangs, the daemon exits with status 1 after 5 s and says
+ * what hung. The hang is a real one: a NATS server (Debian's nats-server, on a free loopback
+ * port) stopped with SIGSTOP while the daemon publishes to it. Its flushes wait for a server that
+ * never answers, the delivery queue cannot drain, and the client's drain at close waits too.
+ */
+import assert from "node:assert/strict";
+import { startDaemon } from "./support/daemon.ts";
+import { freePort, until } from "./support/run.ts";
+
+const NATS = "/usr/sbin/nats-server";
+
+function missing(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return false;
+  } catch {
+    console.error(`SKIP shutdown guard test: ${path} missing (apt install nats-server)`);
+    return true;
+  }
+}
+
+/** nats-server on a free loopback port, ready to accept clients. */
+async function startNats(): Promise<{ child: Deno.ChildProcess; port: number }> {
+  const port = freePort();
+  const child = new Deno.Command(NATS, {
+    args: ["-a", "127.0.0.1", "-p", String(port)],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const reading = (async () => {
+    for await (const c of child.stderr.pipeThrough(new TextDecoderStream())) text += c;
+  })().catch(() => {});
+  try {
+    await until("nats-server ready", () => /Server is ready/.test(text), 10_000);
+  } catch (err) {
+    child.kill("SIGKILL");
+    await child.status;
+    throw err;
+  }
+  void reading;
+  return { child, port };
+}
+
+Deno.test({
+  name:
+    "shutdown that hangs (nats-server stopped with SIGSTOP) ends with status 1 after the 5 s guard, naming what hung",
+  ignore: missing(NATS),
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const nats = await startNats();
+    try {
+      await using d = startDaemon([
+        "-frequency",
+        "1s",
+        "-timeout",
+        "900ms",
+        "-pollJitterPct",
+        "0",
+        "-dest",
+        `nats:127.0.0.1:${nats.port}`,
+        "-marshal",
+        "protobufList",
+      ]);
+      await until("two polls delivered", () => /poll 2: /.test(d.log()), 20_000);
+      nats.child.kill("SIGSTOP");
+      // Polls go on, and their envelopes wait behind a flush the server never answers.
+      await until("a backlog", () => /; backlog \d+ envelopes/.test(d.log()), 20_000);
+      const { code, ms } = await d.stop("SIGTERM");
+      const log = d.log();
+      assert.equal(code, 1, log);
+      assert.ok(ms >= 4500, `exited ${ms.toFixed(0)} ms after SIGTERM: before the guard?\n${log}`);
+      assert.ok(ms < 8000, `exited ${ms.toFixed(0)} ms after SIGTERM\n${log}`);
+      assert.match(log, /SIGTERM caught: flushing and stopping/);
+      const m = /xtcp2: error: Shutdown did not finish within 5 s: stuck (.+)/.exec(log);
+      assert.ok(m, log);
+      assert.match(
+        m[1] ?? "",
+        /^(draining the delivery queue of nats \(\d+ ms\)|closing the destination nats)$/,
+      );
+    } finally {
+      nats.child.kill("SIGCONT");
+      nats.child.kill("SIGTERM");
+      await nats.child.status;
+    }
+  },
+});
