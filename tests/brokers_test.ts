@@ -15,7 +15,7 @@ import { connect as natsConnect, type NatsConnection } from "nats";
 import { Redis } from "ioredis";
 import { EnvelopeSchema } from "../src/gen/xtcp_flat_record/v1/xtcp_flat_record_pb.ts";
 import { readVarint } from "../src/util/varint.ts";
-import { startLoad } from "../bench/loadgen.ts";
+import { startLoad } from "./support/loadgen/loadgen.ts";
 import { freePort, spawnXtcp2, until, xtcp2 } from "./support/run.ts";
 import { unframe } from "./support/records.ts";
 import { RDKAFKA, startMockKafka } from "./support/kafka_mock.ts";

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { openNetlinkSocketIn } from "../ffi/netns.ts";
-import { startLoad } from "../bench/loadgen.ts";
+import { startLoad } from "./support/loadgen/loadgen.ts";
 import { SOCK_DIAG_BY_FAMILY, TCPDIAG_GETSOCK } from "../src/netlink/constants.ts";
 import { idiagExt, parseDeserializers } from "../src/netlink/deserializers.ts";
 import { Dumper, type DumpSink, type NetlinkTransport } from "../src/netlink/dump.ts";

@@ -4,7 +4,7 @@
  * the same state filter.
  */
 import assert from "node:assert/strict";
-import { startLoad } from "../bench/loadgen.ts";
+import { startLoad } from "./support/loadgen/loadgen.ts";
 import { ALL_TCP_STATES } from "../src/netlink/constants.ts";
 import { idiagExt, parseDeserializers } from "../src/netlink/deserializers.ts";
 import { parseStates, statesInWords, StatesSpecError } from "../src/netlink/states.ts";

@@ -16,7 +16,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { startLoad } from "../../bench/loadgen.ts";
+import { startLoad } from "../support/loadgen/loadgen.ts";
 import {
   collectOnce,
   Dumper,
@@ -152,7 +152,7 @@ async function holdInOwnNamespace(
   ctx: Ctx,
   conns: number,
 ): Promise<{ pid: number; inode: number }> {
-  const worker = new URL("../../bench/loadgen_worker.ts", import.meta.url).pathname;
+  const worker = new URL("../support/loadgen/loadgen_worker.ts", import.meta.url).pathname;
   // busybox unshare and sh's exec keep one process: the child's pid is the holder's.
   const holder = new Deno.Command("unshare", {
     args: [
