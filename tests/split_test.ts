@@ -95,3 +95,14 @@ Deno.test("a message format that does not fit is dropped whole (one), one that f
     dropped: 1,
   });
 });
+
+Deno.test("splitLines: a last record without a newline is split off, or counted when too long", () => {
+  const enc = (t: string) => new TextEncoder().encode(t);
+  const dec = (b: Uint8Array) => new TextDecoder().decode(b);
+  const a = splitLines(enc("aaaa\nbbbb"), 6);
+  assert.deepEqual(a.pieces.map(dec), ["aaaa\n", "bbbb"]);
+  assert.equal(a.dropped, 0);
+  const b = splitLines(enc("aaaa\nbbbbbbbb"), 6);
+  assert.deepEqual(b.pieces.map(dec), ["aaaa\n"]);
+  assert.equal(b.dropped, 1);
+});

@@ -26,7 +26,12 @@ export function splitLines(bytes: Uint8Array, max: number): Split {
     }
     lineStart = lineEnd;
   }
-  if (start < bytes.length) pieces.push(bytes.subarray(start));
+  // What follows the last newline: a record without one, or nothing.
+  if (bytes.length - start > max) {
+    if (lineStart > start) pieces.push(bytes.subarray(start, lineStart));
+    if (bytes.length - lineStart > max) dropped++;
+    else pieces.push(bytes.subarray(lineStart));
+  } else if (start < bytes.length) pieces.push(bytes.subarray(start));
   return { pieces, dropped };
 }
 
