@@ -36,6 +36,7 @@ export class Metrics {
     counters: Counters,
     namespaces: () => number,
     delivery: () => { scheme: string; backlog: Backlog | undefined } | undefined = () => undefined,
+    sharedTables: () => number = () => 0,
   ) {
     const registers = [this.registry];
     const seen = this.seen;
@@ -94,6 +95,14 @@ export class Metrics {
       "xtcp_record_grpc_histograms",
       "XTCPFlatRecordService durations in seconds",
     );
+    new client.Gauge({
+      name: "xtcp_namespaces_sharing_host_tcp_table",
+      help: "namespaces without a TCP hash table of their own (net.ipv4.tcp_ehash_entries < 0)",
+      registers,
+      collect() {
+        this.set(sharedTables());
+      },
+    });
     const backlogGauge = (name: string, help: string, read: (b: Backlog) => number) =>
       new client.Gauge({
         name,
@@ -128,6 +137,9 @@ export class Metrics {
   poll(s: PollSummary): void {
     this.hist.labels("Poller", "pollDuration", "count").observe(s.ms / 1000);
     this.hist.labels("Poller", "pollSockets", "count").observe(s.sockets);
+    this.hist.labels("Poller", "pollKernelSeconds", "count").observe(s.kernelMs / 1000);
+    const dump = this.hist.labels("Poller", "namespaceDumpSeconds", "count");
+    for (const ms of s.dumpMs) dump.observe(ms / 1000);
   }
 
   /** The exposition text and its content type. */

@@ -183,6 +183,7 @@ export class Daemon implements DaemonControl, AsyncDisposable {
     this.reconcile();
     // The thread may be stuck in another namespace: wait() rejects, and no loop or timer starts.
     if (this.fatal !== undefined) return;
+    this.warnSharedTables();
     if (this.reconcileTimer !== undefined) clearInterval(this.reconcileTimer);
     const reconcileMs = durationMs(cfg.reconcileFrequency);
     this.reconcileTimer = reconcileMs > 0
@@ -212,6 +213,29 @@ export class Daemon implements DaemonControl, AsyncDisposable {
       },
       (err) => this.fail(err),
     );
+  }
+
+  private sharedTablesWarned = false;
+
+  /**
+   * Says once when namespaces share the host's TCP hash table: each of their dumps then walks
+   * every namespace's sockets, so a poll costs namespaces × sockets of the node.
+   */
+  private warnSharedTables(): void {
+    const { shared, total } = this.registry.sharedTables();
+    if (this.sharedTablesWarned || shared < 2) return;
+    this.sharedTablesWarned = true;
+    this.deps.log.warn(
+      `${shared} of ${total} namespaces share the host's TCP hash table: each of their dumps walks ` +
+        `the sockets of every namespace. Namespaces created after ` +
+        `"sysctl -w net.ipv4.tcp_child_ehash_entries=1024" (Linux 5.19+) get a table of their own ` +
+        `(see README, Performance)`,
+    );
+  }
+
+  /** Namespaces that share the host's TCP hash table. */
+  get sharedTables(): number {
+    return this.registry.sharedTables().shared;
   }
 
   /** In place for destinations that write in place, else the delivery queue (and its spool). */

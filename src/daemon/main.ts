@@ -119,7 +119,12 @@ export async function runDaemon(
     hostname: Deno.hostname(),
     signal: shutdown.signal,
   });
-  const metrics = new Metrics(counters, () => daemon.namespaces, () => daemon.delivery);
+  const metrics = new Metrics(
+    counters,
+    () => daemon.namespaces,
+    () => daemon.delivery,
+    () => daemon.sharedTables,
+  );
   daemon.onPoll = (s) => metrics.poll(s);
   try {
     const http = await serveHttp({

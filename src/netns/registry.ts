@@ -6,8 +6,9 @@
  *
  * @module
  */
+import { readSmallFile, sysClose } from "../../ffi/libc.ts";
 import { NetlinkSocket } from "../../ffi/netlink_socket.ts";
-import type { NetnsHome } from "../../ffi/netns.ts";
+import { type NetnsHome, openNetnsFd } from "../../ffi/netns.ts";
 import { errorMessage, isFatal } from "../util/errors.ts";
 import type { Counters, Logger } from "../util/log.ts";
 import { discover, type DiscoveryOptions, type NsInfo } from "./discovery.ts";
@@ -18,6 +19,23 @@ export interface NsState {
   info: NsInfo;
   /** Its inet_diag socket (replaced by {@link NamespaceRegistry.reopen}). */
   socket: NetlinkSocket;
+  /**
+   * Its `net.ipv4.tcp_ehash_entries`: negative when it has no TCP hash table of its own and
+   * shares the host's (every dump of it then walks every namespace's sockets); undefined where
+   * the kernel does not say (before 5.19).
+   */
+  ehashEntries?: number;
+}
+
+const EHASH = "/proc/sys/net/ipv4/tcp_ehash_entries";
+
+function readEhash(): number | undefined {
+  try {
+    const n = Number(readSmallFile(EHASH).trim());
+    return Number.isInteger(n) ? n : undefined;
+  } catch {
+    return undefined; // before Linux 5.19
+  }
 }
 
 /** Options of {@link NamespaceRegistry}. */
@@ -78,7 +96,12 @@ export class NamespaceRegistry implements Disposable {
       if (this.states.has(ino)) continue;
       try {
         const socket = this.open(info);
-        this.states.set(ino, { info, socket });
+        const ehashEntries = this.ehashOf(info);
+        this.states.set(ino, {
+          info,
+          socket,
+          ...(ehashEntries === undefined ? {} : { ehashEntries }),
+        });
         this.failed.delete(ino);
         added++;
         c.inc("add", "store");
@@ -97,6 +120,29 @@ export class NamespaceRegistry implements Disposable {
     }
     c.inc("reconcile", "complete");
     return { added, removed };
+  }
+
+  /** The namespace's tcp_ehash_entries, read inside it (undefined where unknown). */
+  private ehashOf(info: NsInfo): number | undefined {
+    if (info.inode === this.opts.selfInode) return readEhash();
+    let fd: number;
+    try {
+      fd = openNetnsFd(info.path);
+    } catch {
+      return undefined;
+    }
+    try {
+      return this.opts.home.run(fd, readEhash, info.path);
+    } finally {
+      sysClose(fd);
+    }
+  }
+
+  /** How many tracked namespaces share the host's TCP hash table, of how many. */
+  sharedTables(): { shared: number; total: number } {
+    let shared = 0;
+    for (const st of this.states.values()) if ((st.ehashEntries ?? 0) < 0) shared++;
+    return { shared, total: this.states.size };
   }
 
   /**

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import process from "node:process";
 import type { NetlinkSocket } from "../../ffi/netlink_socket.ts";
 import { UringNetlinkReader } from "../../ffi/uring_netlink.ts";
 import { Pipeline, type WorkerReply } from "./pipeline.ts";
@@ -31,6 +32,10 @@ export interface PollSummary {
   bytes: number;
   ms: number;
   timedOut: boolean;
+  /** System CPU of the process while it dumped (the kernel's walks and copies), ms. */
+  kernelMs: number;
+  /** Each namespace's dump, wall ms. */
+  dumpMs: number[];
 }
 
 /**
@@ -321,6 +326,8 @@ export class Poller implements DumpSink, Disposable {
     }
     const states = [...this.deps.registry.states.values()];
     const stamp = s.stamp;
+    const dumpMs: number[] = [];
+    const cpu0 = process.cpuUsage();
     for (const st of states) {
       if (performance.now() - t0 > s.timeoutMs) {
         timedOut = true;
@@ -339,6 +346,7 @@ export class Poller implements DumpSink, Disposable {
         tag: stamp.tag,
         socket_fd: st.socket.fd,
       });
+      const d0 = performance.now();
       try {
         if (pipe && this.pipedDumper) {
           pipe.stamp(this.stamp);
@@ -350,6 +358,7 @@ export class Poller implements DumpSink, Disposable {
         if (pipe?.error) this.dropPipeline(pipe.error);
         this.dumpFailed(st, err);
       }
+      dumpMs.push(performance.now() - d0);
       namespaces++;
     }
     const reason = timedOut ? "poll_timeout" : "poll_end";
@@ -380,6 +389,8 @@ export class Poller implements DumpSink, Disposable {
       bytes: this.pollBytes,
       ms: performance.now() - t0,
       timedOut,
+      kernelMs: process.cpuUsage(cpu0).system / 1000,
+      dumpMs,
     };
     this.deps.onPoll?.(summary);
     this.deps.log.info(
