@@ -16,6 +16,7 @@ import { redactedJson } from "../config/redact.ts";
 import { errorMessage, isFatal } from "../util/errors.ts";
 import { Counters, Logger } from "../util/log.ts";
 import { VERSION } from "../version.ts";
+import type { PollSummary } from "../poll/poller.ts";
 import { checkCapabilities } from "./caps.ts";
 import { Daemon } from "./daemon.ts";
 
@@ -125,7 +126,11 @@ export async function runDaemon(
     () => daemon.delivery,
     () => daemon.sharedTables,
   );
-  daemon.onPoll = (s) => metrics.poll(s);
+  let last: PollSummary | undefined;
+  daemon.onPoll = (s) => {
+    last = s;
+    metrics.poll(s);
+  };
   try {
     const http = await serveHttp({
       listen: proc.promListen,
@@ -180,6 +185,11 @@ export async function runDaemon(
     await stack.disposeAsync();
   } finally {
     clearTimeout(guard);
+  }
+  // A run that ended by itself (maxLoops) whose last poll got nothing from any namespace failed.
+  if (!shutdown.signal.aborted && last && last.namespaces > 0 && last.failed === last.namespaces) {
+    log.error(`Every dump of the last poll failed (${last.failed} namespaces): exit status 1`);
+    return 1;
   }
   return 0;
 }

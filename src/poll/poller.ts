@@ -36,6 +36,8 @@ export interface PollSummary {
   kernelMs: number;
   /** Each namespace's dump, wall ms. */
   dumpMs: number[];
+  /** Namespaces whose dump failed. */
+  failed: number;
 }
 
 /**
@@ -327,6 +329,7 @@ export class Poller implements DumpSink, Disposable {
     const states = [...this.deps.registry.states.values()];
     const stamp = s.stamp;
     const dumpMs: number[] = [];
+    let failed = 0;
     const cpu0 = process.cpuUsage();
     for (const st of states) {
       if (performance.now() - t0 > s.timeoutMs) {
@@ -356,6 +359,7 @@ export class Poller implements DumpSink, Disposable {
         }
       } catch (err) {
         if (pipe?.error) this.dropPipeline(pipe.error);
+        failed++;
         this.dumpFailed(st, err);
       }
       dumpMs.push(performance.now() - d0);
@@ -391,6 +395,7 @@ export class Poller implements DumpSink, Disposable {
       timedOut,
       kernelMs: process.cpuUsage(cpu0).system / 1000,
       dumpMs,
+      failed,
     };
     this.deps.onPoll?.(summary);
     this.deps.log.info(

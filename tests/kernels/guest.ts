@@ -238,6 +238,8 @@ const CHECKS: readonly Check[] = [
       assert.ok(line, `no failed-dump line in: ${r.stderr}`);
       assert.ok(line.includes("failed: Kernel answered the dump with NLMSG_ERROR"), line);
       assertHint(line);
+      assert.equal(r.code, 1, "every dump of its only poll failed: exit status 1");
+      assert.match(r.stderr, /Every dump of the last poll failed/);
       const pcap = [...Deno.readDirSync(dir)].find((e) => e.name.endsWith(".pcap"));
       assert.ok(pcap, "the daemon wrote no capture");
       Deno.copyFileSync(`${dir}/${pcap.name}`, `${ctx.out}/enoent.pcap`);
