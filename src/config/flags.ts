@@ -247,7 +247,7 @@ export const FLAGS: readonly FlagSpec[] = [
   bool("enrichNic",                "enrichNicEnable",              "false",                   "ENRICH_NIC",                    none,                         "NIC identity (not in this build)"),
   num("uplinkCount",               "uplinkCount",                  "2",                       "UPLINK_COUNT",                  range(0, 2),                  "uplink slots (max 2)"),
   list("uplinkInterfaces",         "uplinkInterfaces",             "",                        "UPLINK_INTERFACES",             items(2),                     "comma list of uplink interfaces (max 2)"),
-  bool("populateNsid",             "populateNsid",                 "false",                   "POPULATE_NSID",                 none,                         "fill nsid (not in this build)"),
+  bool("populateNsid",             "populateNsid",                 "false",                   "POPULATE_NSID",                 none,                         "fill nsid from RTM_GETNSID (the id the daemon's namespace gives each namespace)"),
   num("ipv4Ttl",                   "ipv4Ttl",                      "0",                       "IPV4_TTL",                      range(0, 255),                "TTL of our listening sockets; 0 = default"),
   num("ipv6HopLimit",              "ipv6HopLimit",                 "0",                       "IPV6_HOP_LIMIT",                range(0, 255),                "hop limit of our listening sockets; 0 = default"),
   num("grpcPort",                  "grpcPort",                     "8889",                    "GRPC_PORT",                     range(1, 65535),              "gRPC port"),

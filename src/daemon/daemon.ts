@@ -23,6 +23,7 @@ import { openDestination } from "../dest/registry.ts";
 import { Spool } from "../dest/spool.ts";
 import { marshaller } from "../format/marshal.ts";
 import { statesInWords } from "../netlink/states.ts";
+import { NsidResolver } from "../netns/nsid.ts";
 import { NamespaceRegistry } from "../netns/registry.ts";
 import { CaptureWriter } from "../poll/capture_writer.ts";
 import { Poller, type PollSummary } from "../poll/poller.ts";
@@ -83,6 +84,7 @@ export class Daemon implements DaemonControl, AsyncDisposable {
   private configNow: XtcpConfig;
   private loop: Loop | undefined;
   private readonly registry: NamespaceRegistry;
+  private readonly nsid: NsidResolver | undefined;
   private reconcileTimer: ReturnType<typeof setInterval> | undefined;
   private readonly watchers: Deno.FsWatcher[] = [];
   private stopped = false;
@@ -99,12 +101,14 @@ export class Daemon implements DaemonControl, AsyncDisposable {
   constructor(private readonly deps: DaemonDeps) {
     this.configNow = deps.config;
     this.hub = new RecordHub(deps.counters);
+    this.nsid = deps.config.populateNsid ? new NsidResolver() : undefined;
     this.registry = new NamespaceRegistry({
       home: deps.home,
       selfInode: deps.selfInode,
       rcvTimeoutMs: Number(deps.config.nlTimeoutMilliseconds),
       log: deps.log,
       counters: deps.counters,
+      ...(this.nsid ? { nsid: this.nsid } : {}),
     });
     this.ended.promise.catch(() => {/* reported by wait() */});
     deps.signal.addEventListener("abort", () => this.loop?.stop.abort(), { once: true });
@@ -412,6 +416,7 @@ export class Daemon implements DaemonControl, AsyncDisposable {
       this.phase = "ending the live streams and closing the namespace sockets";
       this.hub.close();
       this.registry[Symbol.dispose]();
+      this.nsid?.[Symbol.dispose]();
       this.phase = "stopped";
     }
   }

@@ -12,6 +12,7 @@ import { type NetnsHome, openNetnsFd } from "../../ffi/netns.ts";
 import { errorMessage, isFatal } from "../util/errors.ts";
 import type { Counters, Logger } from "../util/log.ts";
 import { discover, type DiscoveryOptions, type NsInfo } from "./discovery.ts";
+import type { NsidResolver } from "./nsid.ts";
 
 /** A namespace being polled. */
 export interface NsState {
@@ -25,6 +26,8 @@ export interface NsState {
    * the kernel does not say (before 5.19).
    */
   ehashEntries?: number;
+  /** The id the daemon's namespace gives it (with a resolver, when one is assigned). */
+  nsid?: number;
 }
 
 const EHASH = "/proc/sys/net/ipv4/tcp_ehash_entries";
@@ -44,6 +47,8 @@ export interface RegistryOptions extends DiscoveryOptions {
   home: NetnsHome;
   /** SO_RCVTIMEO of each socket (ms). */
   rcvTimeoutMs: number;
+  /** Asks each namespace's id at every reconcile (`-populateNsid`). */
+  nsid?: NsidResolver;
   log: Logger;
   counters: Counters;
 }
@@ -118,6 +123,7 @@ export class NamespaceRegistry implements Disposable {
         }
       }
     }
+    if (this.opts.nsid) this.refreshNsids(this.opts.nsid);
     c.inc("reconcile", "complete");
     return { added, removed };
   }
@@ -135,6 +141,20 @@ export class NamespaceRegistry implements Disposable {
       return this.opts.home.run(fd, readEhash, info.path);
     } finally {
       sysClose(fd);
+    }
+  }
+
+  /** Asks every namespace's id again (an id can be assigned at any time). */
+  private refreshNsids(resolver: NsidResolver): void {
+    for (const st of this.states.values()) {
+      try {
+        const id = resolver.nsidOf(st.info.path);
+        if (id === undefined) delete st.nsid;
+        else st.nsid = id;
+      } catch (err) {
+        this.opts.counters.inc("netNamespaceInstance", "nsid", "error");
+        this.opts.log.debug(`nsid of ${st.info.name}: ${errorMessage(err)}`);
+      }
     }
   }
 

@@ -348,6 +348,7 @@ export class Poller implements DumpSink, Disposable {
         label: stamp.label,
         tag: stamp.tag,
         socket_fd: st.socket.fd,
+        ...(st.nsid === undefined ? {} : { nsid: st.nsid }),
       });
       const d0 = performance.now();
       try {
