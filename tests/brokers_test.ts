@@ -693,6 +693,8 @@ Deno.test({
         `xtcp-${codec}`,
         "-kafkaCompression",
         codec,
+        "-shutdownDrain",
+        "20s",
         "-grpcPort",
         String(freePort()),
         "-promListen",
@@ -700,7 +702,12 @@ Deno.test({
       ]);
       assert.equal(run.code, 0, run.stderr);
       const rows = await kcatRows(mock.bootstrap, `xtcp-${codec}`);
-      assert.equal(rows(), collected(run.stderr), `${codec}: every row read back`);
+      assert.ok(rows() > 0, `${codec}: rows read back`);
+      assert.equal(
+        rows(),
+        collected(run.stderr) - dropped(run.stderr),
+        `${codec}: every row the broker acknowledged is read back`,
+      );
     }
   },
 });

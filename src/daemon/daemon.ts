@@ -229,7 +229,7 @@ export class Daemon implements DaemonControl, AsyncDisposable {
     const { shared, total } = this.registry.sharedTables();
     if (this.sharedTablesWarned || shared < 2) return;
     this.sharedTablesWarned = true;
-    this.deps.log.warn(
+    this.deps.log.info(
       `${shared} of ${total} namespaces share the host's TCP hash table: each of their dumps walks ` +
         `the sockets of every namespace. Namespaces created after ` +
         `"sysctl -w net.ipv4.tcp_child_ehash_entries=1024" (Linux 5.19+) get a table of their own ` +
