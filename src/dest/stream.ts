@@ -11,7 +11,8 @@
  */
 import { closeIfOpen } from "../util/close.ts";
 import type { Counters } from "../util/log.ts";
-import { withTimeout } from "../util/timeout.ts";
+import { errorMessage } from "../util/errors.ts";
+import { TimeoutError, withTimeout } from "../util/timeout.ts";
 import { encodeVarint } from "../util/varint.ts";
 import { writeAll } from "../util/write_all.ts";
 
@@ -60,7 +61,13 @@ export class StreamConnection implements Disposable {
       this.drop();
     }
     if (this.conn) return this.conn;
-    const conn = await withTimeout(this.o.dial(), this.o.timeoutMs, `connect to ${this.o.peer}`);
+    let conn: Deno.Conn;
+    try {
+      conn = await withTimeout(this.o.dial(), this.o.timeoutMs, `connect to ${this.o.peer}`);
+    } catch (err) {
+      if (err instanceof TimeoutError) throw err;
+      throw new Error(`Connect to ${this.o.peer}: ${errorMessage(err)}`, { cause: err });
+    }
     this.conn = conn;
     this.peerGone = false;
     this.watch(conn);
@@ -91,7 +98,8 @@ export class StreamConnection implements Disposable {
     } catch (err) {
       this.o.counters.inc(this.o.fn, "Writes", "error");
       this.drop();
-      throw err;
+      if (err instanceof TimeoutError) throw err;
+      throw new Error(`Write to ${this.o.peer}: ${errorMessage(err)}`, { cause: err });
     }
   }
 
