@@ -26,8 +26,8 @@ ensure_apt() {
   # client that is not ours (python3-grpcio), promtool (prometheus), real brokers (nats-server,
   # redis-server; the tests start them on free ports, apt does not start them here), librdkafka1
   # (its mock cluster is the Kafka broker of the tests), kcat (a Kafka consumer that is not
-  # ours, reading every codec back); for the kernel suite, QEMU, a static
-  # busybox (the VM's userland) and xz (Debian's 6.12 modules are .ko.xz).
+  # ours, reading every codec back), openssl (the https test makes its own CA); for the kernel
+  # suite, QEMU, a static busybox (the VM's userland) and xz (Debian's 6.12 modules are .ko.xz).
   local missing=()
   command -v ip >/dev/null 2>&1 || missing+=(iproute2)
   command -v ss >/dev/null 2>&1 || missing+=(iproute2)
@@ -39,6 +39,7 @@ ensure_apt() {
   [ -e /usr/lib/x86_64-linux-gnu/librdkafka.so.1 ] || missing+=(librdkafka1)
   [ -x /usr/bin/promtool ] || missing+=(prometheus)
   [ -x /usr/bin/kcat ] || missing+=(kcat)
+  [ -x /usr/bin/openssl ] || missing+=(openssl)
   command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
   dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
   command -v xz >/dev/null 2>&1 || missing+=(xz-utils)

@@ -119,6 +119,7 @@ export function destOptions(
     topic: cfg.topic,
     kafkaCompression: cfg.kafkaCompression,
     sendTimeoutMs: durationMs(cfg.kafkaProduceTimeout),
+    httpCaFile: cfg.httpCaFile,
     streamMaxLen: Number(cfg.valkeyStreamMaxLen) || 100,
     ...fileLimits(cfg),
     counters: deps.counters,

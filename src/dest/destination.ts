@@ -74,6 +74,8 @@ export interface DestOptions {
   streamMaxLen?: number;
   /** How long one send may wait for the peer, in ms (`--produceTimeout`; 0 = the default). */
   sendTimeoutMs?: number;
+  /** https: PEM file of CA certificates trusted besides the default roots (`--httpCaFile`). */
+  httpCaFile?: string;
   /** file: rotation size. */
   fileMaxBytes: number;
   /** file: rotation age. */
@@ -90,15 +92,20 @@ export interface DestOptions {
 export const DEFAULT_SEND_TIMEOUT_MS = 5000;
 
 /**
- * How long one send may wait for the peer, in ms.
+ * How long one send may wait for the peer, in ms: `--produceTimeout`, or when it is 0 the
+ * destination's own default (`fallbackMs`, {@link DEFAULT_SEND_TIMEOUT_MS} unless given).
  *
  * @example
  * ```ts
  * await withTimeout(publish(), sendTimeoutMs(opts), "PUBLISH");
+ * sendTimeoutMs({ sendTimeoutMs: 0 }, 10_000); // 10000
  * ```
  */
-export function sendTimeoutMs(o: Pick<DestOptions, "sendTimeoutMs">): number {
-  return o.sendTimeoutMs || DEFAULT_SEND_TIMEOUT_MS;
+export function sendTimeoutMs(
+  o: Pick<DestOptions, "sendTimeoutMs">,
+  fallbackMs = DEFAULT_SEND_TIMEOUT_MS,
+): number {
+  return o.sendTimeoutMs || fallbackMs;
 }
 
 /** Base of the destinations that write in place: `send` is `sendSync`, as a promise. */

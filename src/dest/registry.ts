@@ -8,8 +8,10 @@
 import { splitHostPort } from "../util/address.ts";
 import type { Destination, DestOptions } from "./destination.ts";
 import { FileDest } from "./file.ts";
+import { HttpDest } from "./http.ts";
 import { NullDest } from "./null.ts";
 import { StdioDest } from "./stdio.ts";
+import { TcpDest } from "./tcp.ts";
 import { UdpDest } from "./udp.ts";
 import { UnixDest } from "./unix.ts";
 import { UnixgramDest } from "./unixgram.ts";
@@ -23,6 +25,9 @@ export const DEST_SCHEMES = [
   "udp",
   "unix",
   "unixgram",
+  "tcp",
+  "http",
+  "https",
   "kafka",
   "nats",
   "nsq",
@@ -36,15 +41,29 @@ export const DEST_SCHEMES = [
 export type DestScheme = (typeof DEST_SCHEMES)[number];
 
 /** Schemes of the original that this build does not open yet. */
-export const FUTURE_SCHEMES: readonly string[] = ["s3parquet", "tcp", "http", "https"];
+export const FUTURE_SCHEMES: readonly string[] = ["s3parquet"];
 
 const PATH_SCHEMES: readonly string[] = ["file", "unix", "unixgram"];
 
 /** A `--dest` value taken apart. */
 export interface DestSpec {
   scheme: DestScheme;
-  /** Path or HOST:PORT ("" for null, stdout, stderr). */
+  /** Path, HOST:PORT, the whole URL for http and https ("" for null, stdout, stderr). */
   address: string;
+}
+
+/** Checks an http(s) destination: the whole value is the URL. */
+function parseUrlDest(scheme: "http" | "https", dest: string): DestSpec {
+  let url: URL;
+  try {
+    url = new URL(dest);
+  } catch (err) {
+    throw new RangeError(`${scheme}: not a URL: "${dest}"`, { cause: err });
+  }
+  if (url.protocol !== `${scheme}:` || !url.hostname) {
+    throw new RangeError(`${scheme}: needs ${scheme}://HOST[:PORT][/PATH][?QUERY]`);
+  }
+  return { scheme, address: dest };
 }
 
 function isScheme(s: string): s is DestScheme {
@@ -57,6 +76,7 @@ function isScheme(s: string): s is DestScheme {
  * @example
  * ```ts
  * parseDest("udp://[::1]:9000"); // { scheme: "udp", address: "[::1]:9000" }
+ * parseDest("http://127.0.0.1:8123/?query=SELECT%201"); // the address is the whole URL
  * ```
  */
 export function parseDest(dest: string): DestSpec {
@@ -84,6 +104,7 @@ export function parseDest(dest: string): DestSpec {
     );
   }
   if (scheme === "null" || scheme === "stdout" || scheme === "stderr") return { scheme, address };
+  if (scheme === "http" || scheme === "https") return parseUrlDest(scheme, dest);
   if (PATH_SCHEMES.includes(scheme)) {
     if (!address) throw new RangeError(`${scheme}: needs a path`);
     return { scheme, address };
@@ -129,6 +150,11 @@ export async function openDestination(dest: string, opts: DestOptions): Promise<
       return await UnixDest.open(address, opts);
     case "unixgram":
       return UnixgramDest.open(address, opts);
+    case "tcp":
+      return await TcpDest.open(address, opts);
+    case "http":
+    case "https":
+      return await HttpDest.open(address, opts);
     case "kafka":
       return await (await import("./kafka.ts")).KafkaDest.open(address, opts);
     case "nats":

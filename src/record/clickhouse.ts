@@ -1,7 +1,9 @@
 /**
  * ClickHouse DDL for xtcp2 records, generated from the field table: the Kafka-engine table
  * (ProtobufList), MergeTree tables by `schema_version`, materialized views routing rows by
- * epoch, the errors table, and the Merge table over every epoch (reference §2.3).
+ * epoch, the errors table, and the Merge table over every epoch (reference §2.3); and a Null
+ * table with the same views for the `http:` destination's inserts (`INSERT INTO
+ * xtcp.xtcp_flat_records_http FORMAT ProtobufList`).
  *
  * @module
  */
@@ -58,7 +60,10 @@ export function clickhouseDdl(o: DdlOptions = {}): string {
 -- The Kafka table reads one ProtobufList envelope per message with the row type XtcpFlatRecord
 -- (format_schema 'xtcp_flat_record.proto:XtcpFlatRecord': put proto/xtcp_flat_record/v1/
 -- xtcp_flat_record.proto in ClickHouse's format_schemas directory). Rows are routed by
--- schema_version into xtcp_flat_records_vN; xtcp_flat_records merges every epoch.
+-- schema_version into xtcp_flat_records_vN; xtcp_flat_records merges every epoch. The daemon's
+-- http: destination inserts into xtcp_flat_records_http (raw rows, routed the same way):
+-- /?query=INSERT INTO xtcp.xtcp_flat_records_http FORMAT ProtobufList
+--   &format_schema=xtcp_flat_record.proto:XtcpFlatRecord
 CREATE DATABASE IF NOT EXISTS ${db}`,
     `CREATE TABLE IF NOT EXISTS ${db}.xtcp_flat_records_kafka
 (
@@ -105,6 +110,17 @@ TTL received + INTERVAL 1 DAY`,
     `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.xtcp_flat_records_errors_mv TO ${db}.xtcp_flat_records_errors AS
 SELECT _topic AS topic, _partition AS partition, _offset AS offset, _raw_message AS raw, _error AS error
 FROM ${db}.xtcp_flat_records_kafka WHERE length(_error) > 0`,
+    `CREATE TABLE IF NOT EXISTS ${db}.xtcp_flat_records_http
+(
+${raw}
+)
+ENGINE = Null`,
+    `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.xtcp_flat_records_http_v0_mv TO ${db}.xtcp_flat_records_v0 AS
+${select}
+FROM ${db}.xtcp_flat_records_http WHERE schema_version = 0`,
+    `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.xtcp_flat_records_http_v1_mv TO ${db}.xtcp_flat_records_v1 AS
+${select}
+FROM ${db}.xtcp_flat_records_http WHERE schema_version = 1`,
     `CREATE TABLE IF NOT EXISTS ${db}.xtcp_flat_records AS ${db}.xtcp_flat_records_v1
 ENGINE = Merge('${db}', '^xtcp_flat_records_v[0-9]+$')`,
   ].join(";\n\n") + ";\n";
