@@ -163,8 +163,8 @@ Deno.test("http(s) destinations are whole URLs; 4xx but 408 and 429 are refusals
   assert.throws(() => parseDest("http://127.0.0.1:99999/"), /http: not a URL/);
   assert.throws(() => parseDest("tcp:nowhere"), /tcp: needs HOST:PORT/);
   assert.deepEqual(
-    [400, 401, 404, 408, 413, 429, 499, 500, 502, 503].filter(refusedStatus),
-    [400, 401, 404, 413, 499],
+    [400, 401, 403, 404, 408, 413, 429, 499, 500, 502, 503].filter(refusedStatus),
+    [400, 404, 413, 499],
   );
 });
 

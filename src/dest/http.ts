@@ -4,7 +4,7 @@
  * marshaller's Content-Type, through Deno's `fetch` (keep-alive connections).
  *
  * A 2xx answer acknowledges the flush. Any other answer is a failure that goes back to the
- * delivery queue: a 4xx other than 408 and 429 says the server will never take these bytes (a
+ * delivery queue: a 4xx other than 401, 403, 408 and 429 says the server will never take these bytes (a
  * RefusedError: dropped after a few attempts, counted); 5xx, 408, 429, network and TLS errors and
  * a whole exchange longer than `--produceTimeout` (10 s by default here) are retried. The answer's
  * body is always read, so the connection can be reused. https verifies the server's certificate
@@ -40,18 +40,20 @@ export class HttpSendError extends Error {
 }
 
 /**
- * Whether a non-2xx status says the same bytes will never be taken: a 4xx other than 408
- * (Request Timeout) and 429 (Too Many Requests).
+ * Whether a non-2xx status says the same bytes will never be taken: a 4xx other than 401 and 403
+ * (credentials or permissions, which an operator fixes: the flushes wait in the queue, or the
+ * spool, meanwhile), 408 (Request Timeout) and 429 (Too Many Requests).
  *
  * @example
  * ```ts
  * refusedStatus(400); // true
+ * refusedStatus(403); // false
  * refusedStatus(429); // false
  * refusedStatus(503); // false
  * ```
  */
 export function refusedStatus(status: number): boolean {
-  return status >= 400 && status < 500 && status !== 408 && status !== 429;
+  return status >= 400 && status < 500 && ![401, 403, 408, 429].includes(status);
 }
 
 /** An error's message followed by those of its causes (fetch says only "fetch failed"). */
