@@ -27,8 +27,9 @@ export interface Destination extends AsyncDisposable {
   /**
    * Delivers one flush and resolves once the destination acknowledged it by its own notion of
    * success (a broker's reply, a completed write); rejects otherwise, with an error that
-   * `errorKind` from `src/util/errors.ts` classifies. `bytes` may be reused once the promise
-   * settles: a destination that keeps them longer copies them.
+   * `errorKind` from `src/util/errors.ts` classifies. The caller gives `bytes` away: they are
+   * never changed afterwards (the delivery queue keeps each flush in bytes of its own), so a
+   * client library may hold them past a timeout without a copy.
    */
   send(bytes: Uint8Array, framing: Framing): Promise<void>;
 }

@@ -107,8 +107,8 @@ export class KafkaDest implements Destination {
           acks: -1,
           timeout: this.timeoutMs,
           compression: this.compression,
-          // A copy: the client may still hold it after a timeout, when `bytes` is reused.
-          messages: [{ value: Buffer.from(bytes) }],
+          // A view, not a copy: the caller never changes `bytes`.
+          messages: [{ value: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) }],
         }),
         this.timeoutMs,
         "kafka produce",

@@ -6,7 +6,8 @@
  * retried with exponential backoff and jitter for as long as the queue has room (an envelope
  * the peer refused for good, a RefusedError, is dropped after a few attempts, counted). The queue is
  * bounded in bytes; when it is full the oldest envelopes are dropped (or the newest, or the next
- * poll waits), or, with a {@link Spool}, they go to disk. Every envelope is accounted for
+ * poll waits), or, with a {@link Spool}, they go to disk. The flushes of the poll that runs are
+ * always taken, over the bound if one poll is larger than it. Every envelope is accounted for
  * exactly: acknowledged, dropped (by reason, in rows, bytes and envelopes), spooled, or queued.
  *
  * @module
@@ -55,6 +56,8 @@ export interface Delivery extends AsyncDisposable {
   room(): Promise<void>;
   /** What is waiting, or undefined for in-place delivery. */
   backlog(): Backlog | undefined;
+  /** A poll starts (the queue never drops a poll's flushes for each other). */
+  beginPoll(): void;
 }
 
 /**
@@ -88,6 +91,8 @@ export class InPlaceDelivery implements Delivery {
   room(): Promise<void> {
     return Promise.resolve();
   }
+  /** Nothing to mark. */
+  beginPoll(): void {}
   /** Nothing waits. */
   backlog(): undefined {
     return undefined;
@@ -121,6 +126,8 @@ interface Entry {
   bytes: Uint8Array;
   rows: number;
   at: number;
+  /** The poll that made it (see {@link DeliveryQueue.beginPoll}). */
+  poll: number;
 }
 
 const FN = "destQueue";
@@ -130,6 +137,8 @@ export class DeliveryQueue implements Delivery {
   /** Always false. */
   readonly inPlace = false;
   private readonly mem: Entry[] = [];
+  /** Polls begun (entries carry the one that made them). */
+  private poll = 0;
   private memBytes = 0;
   private memRows = 0;
   /** The entry being sent (mem[0], or the spool's head), if any. */
@@ -208,25 +217,41 @@ export class DeliveryQueue implements Delivery {
       this.wake?.();
       return;
     }
+    // A poll's flushes come all at once (the dump holds the thread): the queue always takes the
+    // whole of the poll that runs now, over its bound if need be; only older polls are dropped.
     if (!this.fits(len) && this.o.full !== "block") {
-      if (this.o.full === "drop_newest") {
-        this.drop("queue_full", rows, len);
-        return;
-      }
-      // drop_oldest: make room, never taking the envelope being sent.
+      const older = (e: Entry | undefined) => e !== undefined && e.poll < this.poll;
       const first = this.inFlight === "mem" ? 1 : 0;
-      while (!this.fits(len) && this.mem.length > first) {
-        const [old] = this.mem.splice(first, 1);
-        if (!old) break;
-        this.memBytes -= old.bytes.length;
-        this.memRows -= old.rows;
-        this.drop("queue_full", old.rows, old.bytes.length);
+      if (this.o.full === "drop_newest") {
+        if (this.mem.slice(first).some(older)) {
+          this.drop("queue_full", rows, len);
+          return;
+        }
+      } else {
+        // drop_oldest: make room from older polls, never taking the envelope being sent.
+        while (!this.fits(len) && older(this.mem[first])) {
+          const [old] = this.mem.splice(first, 1);
+          if (!old) break;
+          this.memBytes -= old.bytes.length;
+          this.memRows -= old.rows;
+          this.drop("queue_full", old.rows, old.bytes.length);
+        }
       }
     }
-    this.mem.push({ bytes: owned ? bytes : bytes.slice(), rows, at: performance.now() });
+    this.mem.push({
+      bytes: owned ? bytes : bytes.slice(),
+      rows,
+      at: performance.now(),
+      poll: this.poll,
+    });
     this.memBytes += len;
     this.memRows += rows;
     this.wake?.();
+  }
+
+  /** A poll starts: its flushes are never dropped to make room for each other. */
+  beginPoll(): void {
+    this.poll++;
   }
 
   /** Room for `len` more bytes in memory (an envelope alone always fits an empty queue). */
@@ -251,7 +276,7 @@ export class DeliveryQueue implements Delivery {
       }
       if (this.o.full === "block") {
         // Back-pressure: held in memory, over the bound; the next poll waits for room.
-        this.mem.push({ bytes, rows, at: performance.now() });
+        this.mem.push({ bytes, rows, at: performance.now(), poll: this.poll });
         this.memBytes += bytes.length;
         this.memRows += rows;
         return;

@@ -63,8 +63,8 @@ export class ValkeyDest implements Destination {
 
   /** PUBLISHes (or XADDs) one flush; resolves with the server's reply. */
   async send(bytes: Uint8Array): Promise<void> {
-    // A copy: the client may still hold it after a timeout, when `bytes` is reused.
-    const data = Buffer.from(bytes);
+    // A view, not a copy: the caller never changes `bytes`.
+    const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const topic = this.opts.topic;
     const stream = this.scheme.endsWith("-stream");
     await withTimeout<unknown>(

@@ -305,6 +305,7 @@ export class Poller implements DumpSink, Disposable {
     const s = this.settingsNow;
     const c = this.deps.counters;
     const t0 = performance.now();
+    this.deps.delivery.beginPoll();
     this.pollBytes = 0;
     this.pollFlushes = 0;
     this.modulusCount = 0;
