@@ -16,7 +16,14 @@ import { Redis } from "ioredis";
 import { EnvelopeSchema } from "../src/gen/xtcp_flat_record/v1/xtcp_flat_record_pb.ts";
 import { readVarint } from "../src/util/varint.ts";
 import { startLoad } from "./support/loadgen/loadgen.ts";
-import { freePort, spawnXtcp2, until, xtcp2 } from "./support/run.ts";
+import { freePort, until, xtcp2 } from "./support/run.ts";
+import {
+  collected,
+  daemon as isolated,
+  polls,
+  type RunningDaemon,
+  stopDaemon,
+} from "./support/delivery.ts";
 import { unframe } from "./support/records.ts";
 import { RDKAFKA, startMockKafka } from "./support/kafka_mock.ts";
 
@@ -71,46 +78,21 @@ function rowCount(msg: Uint8Array): number {
   return fromBinary(EnvelopeSchema, unframe(msg)).row.length;
 }
 
-/** The daemon polling every second into `dest`; its stderr so far. */
-function daemon(dest: string, topic: string, extra: string[] = []) {
+/**
+ * The daemon polling every second into `dest` on `topic`, seeing only the test's namespace
+ * `netns` besides its own (other tests' and benchmarks' namespaces stay out of its counts).
+ */
+function daemon(dest: string, topic: string, netns: string, extra: string[] = []) {
   const httpPort = freePort();
-  const child = spawnXtcp2([
-    "-frequency",
-    "1s",
-    "-timeout",
-    "900ms",
-    "-pollJitterPct",
-    "0",
-    "-dest",
-    dest,
+  const d = isolated(dest, "protobufList", [
     "-topic",
     topic,
-    "-marshal",
-    "protobufList",
-    "-destRetryInitial",
-    "200ms",
-    "-destRetryMax",
-    "1s",
-    "-grpcPort",
-    String(freePort()),
     "-promListen",
     `127.0.0.1:${httpPort}`,
     ...extra,
-  ]);
-  let err = "";
-  const drained = (async () => {
-    for await (const c of child.stderr.pipeThrough(new TextDecoderStream())) err += c;
-  })().catch(() => {});
-  void child.stdout.cancel();
-  return { child, log: () => err, drained, httpPort };
-}
-
-/** Rows the daemon's poll log says it collected. */
-function collected(log: string): number {
-  return [...log.matchAll(/^xtcp2: poll \d+: \d+ namespaces, (\d+) sockets/gm)].reduce(
-    (n, m) => n + Number(m[1]),
-    0,
-  );
+  ], netns);
+  const signal = async (sig: Deno.Signal) => Deno.kill(await d.pid(), sig);
+  return { ...d, httpPort, signal };
 }
 
 /** Rows the daemon's closing account says were dropped. */
@@ -140,14 +122,12 @@ async function kcatRows(bootstrap: string, topic: string): Promise<() => number>
   return () => rows;
 }
 
-const polls = (log: string) => [...log.matchAll(/^xtcp2: poll \d+: /gm)].length;
-
 /**
  * Runs the daemon into `dest`, takes the broker away (`down`) for `outageMs` and brings it back
  * (`up`), lets it deliver, stops it with SIGTERM, and returns what it logged.
  */
 async function outage(
-  d: ReturnType<typeof daemon>,
+  d: RunningDaemon,
   received: () => number,
   down: () => Promise<void>,
   up: () => Promise<void>,
@@ -166,11 +146,7 @@ async function outage(
   );
   const back = polls(d.log());
   await until("two more polls", () => polls(d.log()) >= back + 2, 20_000);
-  d.child.kill("SIGTERM");
-  const status = await d.child.status;
-  await d.drained;
-  assert.equal(status.code, 0, d.log());
-  return d.log();
+  return await stopDaemon(d);
 }
 
 /** After `log`'s run: the consumer gets exactly what was collected, less what was dropped. */
@@ -211,11 +187,11 @@ Deno.test({
     const refused = await xtcp2(["-maxLoops", "1", "-dest", `nats:127.0.0.1:${port}`]);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, new RegExp(`cannot start: nats 127\\.0\\.0\\.1:${port}: `));
-    await using _load = await startLoad({ conns: 200, bytes: 10 });
+    await using load = await startLoad({ conns: 200, bytes: 10 });
     let server = await startServer(NATS, natsArgs(port), /Server is ready/);
     const sub = await natsCounter(port, "xtcp-test");
     try {
-      const d = daemon(`nats:127.0.0.1:${port}`, "xtcp-test");
+      const d = daemon(`nats:127.0.0.1:${port}`, "xtcp-test", load.netns);
       let during = { ready: 0, rows: 0 };
       const log = await outage(d, sub.received, async () => {
         await stop(server);
@@ -252,12 +228,15 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     const port = freePort();
-    await using _load = await startLoad({ conns: 200, bytes: 10 });
+    await using load = await startLoad({ conns: 200, bytes: 10 });
     let server = await startServer(NATS, natsArgs(port), /Server is ready/);
     const sub = await natsCounter(port, "xtcp-small");
     try {
       // About two flushes fit: ten seconds without the server overflow it.
-      const d = daemon(`nats:127.0.0.1:${port}`, "xtcp-small", ["-destQueueBytes", "300000"]);
+      const d = daemon(`nats:127.0.0.1:${port}`, "xtcp-small", load.netns, [
+        "-destQueueBytes",
+        "300000",
+      ]);
       const log = await outage(d, sub.received, () => stop(server), async () => {
         server = await startServer(NATS, natsArgs(port), /Server is ready/);
       });
@@ -280,17 +259,17 @@ Deno.test({
   async fn() {
     const port = freePort();
     const spool = Deno.makeTempDirSync({ prefix: "xtcp2-spool-" });
-    await using _load = await startLoad({ conns: 200, bytes: 10 });
+    await using load = await startLoad({ conns: 200, bytes: 10 });
     let server = await startServer(NATS, natsArgs(port), /Server is ready/);
     const extra = ["-destQueueBytes", "200000", "-spoolDir", spool];
     try {
-      const first = daemon(`nats:127.0.0.1:${port}`, "xtcp-spool", extra);
+      const first = daemon(`nats:127.0.0.1:${port}`, "xtcp-spool", load.netns, extra);
       await until("two polls", () => polls(first.log()) >= 2);
       await stop(server);
       const seen = polls(first.log());
       await until("five polls without the server", () => polls(first.log()) >= seen + 5, 20_000);
       await new Promise((r) => setTimeout(r, 1500)); // the spool's periodic fsync
-      first.child.kill("SIGKILL");
+      await first.signal("SIGKILL");
       await first.child.status;
       assert.ok(
         [...Deno.readDirSync(spool)].some((e) => e.name.endsWith(".xsp")),
@@ -299,12 +278,9 @@ Deno.test({
       server = await startServer(NATS, natsArgs(port), /Server is ready/);
       const sub = await natsCounter(port, "xtcp-spool");
       try {
-        const second = daemon(`nats:127.0.0.1:${port}`, "xtcp-spool", extra);
+        const second = daemon(`nats:127.0.0.1:${port}`, "xtcp-spool", load.netns, extra);
         await until("three polls", () => polls(second.log()) >= 3, 20_000);
-        second.child.kill("SIGTERM");
-        assert.equal((await second.child.status).code, 0);
-        await second.drained;
-        const log = second.log();
+        const log = await stopDaemon(second);
         const left = /(\d+) envelopes \((\d+) rows, \d+ bytes\) left by the last run/.exec(log);
         assert.ok(left, `the spool was found:\n${log}`);
         const want = Number(left[2]) + collected(log) - dropped(log);
@@ -333,7 +309,7 @@ Deno.test({
     const refused = await xtcp2(["-maxLoops", "1", "-dest", `valkey:127.0.0.1:${port}`]);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, new RegExp(`cannot start: valkey 127\\.0\\.0\\.1:${port}: `));
-    await using _load = await startLoad({ conns: 200, bytes: 10 });
+    await using load = await startLoad({ conns: 200, bytes: 10 });
     const args = [
       "--bind",
       "127.0.0.1",
@@ -389,7 +365,7 @@ Deno.test({
       }
     })();
     try {
-      const d = daemon(`valkey-stream:127.0.0.1:${port}`, "xtcp-stream");
+      const d = daemon(`valkey-stream:127.0.0.1:${port}`, "xtcp-stream", load.netns);
       const log = await outage(d, () => rows, () => stop(server), async () => {
         server = await startServer(REDIS, args, /Ready to accept connections/);
       });
@@ -426,7 +402,7 @@ Deno.test({
     assert.equal(bogus.code, 2);
     assert.match(bogus.stderr, /--kafkaCompression: "brotli": must be one of/);
 
-    await using _load = await startLoad({ conns: 200, bytes: 10 });
+    await using load = await startLoad({ conns: 200, bytes: 10 });
     await using mock = await startMockKafka(["xtcp-test"]);
     /** A consumer of its own group reading the topic from the start; counts rows. */
     const counter = async (group: string) => {
@@ -449,7 +425,7 @@ Deno.test({
     };
     const live = await counter("xtcp2-live");
     try {
-      const d = daemon(`kafka:${mock.bootstrap}`, "xtcp-test");
+      const d = daemon(`kafka:${mock.bootstrap}`, "xtcp-test", load.netns);
       const log = await outage(
         d,
         live.received,
@@ -570,15 +546,13 @@ Deno.test({
     const refused = await xtcp2(["-maxLoops", "1", "-dest", `nsq:127.0.0.1:${freePort()}`]);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /cannot start: nsq 127\.0\.0\.1:\d+: /);
-    await using _load = await startLoad({ conns: 200, bytes: 10 });
+    await using load = await startLoad({ conns: 200, bytes: 10 });
     await using nsqd = new NsqdStub();
     nsqd.cutAfter = 2; // every second PUB ends its connection
-    const d = daemon(`nsq:127.0.0.1:${nsqd.port}`, "xtcp-test");
+    const d = daemon(`nsq:127.0.0.1:${nsqd.port}`, "xtcp-test", load.netns);
     const received = () => nsqd.bodies.reduce((n, b) => n + rowCount(b.body), 0);
     await until("six polls", () => polls(d.log()) >= 6, 30_000);
-    d.child.kill("SIGTERM");
-    assert.equal((await d.child.status).code, 0, d.log());
-    await d.drained;
+    await stopDaemon(d);
     assert.ok(nsqd.bodies.every((b) => b.topic === "xtcp-test"));
     assert.ok(nsqd.nops >= 1, "the heartbeat was answered with NOP");
     assert.ok(nsqd.connections >= 3, `${nsqd.connections} connections: it reconnected`);
@@ -650,10 +624,10 @@ Deno.test({
   async fn() {
     const dir = Deno.makeTempDirSync({ prefix: "xtcp2-unix-" });
     const rx = new UnixReceiver(`${dir}/rx.sock`);
-    await using _load = await startLoad({ conns: 200, bytes: 10 });
+    await using load = await startLoad({ conns: 200, bytes: 10 });
     rx.start();
     try {
-      const d = daemon(`unix:${rx.path}`, "x");
+      const d = daemon(`unix:${rx.path}`, "x", load.netns);
       const log = await outage(
         d,
         () => rx.rows,
@@ -677,37 +651,25 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     const codecs = ["none", "gzip", "snappy", "lz4", "zstd"];
-    await using _load = await startLoad({ conns: 100, bytes: 10 });
+    await using load = await startLoad({ conns: 100, bytes: 10 });
     await using mock = await startMockKafka(codecs.map((c) => `xtcp-${c}`));
     for (const codec of codecs) {
-      const run = await xtcp2([
+      const d = daemon(`kafka:${mock.bootstrap}`, `xtcp-${codec}`, load.netns, [
         "-maxLoops",
         "2",
-        "-frequency",
-        "1s",
-        "-timeout",
-        "900ms",
-        "-dest",
-        `kafka:${mock.bootstrap}`,
-        "-topic",
-        `xtcp-${codec}`,
         "-kafkaCompression",
         codec,
         "-shutdownDrain",
         "20s",
-        "-grpcPort",
-        String(freePort()),
-        "-promListen",
-        `127.0.0.1:${freePort()}`,
       ]);
-      assert.equal(run.code, 0, run.stderr);
+      const status = await d.child.status;
+      await d.drained;
+      const log = d.log();
+      assert.equal(status.code, 0, log);
       const rows = await kcatRows(mock.bootstrap, `xtcp-${codec}`);
       assert.ok(rows() > 0, `${codec}: rows read back`);
-      assert.equal(
-        rows(),
-        collected(run.stderr) - dropped(run.stderr),
-        `${codec}: every row the broker acknowledged is read back`,
-      );
+      assert.equal(dropped(log), 0, log);
+      assert.equal(rows(), collected(log), `${codec}: every row read back`);
     }
   },
 });
