@@ -127,3 +127,9 @@ Deno.test("CAP_SYS_RESOURCE is only asked for with --ioUring", () => {
   assert.match(warnings[0], /CAP_SYS_RESOURCE — raising RLIMIT_MEMLOCK for io_uring rings/);
   assert.throws(() => checkCapabilities(all & ~(1n << 12n)), /CAP_NET_ADMIN: netlink inet_diag/);
 });
+
+Deno.test("the original's Go-runtime flags are accepted, with no effect, and named", () => {
+  const c = loadConfig(["-goMaxProcs", "4", "-maxThreads", "4000", "-profile.mode=cpu"], {});
+  assert.deepEqual(c.ignored, ["goMaxProcs", "maxThreads", "profile.mode"]);
+  assert.deepEqual(loadConfig([], {}).ignored, []);
+});

@@ -317,6 +317,19 @@ export const PROCESS_FLAGS = {
 /** Name of a process flag. */
 export type ProcessFlag = keyof typeof PROCESS_FLAGS;
 
+/**
+ * The original's flags for the Go runtime: accepted (existing unit files pass them), with no
+ * effect in this runtime, and named once in a startup notice.
+ */
+export const GO_RUNTIME_FLAGS = {
+  goMaxProcs: "GOMAXPROCS: Deno's threads are not set this way",
+  maxThreads: "Go's OS-thread cap",
+  "profile.mode": "Go's one-shot profiles (use deno's --v8-flags=--prof or --cpu-prof)",
+} as const;
+
+/** Name of a Go-runtime flag. */
+export type GoRuntimeFlag = keyof typeof GO_RUNTIME_FLAGS;
+
 /** The name a flag is known by in messages: `--flag`, or the field when it has no flag. */
 export function flagName(spec: FlagSpec): string {
   return spec.flag ? `--${spec.flag}` : spec.field;

@@ -13,6 +13,8 @@ import { ConfigError } from "./config_error.ts";
 import {
   FLAGS,
   type FlagSpec,
+  GO_RUNTIME_FLAGS,
+  type GoRuntimeFlag,
   parseBool,
   PROCESS_FLAGS,
   type ProcessFlag,
@@ -53,6 +55,8 @@ export interface LoadedConfig {
   process: Record<ProcessFlag, string>;
   /** Where each setting came from (field → flag, env, env file; `*` for XTCP_CONFIG_JSON). */
   sources: Map<string, string>;
+  /** The original's Go-runtime flags given, which have no effect here (see GO_RUNTIME_FLAGS). */
+  ignored: GoRuntimeFlag[];
 }
 
 /** Flags that are not settings. */
@@ -68,6 +72,7 @@ const SPEC_BY_FLAG: ReadonlyMap<string, FlagSpec> = new Map(
   FLAGS.flatMap((s) => (s.flag ? [[s.flag, s] as const] : [])),
 );
 const PROCESS_NAMES = Object.keys(PROCESS_FLAGS) as ProcessFlag[];
+const GO_NAMES = Object.keys(GO_RUNTIME_FLAGS) as GoRuntimeFlag[];
 
 function isBooleanFlag(name: string): boolean {
   return name in META || SPEC_BY_FLAG.get(name)?.kind === "bool";
@@ -75,7 +80,7 @@ function isBooleanFlag(name: string): boolean {
 
 function isValueFlag(name: string): boolean {
   return (SPEC_BY_FLAG.has(name) && !isBooleanFlag(name)) ||
-    (PROCESS_NAMES as string[]).includes(name);
+    (PROCESS_NAMES as string[]).includes(name) || (GO_NAMES as string[]).includes(name);
 }
 
 /**
@@ -113,7 +118,7 @@ function parseCommandLine(args: readonly string[]) {
   for (const [flag, spec] of SPEC_BY_FLAG) {
     options[flag] = { type: spec.kind === "bool" ? "boolean" : "string" };
   }
-  for (const name of PROCESS_NAMES) options[name] = { type: "string" };
+  for (const name of [...PROCESS_NAMES, ...GO_NAMES]) options[name] = { type: "string" };
   try {
     return parseArgs({
       args: normalize(args),
@@ -176,6 +181,7 @@ export function loadConfig(
     help: values.help === true,
     process,
     sources: new Map(),
+    ignored: GO_NAMES.filter((n) => values[n] !== undefined),
   };
   for (const [flag, spec] of SPEC_BY_FLAG) {
     const v = values[flag];

@@ -10,7 +10,7 @@ import { serveGrpc } from "../api/grpc.ts";
 import { healthcheck, serveHttp } from "../api/http.ts";
 import { Metrics } from "../api/metrics.ts";
 import { ConfigError } from "../config/config_error.ts";
-import { FLAGS, PROCESS_FLAGS } from "../config/flags.ts";
+import { FLAGS, GO_RUNTIME_FLAGS, PROCESS_FLAGS } from "../config/flags.ts";
 import { loadConfig } from "../config/load.ts";
 import { redactedJson } from "../config/redact.ts";
 import { errorMessage, isFatal } from "../util/errors.ts";
@@ -43,6 +43,9 @@ export function usage(): string {
   }
   for (const [name, f] of Object.entries(PROCESS_FLAGS)) {
     lines.push(`  --${name.padEnd(22)} ${f.help} [${f.def}] (${f.env})`);
+  }
+  for (const [name, what] of Object.entries(GO_RUNTIME_FLAGS)) {
+    lines.push(`  --${name.padEnd(22)} accepted for compatibility, no effect here (${what})`);
   }
   lines.push(
     "  --healthcheck            exit 0 if the running daemon's /readyz answers 200 within 3 s, else 1",
@@ -101,6 +104,13 @@ export async function runDaemon(
   }
   const log = new Logger(cfg.debugLevel);
   const counters = new Counters();
+  if (loaded.ignored.length) {
+    log.info(
+      `accepted for compatibility, no effect in this runtime: ${
+        loaded.ignored.map((f) => `-${f}`).join(", ")
+      }`,
+    );
+  }
   try {
     for (const w of checkCapabilities(effectiveCaps(), { ioUring: cfg.ioUring })) log.warn(w);
   } catch (err) {
