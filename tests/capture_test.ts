@@ -60,12 +60,13 @@ Deno.test("--writeFiles captures a live poll: tshark reads it, decode finds ever
     const path = `${dir}/${files[0]}`;
     assert.match(files[0], /^netlink\..*\.pcap$/);
     const packets = await checkWithTshark(path);
-    assert.ok(packets >= 4, "two requests and two replies at least");
+    assert.ok(packets >= 2, "a request and a reply at least");
     const s = decodeCapture(Deno.readFileSync(path), path, -1, () => {});
     assert.equal(s.stats.sockets, lines.length, "decode of the capture = records written");
     const namespaces = Number(/poll 1: (\d+) namespaces/.exec(r.stderr)?.[1]);
     assert.ok(namespaces >= 1, r.stderr);
-    assert.equal(s.stats.requests, 2 * namespaces, "one request per family per namespace");
+    // One walk: one compat request (IPv4 and IPv6 together) per namespace on this kernel.
+    assert.equal(s.stats.requests, namespaces, "one request per namespace");
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
