@@ -6,26 +6,10 @@
 import assert from "node:assert/strict";
 import { startLoad } from "./support/loadgen/loadgen.ts";
 import { idiagExt, parseDeserializers } from "../src/netlink/deserializers.ts";
-import type { DumpSink } from "../src/netlink/dump.ts";
-import type { SocketView } from "../src/netlink/socket_view.ts";
 import { collectOnce } from "../src/poll/collect.ts";
-import { compareWithSs, type Rec, recKey, viewToRec } from "./support/records.ts";
+import { compareWithSs, recKey, RecSink } from "./support/records.ts";
 import { parseSs, ssAddrKey } from "./support/ss_text.ts";
 import { xtcp2 } from "./support/run.ts";
-
-class RecSink implements DumpSink {
-  recs: Rec[] = [];
-  private mark = 0;
-  onSocket(v: SocketView): void {
-    this.recs.push(viewToRec(v));
-  }
-  checkpoint(): void {
-    this.mark = this.recs.length;
-  }
-  rollback(): void {
-    this.recs.length = this.mark;
-  }
-}
 
 async function ss(netns: string, flags: string): Promise<string> {
   const out = await new Deno.Command("ip", {

@@ -10,23 +10,8 @@ import { openNetlinkSocketIn } from "../ffi/netns.ts";
 import { startLoad } from "./support/loadgen/loadgen.ts";
 import { SOCK_DIAG_BY_FAMILY, TCPDIAG_GETSOCK } from "../src/netlink/constants.ts";
 import { idiagExt, parseDeserializers } from "../src/netlink/deserializers.ts";
-import { Dumper, type DumpSink, type NetlinkTransport } from "../src/netlink/dump.ts";
-import type { SocketView } from "../src/netlink/socket_view.ts";
-import { type Rec, recKey, viewToRec } from "./support/records.ts";
-
-class RecSink implements DumpSink {
-  recs: Rec[] = [];
-  private mark = 0;
-  onSocket(v: SocketView): void {
-    this.recs.push(viewToRec(v));
-  }
-  checkpoint(): void {
-    this.mark = this.recs.length;
-  }
-  rollback(): void {
-    this.recs.length = this.mark;
-  }
-}
+import { Dumper, type NetlinkTransport } from "../src/netlink/dump.ts";
+import { type Rec, recKey, RecSink } from "./support/records.ts";
 
 /** Fields that do not move between two dumps a moment apart. */
 const STABLE = [

@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { decodeCapture } from "../../src/netlink/capture.ts";
+import type { DumpSink } from "../../src/netlink/dump.ts";
 import type { SocketView } from "../../src/netlink/socket_view.ts";
 import { formatIp } from "../../src/record/ip.ts";
 import { Stamp } from "../../src/record/stamp.ts";
@@ -34,6 +35,25 @@ export type Rec = Map<string, FieldValue>;
 /** Reads every present field of the socket in `view` into a map. */
 export function viewToRec(view: SocketView, stamp = new Stamp({})): Rec {
   return new Map(recordEntries(view, stamp).map(([s, v]) => [s.name, v]));
+}
+
+/** A dump sink that keeps every socket as a value map (rolled back with its dump). */
+export class RecSink implements DumpSink {
+  /** The sockets so far. */
+  recs: Rec[] = [];
+  private mark = 0;
+  /** Keeps one socket. */
+  onSocket(v: SocketView): void {
+    this.recs.push(viewToRec(v));
+  }
+  /** Remembers where a dump starts. */
+  checkpoint(): void {
+    this.mark = this.recs.length;
+  }
+  /** Drops what the interrupted dump gave. */
+  rollback(): void {
+    this.recs.length = this.mark;
+  }
 }
 
 /** Decodes every socket of a capture file into value maps. */
