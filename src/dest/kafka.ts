@@ -101,7 +101,8 @@ export class KafkaDest implements Destination {
           acks: -1,
           timeout: this.timeoutMs,
           compression: this.compression,
-          // A copy: the client may still hold it after a timeout, when `bytes` is reused.
+          // A copy: after a timeout the client may go on retrying this send by itself while a
+          // later send of the same bytes succeeds, after which they may be reused.
           messages: [{ value: Buffer.from(bytes) }],
         }),
         this.timeoutMs,
