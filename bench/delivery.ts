@@ -9,10 +9,12 @@
  *   `--warmup` polls then `--polls` measured ones: CPU per poll (utime + stime of the whole
  *   process, every thread and GC included, from /proc/<pid>/stat, sampled half-way between polls
  *   so that each sample covers one poll and its delivery), as a ratio to null; the poll's wall
- *   time (its log line); bytes and flushes per poll; peak RSS (VmHWM) and RSS between polls;
+ *   time (its log line); user CPU, and the CPU of V8's worker threads (concurrent GC, mostly);
+ *   bytes and flushes per poll; peak RSS (VmHWM) and RSS between polls;
  *   and the closing account line (what the server acknowledged);
- * - `nats:` with its server stopped for `--outagePolls` polls: the delivery queue fills
- *   (`--destQueueBytes` default, or each of `--outageQueueBytes`), peak RSS with a full queue;
+ * - `nats:` with its server stopped for `--outagePolls` polls after `--warmup` polls with it up:
+ *   the delivery queue fills; peak RSS with a full queue, for each `--outageQueueBytes` given
+ *   to `--destQueueBytes` (0: the default, 32 MiB);
  * - `null` at `--smallConns` connections: bytes per poll of a typical node, so that the README can
  *   say how long the default queue holds.
  *
@@ -24,7 +26,7 @@
  *
  *   deno task bench:delivery [--conns 50000] [--smallConns 2500] [--rounds 2] [--polls 5]
  *                            [--warmup 2] [--frequency 3] [--outagePolls 4]
- *                            [--outageQueueBytes 0[,BYTES…]] [--no-readme]
+ *                            [--outageQueueBytes 0,25165824,16777216,41943040] [--no-readme]
  *
  * @module
  */
@@ -42,14 +44,14 @@ const { values } = parseArgs({
     warmup: { type: "string", default: "2" },
     frequency: { type: "string", default: "3" },
     outagePolls: { type: "string", default: "4" },
-    outageQueueBytes: { type: "string", default: "0" },
+    outageQueueBytes: { type: "string", default: "0,25165824,16777216,41943040" },
     "no-readme": { type: "boolean", default: false },
     help: { type: "boolean", short: "h" },
   },
 });
 if (values.help) {
   console.log(
-    "usage: deno task bench:delivery [--conns 50000] [--smallConns 2500] [--rounds 2] [--polls 5] [--warmup 2] [--frequency 3] [--outagePolls 4] [--outageQueueBytes 0[,BYTES…]] [--no-readme]",
+    "usage: deno task bench:delivery [--conns 50000] [--smallConns 2500] [--rounds 2] [--polls 5] [--warmup 2] [--frequency 3] [--outagePolls 4] [--outageQueueBytes 0,25165824,16777216,41943040] [--no-readme]",
   );
   Deno.exit(0);
 }
@@ -101,19 +103,44 @@ const CLK_TCK = Number((await output("getconf", ["CLK_TCK"])).trim()) || 100;
 interface ProcSample {
   /** utime + stime of every thread, dead ones included, in ms (resolution 1000 / CLK_TCK). */
   cpuMs: number;
+  /** utime alone. */
+  userMs: number;
+  /** utime + stime of V8's worker threads alive now (concurrent GC work, mostly). */
+  v8WorkersMs: number;
   rssKb: number;
   hwmKb: number;
 }
 
 /** Reads /proc/<pid>/stat and status (through `cat`: Deno reads /proc only with --allow-all). */
 async function procSample(pid: number): Promise<ProcSample> {
-  const text = await output("cat", [`/proc/${pid}/stat`, `/proc/${pid}/status`]);
-  const close = text.indexOf(")");
-  // After ")" comes field 3 (state); utime and stime are fields 14 and 15.
-  const f = text.slice(close + 2).split(" ");
-  const ticks = Number(f[14 - 3]) + Number(f[15 - 3]);
+  const text = await output("sh", [
+    "-c",
+    'cat "/proc/$1/stat" "/proc/$1/status"; cat "/proc/$1"/task/*/stat',
+    "sh",
+    String(pid),
+  ]);
+  const ms = (ticks: number) => (ticks * 1000) / CLK_TCK;
+  // After the ")" that ends the name comes field 3 (state); utime and stime are fields 14, 15.
+  const times = (stat: string) => {
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return { user: Number(f[14 - 3]), sys: Number(f[15 - 3]) };
+  };
+  const [proc = "", ...rest] = text.split("\n");
+  const p = times(proc);
+  let v8 = 0;
+  for (const line of rest) {
+    if (!line.includes("(V8 ")) continue; // "V8 DefaultWorke" (the name is cut at 15 bytes)
+    const t = times(line);
+    v8 += t.user + t.sys;
+  }
   const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(text)?.[1]);
-  return { cpuMs: (ticks * 1000) / CLK_TCK, rssKb: kb("VmRSS"), hwmKb: kb("VmHWM") };
+  return {
+    cpuMs: ms(p.user + p.sys),
+    userMs: ms(p.user),
+    v8WorkersMs: ms(v8),
+    rssKb: kb("VmRSS"),
+    hwmKb: kb("VmHWM"),
+  };
 }
 
 /** One poll's summary line. */
@@ -316,6 +343,8 @@ interface Result {
   label: string;
   /** CPU ms of each measured poll (one sample to the next). */
   cpuMs: number[];
+  userMs: number[];
+  v8WorkersMs: number[];
   wallMs: number[];
   bytes: number[];
   flushes: number[];
@@ -333,6 +362,8 @@ function emptyResult(label: string): Result {
   return {
     label,
     cpuMs: [],
+    userMs: [],
+    v8WorkersMs: [],
     wallMs: [],
     bytes: [],
     flushes: [],
@@ -346,14 +377,26 @@ function emptyResult(label: string): Result {
   };
 }
 
-/** Polls `from`..`to` of a run into `r` (CPU from the sample before each). */
-function collect(r: Result, d: DaemonRun, from: number, to: number): void {
+/**
+ * Polls `from`..`to` of a run into `r` (CPU from the sample before each). Each must have seen
+ * the load's `conns` connections (2 sockets each) in one namespace.
+ */
+function collect(r: Result, d: DaemonRun, from: number, to: number, conns: number): void {
   for (let n = from; n <= to; n++) {
     const p = d.polls.get(n);
     const s = d.samples.get(n);
     const before = d.samples.get(n - 1);
     if (!p || !s || !before) throw new Error(`poll ${n} not sampled`);
+    if (p.namespaces !== 1 || p.sockets < 2 * conns) {
+      throw new Error(
+        `poll ${n} saw ${p.sockets} sockets in ${p.namespaces} namespaces, not ${
+          2 * conns
+        } in 1: did the load go away?`,
+      );
+    }
     r.cpuMs.push(s.cpuMs - before.cpuMs);
+    r.userMs.push(s.userMs - before.userMs);
+    r.v8WorkersMs.push(s.v8WorkersMs - before.v8WorkersMs);
     r.wallMs.push(p.ms);
     r.bytes.push(p.bytes);
     r.flushes.push(p.flushes);
@@ -420,7 +463,7 @@ let outageStoppedMs = 0;
         await d.waitPoll(WARMUP + POLLS);
         const log = await d.stop();
         const r = results.get(label)!;
-        collect(r, d, WARMUP + 1, WARMUP + POLLS);
+        collect(r, d, WARMUP + 1, WARMUP + POLLS, CONNS);
         if (dest !== "null") account(r, log);
       }
     }
@@ -438,7 +481,7 @@ let outageStoppedMs = 0;
       await d.waitPoll(WARMUP + OUTAGE_POLLS);
       outageStoppedMs = performance.now() - t0;
       const log = await d.stop();
-      collect(r, d, WARMUP + 1, WARMUP + OUTAGE_POLLS);
+      collect(r, d, WARMUP + 1, WARMUP + OUTAGE_POLLS, CONNS);
       account(r, log);
       if (!/delivery queue full: dropping envelopes/.test(log)) {
         console.error(`bench:delivery: warning: the queue never filled:\n${log}`);
@@ -457,7 +500,7 @@ if (SMALL_CONNS > 0) {
   const d = await DaemonRun.start(load.netns, daemonArgs("null"));
   await d.waitPoll(WARMUP + POLLS);
   await d.stop();
-  collect(small, d, WARMUP + 1, WARMUP + POLLS);
+  collect(small, d, WARMUP + 1, WARMUP + POLLS, SMALL_CONNS);
 }
 
 const MB = 1e6;
@@ -466,15 +509,17 @@ const f1 = (x: number) => x.toFixed(1);
 const mb = (kb: number) => f0((kb * 1024) / MB);
 const nullCpu = median(results.get("null")!.cpuMs);
 const table = [
-  "| destination | sockets | polls | CPU ms/poll | CPU × null | wall ms/poll | MB/poll | flushes/poll | rows acknowledged | peak RSS MB | RSS between polls MB |",
-  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+  "| destination | sockets | polls | CPU ms/poll | CPU × null | user ms | V8 workers ms | wall ms/poll | MB/poll | flushes/poll | rows acknowledged | peak RSS MB | RSS between polls MB |",
+  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
 ];
 for (const r of results.values()) {
   const cpu = median(r.cpuMs);
   table.push(
     `| ${r.label} | ${f0(median(r.sockets))} | ${r.cpuMs.length} | ${f1(cpu)} | ${
       (cpu / nullCpu).toFixed(2)
-    } | ${f1(median(r.wallMs))} | ${f1(median(r.bytes) / MB)} | ${f0(median(r.flushes))} | ${
+    } | ${f1(median(r.userMs))} | ${f1(median(r.v8WorkersMs))} | ${f1(median(r.wallMs))} | ${
+      f1(median(r.bytes) / MB)
+    } | ${f0(median(r.flushes))} | ${
       r.label === "null" ? "n/a" : `${r.acked} of ${r.handedOver}`
     } | ${mb(r.hwmKb)} | ${mb(median(r.rssKb))} |`,
   );
@@ -528,8 +573,12 @@ const body = [
   } s, \`-marshal protobufList\`; ${ROUNDS} round(s) of each destination in turn, each ${WARMUP} warm-up`,
   `then ${POLLS} measured polls (medians). CPU: utime + stime of the daemon process (every thread,`,
   `GC included) from one sample half-way between polls to the next, so each covers a poll and its`,
-  `delivery (resolution ${1000 / CLK_TCK} ms). Wall: the poll's own line (dump, encode, enqueue).`,
-  `The outage row stops nats-server after ${WARMUP} polls for ${
+  `delivery (resolution ${
+    1000 / CLK_TCK
+  } ms); user is its user part (the kernel's dump is sys time),`,
+  "V8 workers the part of V8's worker threads (concurrent GC, mostly). Wall: the poll's own line",
+  "(dump, encode, enqueue).",
+  `The outage rows stop nats-server after ${WARMUP} polls for ${
     f1(outageStoppedMs / 1000)
   } s (${OUTAGE_POLLS} polls). Rows acknowledged and dropped: the daemon's closing account line.`,
   "",

@@ -27,9 +27,10 @@ export interface Destination extends AsyncDisposable {
   /**
    * Delivers one flush and resolves once the destination acknowledged it by its own notion of
    * success (a broker's reply, a completed write); rejects otherwise, with an error that
-   * `errorKind` from `src/util/errors.ts` classifies. The caller gives `bytes` away: they are
-   * never changed afterwards (the delivery queue keeps each flush in bytes of its own), so a
-   * client library may hold them past a timeout without a copy.
+   * `errorKind` from `src/util/errors.ts` classifies. The caller leaves `bytes` as they are while
+   * the send is pending and after it rejected (a timed-out send may still be read by the client);
+   * it may reuse them once the promise resolved, so a destination that reads them after it
+   * acknowledged (a client that may still retry an earlier attempt on its own) copies them.
    */
   send(bytes: Uint8Array, framing: Framing): Promise<void>;
 }

@@ -107,8 +107,9 @@ export class KafkaDest implements Destination {
           acks: -1,
           timeout: this.timeoutMs,
           compression: this.compression,
-          // A view, not a copy: the caller never changes `bytes`.
-          messages: [{ value: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) }],
+          // A copy: after a timeout the client may go on retrying this send by itself while a
+          // later send of the same bytes succeeds, after which they may be reused.
+          messages: [{ value: Buffer.from(bytes) }],
         }),
         this.timeoutMs,
         "kafka produce",

@@ -73,7 +73,9 @@ export class NatsDest implements Destination {
     const { pieces, dropped } = splitFlush(bytes, max, this.opts.marshal, framing);
     if (dropped) this.opts.counters.inc("destNATS", "tooLarge", "error", dropped);
     for (const p of pieces) {
-      this.nc.publish(this.opts.topic, p); // the caller never changes `bytes` (no copy)
+      // No copy: the client packs its outbound buffer into a new array before the socket write,
+      // and the flush answer below comes after it.
+      this.nc.publish(this.opts.topic, p);
       this.opts.counters.inc("destNATS", "Publish");
     }
     await withTimeout(this.nc.flush(), sendTimeoutMs(this.opts), `nats flush to ${this.addr}`);

@@ -16,6 +16,7 @@ import { Backoff } from "../util/backoff.ts";
 import { errorMessage, isRefused } from "../util/errors.ts";
 import type { Counters, Logger } from "../util/log.ts";
 import { type Destination, type Framing, isSync, type SyncDestination } from "./destination.ts";
+import { BufferPool } from "./buffer_pool.ts";
 import type { Spool } from "./spool.ts";
 
 /** What a full queue does. */
@@ -128,6 +129,10 @@ interface Entry {
   at: number;
   /** The poll that made it (see {@link DeliveryQueue.beginPoll}). */
   poll: number;
+  /** The pool's buffer that `bytes` views, when the queue made the copy. */
+  buf?: Uint8Array;
+  /** Handed to the destination at least once: its client may still read it after a failure. */
+  sent?: boolean;
 }
 
 const FN = "destQueue";
@@ -139,6 +144,7 @@ export class DeliveryQueue implements Delivery {
   private readonly mem: Entry[] = [];
   /** Polls begun (entries carry the one that made them). */
   private poll = 0;
+  private readonly pool: BufferPool;
   private memBytes = 0;
   private memRows = 0;
   /** The entry being sent (mem[0], or the spool's head), if any. */
@@ -163,6 +169,9 @@ export class DeliveryQueue implements Delivery {
   constructor(private readonly dest: Destination, private readonly o: QueueOptions) {
     if (isSync(dest)) throw new TypeError(`${dest.scheme} writes in place: no queue needed`);
     this.backoff = new Backoff({ initialMs: o.retryInitialMs, maxMs: o.retryMaxMs });
+    // The bound in buffers: the queue's, and room for their rounding up (under 1/16 of an
+    // envelope of 256 KiB or more).
+    this.pool = new BufferPool(o.maxBytes + o.maxBytes / 16);
     this.pumping = this.pump();
   }
 
@@ -202,7 +211,7 @@ export class DeliveryQueue implements Delivery {
     );
   }
 
-  /** Takes a flush (copied unless `owned`); never waits. */
+  /** Takes a flush (copied into a reused buffer unless `owned`); never waits. */
   deliver(bytes: Uint8Array, rows: number, owned: boolean): void {
     const len = bytes.length;
     this.count("enqueued", rows, len);
@@ -232,18 +241,19 @@ export class DeliveryQueue implements Delivery {
         while (!this.fits(len) && older(this.mem[first])) {
           const [old] = this.mem.splice(first, 1);
           if (!old) break;
+          if (old.buf) this.pool.release(old.buf, !old.sent);
           this.memBytes -= old.bytes.length;
           this.memRows -= old.rows;
           this.drop("queue_full", old.rows, old.bytes.length);
         }
       }
     }
-    this.mem.push({
-      bytes: owned ? bytes : bytes.slice(),
-      rows,
-      at: performance.now(),
-      poll: this.poll,
-    });
+    const at = performance.now();
+    if (owned) this.mem.push({ bytes, rows, at, poll: this.poll });
+    else {
+      const buf = this.pool.copy(bytes);
+      this.mem.push({ bytes: buf.subarray(0, len), rows, at, poll: this.poll, buf });
+    }
     this.memBytes += len;
     this.memRows += rows;
     this.wake?.();
@@ -323,9 +333,11 @@ export class DeliveryQueue implements Delivery {
   private acked(from: "mem" | "spool", rows: number, bytes: number): void {
     this.count("acked", rows, bytes);
     if (from === "mem") {
-      this.mem.shift();
+      const e = this.mem.shift();
+      if (e?.buf) this.pool.release(e.buf, true);
       this.memBytes -= bytes;
       this.memRows -= rows;
+      if (this.mem.length === 0) this.pool.trim();
     } else {
       this.o.spool?.ack();
       this.count("replayed", rows, bytes);
@@ -355,6 +367,7 @@ export class DeliveryQueue implements Delivery {
         continue;
       }
       this.inFlight = item.from;
+      if (item.from === "mem") this.mem[0]!.sent = true;
       this.o.counters.inc(FN, "sends", "count");
       try {
         await this.dest.send(item.bytes, this.o.framing);
@@ -396,7 +409,8 @@ export class DeliveryQueue implements Delivery {
           );
           this.drop("rejected", item.rows, item.bytes.length);
           if (item.from === "mem") {
-            this.mem.shift();
+            const e = this.mem.shift();
+            if (e?.buf) this.pool.release(e.buf, false);
             this.memBytes -= item.bytes.length;
             this.memRows -= item.rows;
           } else this.o.spool?.ack();

@@ -63,7 +63,8 @@ export class ValkeyDest implements Destination {
 
   /** PUBLISHes (or XADDs) one flush; resolves with the server's reply. */
   async send(bytes: Uint8Array): Promise<void> {
-    // A view, not a copy: the caller never changes `bytes`.
+    // A view, no copy: the client writes the command (its own copy) before the reply comes, and
+    // resends an unanswered one after a reconnect before any later command is answered.
     const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const topic = this.opts.topic;
     const stream = this.scheme.endsWith("-stream");
