@@ -26,52 +26,9 @@ import {
 } from "./support/delivery.ts";
 import { unframe } from "./support/records.ts";
 import { RDKAFKA, startMockKafka } from "./support/kafka_mock.ts";
+import { missing, NATS, REDIS, startServer, stop } from "./support/servers.ts";
 
-const NATS = "/usr/sbin/nats-server";
-const REDIS = "/usr/bin/redis-server";
 const OUTAGE_MS = 10_000;
-
-function missing(path: string, pkg: string): boolean {
-  try {
-    Deno.statSync(path);
-    return false;
-  } catch {
-    console.error(`SKIP ${pkg} tests: ${path} missing (apt install ${pkg})`);
-    return true;
-  }
-}
-
-/** A server process, ready once `ready` shows in its output. */
-async function startServer(cmd: string, args: string[], ready: RegExp): Promise<Deno.ChildProcess> {
-  const child = new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).spawn();
-  const out = [child.stdout, child.stderr].map((s) => s.pipeThrough(new TextDecoderStream()));
-  let text = "";
-  const deadline = Date.now() + 10_000;
-  const readers = out.map((s) => s.getReader());
-  const pump = readers.map(async (r) => {
-    for (;;) {
-      const { value, done } = await r.read();
-      if (done) return;
-      text += value;
-    }
-  });
-  while (!ready.test(text)) {
-    if (Date.now() > deadline) {
-      child.kill("SIGKILL");
-      throw new Error(`${cmd} did not start:\n${text}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  void Promise.all(pump).catch(() => {});
-  return child;
-}
-
-async function stop(child: Deno.ChildProcess): Promise<void> {
-  try {
-    child.kill("SIGTERM");
-  } catch { /* exited */ }
-  await child.status;
-}
 
 /** Rows of one protobufList message. */
 function rowCount(msg: Uint8Array): number {

@@ -1,93 +1,159 @@
 /**
- * `nats:HOST:PORT`: each flush published on subject `--topic`, acknowledged by a flush round
- * trip to the server. Fails at startup without a server; afterwards the client reconnects for as
- * long as the daemon runs, and sends made while it is away fail at once (the caller retries).
- * Messages above the server's max_payload are split at rows (protobufList) or lines.
+ * `nats:HOST:PORT`: each flush published on subject `--topic`, acknowledged by a `PING`/`PONG`
+ * round trip after it (the server answers a PING only once it processed what came before it on
+ * the connection: NATS's own flush). NATS's client protocol is written here
+ * ({@link ReplyConnection}): `INFO` from the server, `CONNECT` (not verbose: no `+OK` per
+ * message), then `PUB <subject> <size>\r\n` + payload + `\r\n` per piece, the payload written
+ * straight from the delivery queue's bytes. The server's own PINGs are answered at once.
+ *
+ * Fails at startup without a server. Afterwards a lost connection fails the send in flight (the
+ * delivery queue retries, with backoff) and the next send reconnects. Messages above the server's
+ * `max_payload` are split at rows (protobufList) or lines. Servers that require TLS or
+ * authentication are refused with a message (the original connects without either).
  *
  * @module
  */
-import { connect as natsConnect, type NatsConnection } from "nats";
-import { errorMessage } from "../util/errors.ts";
-import { withTimeout } from "../util/timeout.ts";
+import { splitHostPort } from "../util/address.ts";
+import { errorMessage, RefusedError } from "../util/errors.ts";
 import { type Destination, type DestOptions, type Framing, sendTimeoutMs } from "./destination.ts";
+import { ascii, findCrlf, type Parsed, ReplyConnection } from "./reply_conn.ts";
 import { splitFlush } from "./split.ts";
 
-/** The client is between a disconnect and its reconnect. Retriable. */
-export class DisconnectedError extends Error {
-  /** Always true. */
-  readonly retriable = true;
-  /** @param what the peer */
-  constructor(what: string) {
-    super(`Disconnected from the server: ${what}: reconnecting`);
-    this.name = "DisconnectedError";
-  }
+const enc = new TextEncoder();
+const CRLF = enc.encode("\r\n");
+const PING = enc.encode("PING\r\n");
+const PONG = enc.encode("PONG\r\n");
+const CRLF_PING = enc.encode("\r\nPING\r\n");
+
+/** A NATS server's default max_payload. */
+const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
+
+/** Valid subjects to publish on: tokens of printable characters, no wildcards. */
+export const NATS_SUBJECT = /^[^\s.*>]+(\.[^\s.*>]+)*$/;
+
+/** One protocol line from the server (`INFO {…}`, `PING`, `PONG`, `+OK`, `-ERR '…'`). */
+function parseLine(buf: Uint8Array, start: number, end: number): Parsed<string> | undefined {
+  const at = findCrlf(buf, start, end);
+  return at < 0 ? undefined : { reply: ascii(buf, start, at), used: at + 2 - start };
+}
+
+/** The server's `-ERR '…'`, as an error: refused for good when retrying cannot help. */
+function serverError(line: string, peer: string): Error {
+  const what = line.slice(4).trim().replace(/^'|'$/g, "");
+  const message = `${peer}: the server said: ${what}`;
+  return /Permissions Violation|Authorization Violation|Maximum Payload|Invalid Subject/i.test(what)
+    ? new RefusedError(message)
+    : new Error(message);
 }
 
 /** Publishes flushes to a NATS server. */
 export class NatsDest implements Destination {
   /** Always "nats". */
   readonly scheme = "nats";
-  /** False between a disconnect and the reconnect: sends then fail at once. */
-  private connected = true;
+  private readonly conn: ReplyConnection<string>;
+  private maxPayload = DEFAULT_MAX_PAYLOAD;
+  /** The handshake of the current connection is done (a later INFO is the server's news). */
+  private ready = false;
+  private readonly head: string;
 
-  private constructor(
-    private readonly nc: NatsConnection,
-    private readonly addr: string,
-    private readonly opts: DestOptions,
-  ) {}
+  private constructor(private readonly addr: string, private readonly opts: DestOptions) {
+    const { host, port } = splitHostPort(addr);
+    const peer = `nats ${addr}`;
+    this.head = `PUB ${opts.topic} `;
+    this.conn = new ReplyConnection<string>({
+      dial: async () => {
+        const c = await Deno.connect({ hostname: host, port });
+        c.setNoDelay(true);
+        c.setKeepAlive(true);
+        return c;
+      },
+      peer,
+      fn: "destNATS",
+      timeoutMs: sendTimeoutMs(opts),
+      counters: opts.counters,
+      parse: parseLine,
+      unsolicited: (line, c) => {
+        if (line.startsWith("INFO ")) return this.ready; // cluster news after the handshake
+        if (line !== "PING") return line === "+OK"; // +OK: only if a server forces verbose
+        c.write(PONG).catch(() => {/* the connection dropped: the next send reconnects */});
+        return true;
+      },
+      handshake: (c) => this.handshake(c, peer),
+    });
+  }
 
-  /** Connects (failing at startup if the server does not answer within 2 s). */
-  static async open(addr: string, opts: DestOptions): Promise<NatsDest> {
-    let nc: NatsConnection;
+  /** `INFO` → `CONNECT` → `PING` → `PONG`. */
+  private async handshake(c: ReplyConnection<string>, peer: string): Promise<void> {
+    this.ready = false;
+    const info = await c.reply();
+    if (!info.startsWith("INFO ")) throw new Error(`${peer}: not a NATS server: "${info}"`);
+    let parsed: { max_payload?: number; tls_required?: boolean; auth_required?: boolean };
     try {
-      nc = await natsConnect({
-        servers: addr,
-        timeout: 2000,
-        name: "xtcp2",
-        reconnect: true,
-        maxReconnectAttempts: -1, // for as long as the daemon runs
-        reconnectTimeWait: 2000,
-        reconnectJitter: 100,
-      });
+      parsed = JSON.parse(info.slice(5));
+    } catch (err) {
+      throw new Error(`${peer}: a bad INFO: ${errorMessage(err)}`, { cause: err });
+    }
+    if (parsed.tls_required) throw new RefusedError(`${peer}: the server requires TLS`);
+    if (parsed.auth_required) throw new RefusedError(`${peer}: the server requires auth`);
+    if (typeof parsed.max_payload === "number" && parsed.max_payload > 0) {
+      this.maxPayload = parsed.max_payload;
+    }
+    const connect = {
+      verbose: false,
+      pedantic: false,
+      name: "xtcp2",
+      lang: "deno",
+      version: "1",
+      protocol: 1,
+      headers: false,
+    };
+    await c.write(enc.encode(`CONNECT ${JSON.stringify(connect)}\r\n`), PING);
+    await this.pong(c);
+    this.ready = true;
+  }
+
+  /** Waits for the PONG that acknowledges everything written before the PING. */
+  private async pong(c: ReplyConnection<string>): Promise<void> {
+    const line = await c.reply();
+    if (line === "PONG") return;
+    c.drop(); // after -ERR the server closes; anything else leaves the stream out of step
+    if (line.startsWith("-ERR")) throw serverError(line, `nats ${this.addr}`);
+    throw new Error(`nats ${this.addr}: unexpected "${line.slice(0, 80)}"`);
+  }
+
+  /** Connects (failing at startup if the server does not answer). */
+  static async open(addr: string, opts: DestOptions): Promise<NatsDest> {
+    if (!NATS_SUBJECT.test(opts.topic)) {
+      throw new RangeError(
+        `Invalid NATS subject: "${opts.topic}": no spaces, wildcards or empty tokens`,
+      );
+    }
+    const d = new NatsDest(addr, opts);
+    try {
+      await d.conn.connect();
     } catch (err) {
       throw new Error(`nats ${addr}: ${errorMessage(err)}`, { cause: err });
     }
-    const dest = new NatsDest(nc, addr, opts);
-    (async () => {
-      for await (const s of nc.status()) {
-        opts.counters.inc("destNATS", String(s.type));
-        if (s.type === "disconnect" || s.type === "reconnect") {
-          dest.connected = s.type === "reconnect";
-          opts.log.info(`nats ${addr}: ${s.type}`);
-        }
-      }
-    })().catch((err) => opts.log.error(`nats ${addr}: ${errorMessage(err)}`));
-    return dest;
+    return d;
   }
 
-  /** Publishes one flush (split to max_payload) and waits for the server's flush answer. */
+  /** Publishes one flush (split to max_payload) and waits for the PONG after it. */
   async send(bytes: Uint8Array, framing: Framing): Promise<void> {
-    // While disconnected, fail at once: nothing piles up in the client's own buffer.
-    if (!this.connected) throw new DisconnectedError(`nats ${this.addr}`);
-    const max = this.nc.info?.max_payload ?? 1024 * 1024;
-    const { pieces, dropped } = splitFlush(bytes, max, this.opts.marshal, framing);
+    await this.conn.connect();
+    const { pieces, dropped } = splitFlush(bytes, this.maxPayload, this.opts.marshal, framing);
     if (dropped) this.opts.counters.inc("destNATS", "tooLarge", "error", dropped);
-    for (const p of pieces) {
-      // No copy: the client packs its outbound buffer into a new array before the socket write,
-      // and the flush answer below comes after it.
-      this.nc.publish(this.opts.topic, p);
+    for (let i = 0; i < pieces.length; i++) {
+      const p = pieces[i]!;
+      const last = i === pieces.length - 1;
+      await this.conn.write(enc.encode(`${this.head}${p.length}\r\n`), p, last ? CRLF_PING : CRLF);
       this.opts.counters.inc("destNATS", "Publish");
     }
-    await withTimeout(this.nc.flush(), sendTimeoutMs(this.opts), `nats flush to ${this.addr}`);
+    if (pieces.length) await this.pong(this.conn);
   }
 
-  /** Drains the connection (5 s at most), else closes it. */
-  async [Symbol.asyncDispose](): Promise<void> {
-    try {
-      await withTimeout(this.nc.drain(), 5000, `nats drain of ${this.addr}`);
-    } catch (err) {
-      this.opts.log.error(`nats: ${errorMessage(err)}`);
-      await this.nc.close();
-    }
+  /** Closes the connection (every send before resolved on its PONG: nothing is pending). */
+  [Symbol.asyncDispose](): Promise<void> {
+    this.conn.drop();
+    return Promise.resolve();
   }
 }

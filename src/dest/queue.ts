@@ -452,8 +452,10 @@ export class DeliveryQueue implements Delivery {
       else this.drop("shutdown", e.rows, e.bytes.length);
     });
     if (left.length) {
+      // Drained means the pump stopped: at shutdown a failed send is not retried.
+      const why = drained ? "the destination failed during shutdown" : `not within ${drainMs} ms`;
       this.o.log.info(
-        `${this.dest.scheme}: ${rows} rows (${left.length} envelopes) not delivered within ${drainMs} ms: ${
+        `${this.dest.scheme}: ${rows} rows (${left.length} envelopes) not delivered (${why}): ${
           spool ? "spooled" : "dropped"
         }`,
       );

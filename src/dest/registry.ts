@@ -1,7 +1,7 @@
 /**
  * Destinations by `--dest` spec: `null`, `stdout`, `stderr`, or `scheme:address` (also
- * `scheme://address`). The broker clients (kafkajs, nats, ioredis) are loaded only when their
- * destination is opened: the others start without them.
+ * `scheme://address`). Each network destination's module, and kafkajs with Kafka's, is loaded
+ * only when its destination is opened: the others start without them.
  *
  * @module
  */
