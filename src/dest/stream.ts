@@ -30,19 +30,16 @@ export interface StreamOptions {
 }
 
 /**
- * `bytes` as one frame: uvarint(length) ‖ bytes.
+ * `bytes` as one frame, uvarint(length) ‖ bytes, in two parts for
+ * {@link StreamConnection.write}: the bytes are written as they are, never copied.
  *
  * @example
  * ```ts
- * frame(new Uint8Array([7, 8])); // Uint8Array [2, 7, 8]
+ * frame(new Uint8Array([7, 8])); // [Uint8Array [2], Uint8Array [7, 8]]
  * ```
  */
-export function frame(bytes: Uint8Array): Uint8Array {
-  const head = encodeVarint(bytes.length);
-  const out = new Uint8Array(head.length + bytes.length);
-  out.set(head);
-  out.set(bytes, head.length);
-  return out;
+export function frame(bytes: Uint8Array): Uint8Array[] {
+  return [encodeVarint(bytes.length), bytes];
 }
 
 /** A stream connection that reconnects on the next write after a failure or the peer's close. */
@@ -86,15 +83,20 @@ export class StreamConnection implements Disposable {
   }
 
   /**
-   * Writes all of `bytes` within the deadline; resolves once the kernel took them. A failure
-   * drops the connection (a frame may be half-written: the stream cannot go on) and throws.
+   * Writes all of every part, in turn, within the deadline; resolves once the kernel took them.
+   * A failure drops the connection (a frame may be half-written: the stream cannot go on) and
+   * throws.
    */
-  async write(bytes: Uint8Array): Promise<void> {
+  async write(...parts: Uint8Array[]): Promise<void> {
     const conn = await this.connect();
     try {
-      await withTimeout(writeAll(conn, bytes), this.o.timeoutMs, `write to ${this.o.peer}`);
+      let n = 0;
+      for (const p of parts) {
+        await withTimeout(writeAll(conn, p), this.o.timeoutMs, `write to ${this.o.peer}`);
+        n += p.length;
+      }
       this.o.counters.inc(this.o.fn, "Writes");
-      this.o.counters.inc(this.o.fn, "WriteBytes", "count", bytes.length);
+      this.o.counters.inc(this.o.fn, "WriteBytes", "count", n);
     } catch (err) {
       this.o.counters.inc(this.o.fn, "Writes", "error");
       this.drop();

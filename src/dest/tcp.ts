@@ -54,7 +54,7 @@ export class TcpDest implements Destination {
 
   /** Writes one flush (lines as they are, a message framed); resolves once the kernel took it. */
   send(bytes: Uint8Array, framing: Framing): Promise<void> {
-    return this.stream.write(framing === "lines" ? bytes : frame(bytes));
+    return framing === "lines" ? this.stream.write(bytes) : this.stream.write(...frame(bytes));
   }
 
   /** Closes the connection. */

@@ -33,7 +33,7 @@ export class UnixDest implements Destination {
 
   /** Writes one frame; resolves once the kernel took all of it. */
   send(bytes: Uint8Array): Promise<void> {
-    return this.stream.write(frame(bytes));
+    return this.stream.write(...frame(bytes));
   }
 
   /** Closes the connection. */
