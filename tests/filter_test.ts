@@ -24,6 +24,8 @@ import {
 } from "../src/netlink/filter.ts";
 import { writeCompatDumpRequest, writeDumpRequest } from "../src/netlink/request.ts";
 import { Dumper } from "../src/netlink/dump.ts";
+import { PARSE_DONE, parseDatagram, ParseStats } from "../src/netlink/parse.ts";
+import { SocketView } from "../src/netlink/socket_view.ts";
 import { collectOnce } from "../src/poll/collect.ts";
 import { openNetlinkSocketIn } from "../ffi/netns.ts";
 
@@ -133,6 +135,20 @@ Deno.test("--filter: the bytecode rides both requests as INET_DIAG_REQ_BYTECODE"
     assert.equal(dv.getUint16(base + 2, true), 1, "rta_type INET_DIAG_REQ_BYTECODE");
     assert.deepEqual(out.subarray(base + 4, n), bc);
     assert.equal(out[n], 0xee, "nothing written past the request");
+    // In a capture (--writeFiles), the longer request is still one message, skipped as a request.
+    const stats = new ParseStats();
+    const got = parseDatagram(
+      new SocketView(),
+      out,
+      dv,
+      0,
+      n,
+      { mask: -1, expectSeq: -1, expectPid: -1 },
+      stats,
+      () => assert.fail("a request is not a socket"),
+    );
+    assert.equal(got & PARSE_DONE, 0);
+    assert.deepEqual([stats.messages, stats.requests, stats.sockets], [1, 1, 0]);
   }
 });
 
