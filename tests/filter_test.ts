@@ -27,6 +27,9 @@ import { Dumper } from "../src/netlink/dump.ts";
 import { PARSE_DONE, parseDatagram, ParseStats } from "../src/netlink/parse.ts";
 import { SocketView } from "../src/netlink/socket_view.ts";
 import { collectOnce } from "../src/poll/collect.ts";
+import { ConfigError } from "../src/config/config_error.ts";
+import { loadConfig } from "../src/config/load.ts";
+import { pollSettings } from "../src/config/derive.ts";
 import { openNetlinkSocketIn } from "../ffi/netns.ts";
 
 const hex = (b: ArrayLike<number>) =>
@@ -113,6 +116,27 @@ Deno.test("--filter: what does not parse says where and why", () => {
   const long = Array.from({ length: 300 }, (_, i) => `sport = :${i}`).join(" or ");
   assert.throws(() => filterBytecode(long), /at most 4016/);
   assert.ok(bytecodeOf(long.split(" or ").slice(0, 150).join(" or ")).length <= MAX_BYTECODE_LEN);
+});
+
+Deno.test("--filter and FILTER: checked when the configuration loads, derived for the poller", () => {
+  assert.throws(
+    () => loadConfig(["-filter", "sport = :22 or (dst 10.0.0.1"], {}),
+    (e: unknown) => {
+      assert.ok(e instanceof ConfigError, String(e));
+      assert.match(e.message, /--filter.*at character 16: "\(" at character 16 is not closed/);
+      return true;
+    },
+  );
+  assert.throws(() => loadConfig([], { FILTER: "src 10.0.0.0/40" }), /--filter.*"src 10.0.0.0\/40".*at character 5/);
+  const host = { hostname: "h", version: "v" };
+  const none = pollSettings(loadConfig([], {}).config, host).dump;
+  assert.equal(none.filter, "");
+  assert.equal(none.bytecode, undefined);
+  const spec = "dport = :443 or sport = :22 and src 10.0.0.0/8";
+  const d = pollSettings(loadConfig(["-filter", spec], {}).config, host).dump;
+  assert.equal(d.filter, "(dport = :443 or sport = :22) and src 10.0.0.0/8");
+  assert.deepEqual(d.bytecode, Array.from(bytecodeOf(spec)));
+  assert.ok(Object.isFrozen(d.bytecode), "settings are not changed in place");
 });
 
 Deno.test("--filter: the bytecode rides both requests as INET_DIAG_REQ_BYTECODE", () => {
