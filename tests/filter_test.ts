@@ -127,7 +127,10 @@ Deno.test("--filter and FILTER: checked when the configuration loads, derived fo
       return true;
     },
   );
-  assert.throws(() => loadConfig([], { FILTER: "src 10.0.0.0/40" }), /--filter.*"src 10.0.0.0\/40".*at character 5/);
+  assert.throws(
+    () => loadConfig([], { FILTER: "src 10.0.0.0/40" }),
+    /--filter.*"src 10.0.0.0\/40".*at character 5/,
+  );
   const host = { hostname: "h", version: "v" };
   const none = pollSettings(loadConfig([], {}).config, host).dump;
   assert.equal(none.filter, "");
