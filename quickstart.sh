@@ -22,15 +22,17 @@ ensure_deno() {
 }
 
 ensure_apt() {
-  # Packages the tests use: ip/ss (iproute2), tshark (reads our pcap captures), capsh, a gRPC
-  # client that is not ours (python3-grpcio), promtool (prometheus), real brokers (nats-server,
-  # redis-server; the tests start them on free ports, apt does not start them here), librdkafka1
+  # Packages the tests use: ip/ss (iproute2), strace (reads the filter bytecode ss sends), tshark
+  # (reads our pcap captures), capsh, a gRPC client that is not ours (python3-grpcio), promtool
+  # (prometheus), real brokers (nats-server, redis-server; the tests start them on free ports,
+  # apt does not start them here), librdkafka1
   # (its mock cluster is the Kafka broker of the tests), kcat (a Kafka consumer that is not
   # ours, reading every codec back), openssl (the https test makes its own CA); for the kernel
   # suite, QEMU, a static busybox (the VM's userland) and xz (Debian's 6.12 modules are .ko.xz).
   local missing=()
   command -v ip >/dev/null 2>&1 || missing+=(iproute2)
   command -v ss >/dev/null 2>&1 || missing+=(iproute2)
+  command -v strace >/dev/null 2>&1 || missing+=(strace)
   command -v tshark >/dev/null 2>&1 || missing+=(tshark)
   command -v capsh >/dev/null 2>&1 || missing+=(libcap2-bin)
   /usr/bin/python3 -c 'import grpc' >/dev/null 2>&1 || missing+=(python3-grpcio)

@@ -11,6 +11,7 @@ import { isLocalScheme, parseDest } from "../dest/registry.ts";
 import { decoderMask as maskOfNames, idiagExt } from "../netlink/deserializers.ts";
 import { MIN_RECV_BUFFER } from "../netlink/dump.ts";
 import { parseStates } from "../netlink/states.ts";
+import { compileFilter, filterInWords, parseFilter } from "../netlink/filter.ts";
 import { freezeSettings, type PollSettings } from "../poll/settings.ts";
 import { durationMs } from "../util/duration.ts";
 import type { Counters, Logger } from "../util/log.ts";
@@ -62,6 +63,7 @@ export function pollSettings(
   const bufferSize = recvBufferSize(cfg);
   const env = envelopeLimits(cfg);
   const dest = parseDest(cfg.dest);
+  const filter = parseFilter(cfg.filter);
   return freezeSettings({
     frequencyMs: durationMs(cfg.pollFrequency),
     timeoutMs: durationMs(cfg.pollTimeout),
@@ -78,6 +80,8 @@ export function pollSettings(
       seq: cfg.nlmsgSeq,
       oneWalk: !cfg.twoWalks,
       states: parseStates(cfg.states),
+      filter: filter === undefined ? "" : filterInWords(filter),
+      ...(filter === undefined ? {} : { bytecode: Array.from(compileFilter(filter)) }),
     },
     stamp: {
       hostname: cfg.hostname || host.hostname,

@@ -17,6 +17,7 @@ import { FULL_POLICIES } from "../dest/queue.ts";
 import { parseDest } from "../dest/registry.ts";
 import { decoderNames, DeserializerSpecError } from "../netlink/deserializers.ts";
 import { parseStates } from "../netlink/states.ts";
+import { filterBytecode } from "../netlink/filter.ts";
 import { msToDuration, parseDuration } from "../util/duration.ts";
 import { ConfigError } from "./config_error.ts";
 
@@ -273,6 +274,7 @@ export const FLAGS: readonly FlagSpec[] = [
   big("valkeyStreamMaxLen",        "valkeyStreamMaxLen",           "0",                       "VALKEY_STREAM_MAX_LEN",         range(0, 1e9),                "valkey-stream: keep about this many entries (one per flush); 0 = 100"),
   bool("twoWalks",                 "twoWalks",                     "false",                   "TWO_WALKS",                     none,                         "dump IPv4 and IPv6 with two v2 requests (two walks of the kernel's tables) instead of one compat request"),
   str("states",                    "states",                       "all",                     "STATES",                        check(problemOf(parseStates)),         "TCP states the kernel dumps: ss's names (established, listening, time-wait, connected, …) or a mask"),
+  str("filter",                    "filter",                       "",                        "FILTER",                        check(problemOf(filterBytecode)),      "sockets the kernel dumps, in ss's filter grammar (\"dport = :443 or src 10.0.0.0/8\"; and/or left to right); empty = all"),
   num("d",                         "debugLevel",                   "1",                       "DEBUG_LEVEL",                   range(0, 1000),               "verbosity: 0 errors only, 1 one summary line per poll, >10 more"),
 ];
 

@@ -204,7 +204,9 @@ export class Daemon implements DaemonControl, AsyncDisposable {
         d.oneWalk
           ? "one walk for IPv4 and IPv6 (TCPDIAG_GETSOCK, AF_UNSPEC) where the kernel answers it, else one inet_diag_req_v2 per family"
           : "one inet_diag_req_v2 per family (two walks)"
-      }; TCP states: ${statesInWords(d.states)}; idiag_ext 0x${d.ext.toString(16)}`,
+      }; TCP states: ${statesInWords(d.states)}; filter: ${
+        d.bytecode ? `${d.filter} (${d.bytecode.length} bytes of INET_DIAG_REQ_BYTECODE)` : "none"
+      }; idiag_ext 0x${d.ext.toString(16)}`,
     );
     const stop = new AbortController();
     if (this.deps.signal.aborted) stop.abort();

@@ -18,6 +18,8 @@ export const INET_DIAG_REQ_LEN = 60;
 export const COMPAT_REQUEST_LEN = NLMSG_HDRLEN + INET_DIAG_REQ_LEN;
 /** Size of struct rtattr. */
 export const RTA_HDRLEN = 4;
+/** Attribute type of a request's filter bytecode (after the request struct, v2 or compat). */
+export const INET_DIAG_REQ_BYTECODE = 1;
 
 export const NLMSG_NOOP = 1;
 export const NLMSG_ERROR = 2;

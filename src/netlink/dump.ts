@@ -11,7 +11,7 @@ import { AF_INET, AF_INET6, AF_UNSPEC, COMPAT_REQUEST_LEN, DUMP_REQUEST_LEN } fr
 import { NetlinkError, TruncatedDatagramError } from "./errors.ts";
 import { releaseAfter } from "../util/errors.ts";
 import { PARSE_DONE, PARSE_INTR, parseDatagram, type ParseOptions, ParseStats } from "./parse.ts";
-import { writeCompatDumpRequest, writeDumpRequest } from "./request.ts";
+import { bytecodeAttrLen, writeCompatDumpRequest, writeDumpRequest } from "./request.ts";
 import { SocketView } from "./socket_view.ts";
 
 /** What the dump driver needs from a netlink socket. */
@@ -67,6 +67,11 @@ export interface DumperOptions {
   oneWalk?: boolean;
   /** `idiag_states` of the requests (default: every state). */
   states?: number;
+  /**
+   * Filter bytecode (filter.ts `compileFilter`) appended to every request, compat and v2, as
+   * its INET_DIAG_REQ_BYTECODE attribute: the kernel dumps only the sockets it accepts.
+   */
+  bytecode?: ArrayLike<number>;
   /** First nlmsg_seq; every request uses the next one. */
   seq?: number;
   /** Retries of a family's dump interrupted by NLM_F_DUMP_INTR before its data is kept as is. */
@@ -101,8 +106,8 @@ export class Dumper {
   compatRefused = 0;
   private readonly recvDv: DataView;
   private readonly recv: { u8: Uint8Array; dv: DataView };
-  private readonly reqBuf: Uint8Array = new Uint8Array(new ArrayBuffer(COMPAT_REQUEST_LEN));
-  private readonly v2Req = this.reqBuf.subarray(0, DUMP_REQUEST_LEN);
+  private readonly reqBuf: Uint8Array;
+  private readonly bytecode: Uint8Array | undefined;
   /** Transports on which the compat request was refused: they get the v2 requests. */
   private readonly twoWalk = new WeakSet<NetlinkTransport>();
   private readonly view = new SocketView();
@@ -116,6 +121,12 @@ export class Dumper {
       throw new RangeError(`Receive buffer must be at least ${MIN_RECV_BUFFER} bytes: got ${size}`);
     }
     this.opts = opts;
+    this.bytecode = opts.bytecode === undefined ? undefined : Uint8Array.from(opts.bytecode);
+    this.reqBuf = new Uint8Array(
+      new ArrayBuffer(
+        Math.max(COMPAT_REQUEST_LEN, DUMP_REQUEST_LEN) + bytecodeAttrLen(this.bytecode),
+      ),
+    );
     this.families = opts.families ?? [AF_INET, AF_INET6];
     this.seq = opts.seq ?? 666;
     this.recvBuf = new Uint8Array(new ArrayBuffer(size));
@@ -202,10 +213,12 @@ export class Dumper {
       ext: this.opts.ext,
       seq,
       ...(this.opts.states === undefined ? {} : { states: this.opts.states }),
+      ...(this.bytecode === undefined ? {} : { bytecode: this.bytecode }),
     };
-    const msg = compat
-      ? this.reqBuf.subarray(0, writeCompatDumpRequest(this.reqBuf, 0, req))
-      : this.v2Req.subarray(0, writeDumpRequest(this.v2Req, 0, req));
+    const msg = this.reqBuf.subarray(
+      0,
+      compat ? writeCompatDumpRequest(this.reqBuf, 0, req) : writeDumpRequest(this.reqBuf, 0, req),
+    );
     this.opts.onDatagram?.(msg, true);
     t.send(msg);
     const pipe = this.opts.pipe;

@@ -1,6 +1,8 @@
 /**
  * The inet_diag dump requests: `nlmsghdr` + `inet_diag_req_v2` (72 bytes, one address family
- * per dump), and the compat `nlmsghdr` + `inet_diag_req` (76 bytes, both families in one walk).
+ * per dump), and the compat `nlmsghdr` + `inet_diag_req` (76 bytes, both families in one walk);
+ * either followed, with a filter, by its INET_DIAG_REQ_BYTECODE attribute (the kernel reads it
+ * after both request structs and audits it before the dump starts).
  *
  * @module
  */
@@ -8,6 +10,7 @@ import {
   ALL_TCP_STATES,
   COMPAT_REQUEST_LEN,
   DUMP_REQUEST_LEN,
+  INET_DIAG_REQ_BYTECODE,
   IPPROTO_TCP,
   NLM_F_DUMP,
   NLM_F_REQUEST,
@@ -25,10 +28,24 @@ export interface DumpRequest {
   seq: number;
   /** `idiag_states` bitmask; defaults to every TCP state. */
   states?: number;
+  /** Filter bytecode (see filter.ts), sent as the INET_DIAG_REQ_BYTECODE attribute. */
+  bytecode?: ArrayLike<number>;
+}
+
+/** Bytes a request takes beyond its struct for `bytecode` (its attribute; 0 without). */
+export function bytecodeAttrLen(bytecode: ArrayLike<number> | undefined): number {
+  if (bytecode === undefined) return 0;
+  if (bytecode.length === 0 || bytecode.length % 4 !== 0 || bytecode.length > 0xffff - 4) {
+    throw new RangeError(
+      `Filter bytecode must be a non-empty multiple of 4 bytes below 64 KiB: got ${bytecode.length}`,
+    );
+  }
+  return 4 + bytecode.length;
 }
 
 /**
- * Writes a 72-byte TCP dump request into `out` at `offset` (no allocation) and returns its length.
+ * Writes a TCP dump request into `out` at `offset` (no allocation) and returns its length: 72
+ * bytes, plus the bytecode attribute with a filter.
  *
  * @example
  * ```ts
@@ -37,19 +54,26 @@ export interface DumpRequest {
  * ```
  */
 export function writeDumpRequest(out: Uint8Array, offset: number, req: DumpRequest): number {
-  const dv = dumpHeader(out, offset, DUMP_REQUEST_LEN, SOCK_DIAG_BY_FAMILY, req.seq);
+  const dv = dumpHeader(out, offset, DUMP_REQUEST_LEN, SOCK_DIAG_BY_FAMILY, req);
   dv.setUint8(16, req.family);
   dv.setUint8(17, IPPROTO_TCP);
   dv.setUint8(18, req.ext & 0xff);
   dv.setUint32(20, (req.states ?? ALL_TCP_STATES) >>> 0, true);
-  return DUMP_REQUEST_LEN;
+  return dv.byteLength;
 }
 
 /**
- * Zeroes `len` bytes of `out` at `offset` and writes a dump request's nlmsghdr there; returns a
- * view of the request's bytes.
+ * Zeroes the request's bytes (a `structLen`-byte request and its bytecode attribute) in `out` at
+ * `offset`, writes its nlmsghdr and the attribute there; returns a view of the request's bytes.
  */
-function dumpHeader(out: Uint8Array, offset: number, len: number, type: number, seq: number) {
+function dumpHeader(
+  out: Uint8Array,
+  offset: number,
+  structLen: number,
+  type: number,
+  req: DumpRequest,
+) {
+  const len = structLen + bytecodeAttrLen(req.bytecode);
   if (out.length - offset < len) {
     throw new RangeError(`Dump request needs ${len} bytes: ${out.length - offset} left`);
   }
@@ -58,13 +82,18 @@ function dumpHeader(out: Uint8Array, offset: number, len: number, type: number, 
   dv.setUint32(0, len, true); // nlmsg_len
   dv.setUint16(4, type, true); // nlmsg_type
   dv.setUint16(6, NLM_F_REQUEST | NLM_F_DUMP, true); // nlmsg_flags
-  dv.setUint32(8, seq >>> 0, true); // nlmsg_seq; nlmsg_pid (12) stays 0: to the kernel
+  dv.setUint32(8, req.seq >>> 0, true); // nlmsg_seq; nlmsg_pid (12) stays 0: to the kernel
+  if (req.bytecode !== undefined) {
+    dv.setUint16(structLen, len - structLen, true); // rta_len
+    dv.setUint16(structLen + 2, INET_DIAG_REQ_BYTECODE, true); // rta_type
+    out.set(req.bytecode, offset + structLen + 4);
+  }
   return dv;
 }
 
 /**
- * Writes a 76-byte compat TCP dump request (`TCPDIAG_GETSOCK`, `struct inet_diag_req`) into
- * `out` at `offset` and returns its length. With `family` AF_UNSPEC (0) the kernel dumps IPv4 and
+ * Writes a compat TCP dump request (`TCPDIAG_GETSOCK`, `struct inet_diag_req`: 76 bytes, plus
+ * the bytecode attribute with a filter) into `out` at `offset` and returns its length. With `family` AF_UNSPEC (0) the kernel dumps IPv4 and
  * IPv6 from one walk of its TCP hash tables, where the v2 request needs one dump per family.
  *
  * @example
@@ -74,10 +103,10 @@ function dumpHeader(out: Uint8Array, offset: number, len: number, type: number, 
  * ```
  */
 export function writeCompatDumpRequest(out: Uint8Array, offset: number, req: DumpRequest): number {
-  const dv = dumpHeader(out, offset, COMPAT_REQUEST_LEN, TCPDIAG_GETSOCK, req.seq);
+  const dv = dumpHeader(out, offset, COMPAT_REQUEST_LEN, TCPDIAG_GETSOCK, req);
   dv.setUint8(16, req.family); // idiag_family
   dv.setUint8(19, req.ext & 0xff); // idiag_ext (after idiag_src_len, idiag_dst_len)
   // id (struct inet_diag_sockid, 48 bytes at 20) stays zero: no socket filter
   dv.setUint32(68, (req.states ?? ALL_TCP_STATES) >>> 0, true); // idiag_states
-  return COMPAT_REQUEST_LEN; // idiag_dbs (72) stays zero
+  return dv.byteLength; // idiag_dbs (72) stays zero
 }

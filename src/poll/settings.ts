@@ -19,6 +19,10 @@ export interface DumpSettings {
   readonly oneWalk: boolean;
   /** `idiag_states`: the TCP states the kernel dumps. */
   readonly states: number;
+  /** `--filter` in words ("" = none). */
+  readonly filter: string;
+  /** Its bytecode, sent with every request (absent without a filter). */
+  readonly bytecode?: readonly number[];
 }
 
 /** Metadata stamped on every record, besides the namespace and the time. */

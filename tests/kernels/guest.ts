@@ -28,6 +28,7 @@ import {
   type SocketView,
 } from "../../mod.ts";
 import { INET_DIAG_INFO } from "../../src/netlink/constants.ts";
+import { filterBytecode } from "../../src/netlink/filter.ts";
 import { compareWithSs, type Rec, recKey, viewToRec } from "../support/records.ts";
 import { xtcp2Argv } from "../support/run.ts";
 import { parseSs, ssAddrKey } from "../support/ss_text.ts";
@@ -453,6 +454,30 @@ const CHECKS: readonly Check[] = [
         answered: one.walks.one === 1,
         fellBack: one.compatRefused === 1,
       });
+    },
+  },
+  {
+    name: "filter: the kernel takes the bytecode with the compat and the v2 request, as ss's",
+    modes: ["autoload"],
+    async run(ctx) {
+      const load = ctx.load;
+      assert.ok(load, "the live check made the namespace");
+      const mask = parseDeserializers("default");
+      const filter = "sport = :20000 or dport = :20001 and src 127.0.0.1 or src [::1]:20002";
+      const bytecode = filterBytecode(filter);
+      assert.ok(bytecode);
+      const text = await cmd(["ip", "netns", "exec", load.netns, "ss", "-tanHe", filter]);
+      const want = parseSs(text).map(ssAddrKey).sort();
+      assert.ok(want.length > load.listeners, `ss shows ${want.length} sockets`);
+      using sock = openDiagSocket(load.nsPath);
+      for (const oneWalk of [true, false]) {
+        const d: Dumper = new Dumper({ mask, ext: idiagExt(mask), oneWalk, bytecode });
+        const sink = new RecSink();
+        d.dump(sock, sink);
+        assert.deepEqual(sink.recs.map(recKey).sort(), want, oneWalk ? "one walk" : "two walks");
+        assert.equal(d.compatRefused, 0, "the compat request with bytecode is answered");
+      }
+      return { sockets: want.length, bytes: bytecode.length };
     },
   },
 ];

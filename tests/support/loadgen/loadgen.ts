@@ -21,6 +21,13 @@ export interface LoadOptions {
   bytes?: number;
   /** Connections per worker process; default 8000. */
   perProcess?: number;
+  /**
+   * IPv4 addresses the listeners bind and the connections go to, round robin (default
+   * 127.0.0.1); those not in 127.0.0.0/8 are added to the namespace's lo first.
+   */
+  hosts4?: string[];
+  /** The same for IPv6 (default ::1); others are added to lo (nodad). */
+  hosts6?: string[];
 }
 
 /** A running load. */
@@ -125,6 +132,16 @@ export async function startLoad(opts: LoadOptions): Promise<Load> {
   try {
     if (created) await run("ip", ["netns", "add", name]);
     await run("ip", ["-n", name, "link", "set", "lo", "up"]);
+    for (const h of opts.hosts4 ?? []) {
+      if (!h.startsWith("127.")) {
+        await run("ip", ["-n", name, "addr", "add", `${h}/32`, "dev", "lo"]);
+      }
+    }
+    for (const h of opts.hosts6 ?? []) {
+      if (h !== "::1") {
+        await run("ip", ["-n", name, "addr", "add", `${h}/128`, "dev", "lo", "nodad"]);
+      }
+    }
     await run("ip", [
       "netns",
       "exec",
@@ -166,6 +183,10 @@ export async function startLoad(opts: LoadOptions): Promise<Load> {
           String(basePort),
           "--listeners",
           String(perFamily),
+          "--hosts4",
+          (opts.hosts4 ?? ["127.0.0.1"]).join(","),
+          "--hosts6",
+          (opts.hosts6 ?? ["::1"]).join(","),
         ],
         stdin: "piped",
         stdout: "piped",

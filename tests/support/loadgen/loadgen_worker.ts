@@ -1,7 +1,8 @@
 /**
  * One load-generator process: listens on loopback ports, opens `--conns` connections to them
- * (IPv4 to 127.0.0.1, IPv6 to ::1), exchanges `--bytes` each way, prints `ready <conns>
- * <listeners>`, and holds every socket open until its stdin closes or it gets SIGTERM.
+ * (IPv4 to `--hosts4`, default 127.0.0.1, IPv6 to `--hosts6`, default ::1, round robin over the
+ * hosts), exchanges `--bytes` each way, prints `ready <conns> <listeners>`, and holds every
+ * socket open until its stdin closes or it gets SIGTERM.
  * Run inside a namespace by loadgen.ts (`ip netns exec NS deno run --allow-net …`).
  */
 import { parseArgs } from "node:util";
@@ -14,8 +15,12 @@ const { values } = parseArgs({
     bytes: { type: "string", default: "100" },
     basePort: { type: "string" },
     listeners: { type: "string", default: "2" },
+    hosts4: { type: "string", default: "127.0.0.1" },
+    hosts6: { type: "string", default: "::1" },
   },
 });
+const hosts4 = values.hosts4.split(",");
+const hosts6 = values.hosts6.split(",");
 const conns = Number(values.conns);
 const v6Fraction = Number(values.v6);
 const bytes = Number(values.bytes);
@@ -61,11 +66,13 @@ const v6Ports: number[] = [];
 for (let i = 0; i < perFamily; i++) {
   const p4 = basePort + i;
   const p6 = basePort + perFamily + i;
-  const l4 = Deno.listen({ hostname: "127.0.0.1", port: p4 });
-  const l6 = Deno.listen({ hostname: "::1", port: p6 });
-  listeners.push(l4, l6);
-  serve(l4);
-  serve(l6);
+  for (const [hosts, port] of [[hosts4, p4], [hosts6, p6]] as const) {
+    for (const hostname of hosts) {
+      const l = Deno.listen({ hostname, port });
+      listeners.push(l);
+      serve(l);
+    }
+  }
   v4Ports.push(p4);
   v6Ports.push(p6);
 }
@@ -75,9 +82,10 @@ let next = 0;
 async function one(i: number): Promise<void> {
   const v6 = i < nV6;
   const ports = v6 ? v6Ports : v4Ports;
+  const hosts = v6 ? hosts6 : hosts4;
   const c = await Deno.connect({
-    hostname: v6 ? "::1" : "127.0.0.1",
-    port: ports[i % ports.length],
+    hostname: hosts[i % hosts.length],
+    port: ports[Math.floor(i / hosts.length) % ports.length],
   });
   held.push(c);
   await writeAll(c, payload);
