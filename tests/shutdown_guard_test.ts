@@ -8,50 +8,20 @@
 import assert from "node:assert/strict";
 import { startDaemon } from "./support/daemon.ts";
 import { freePort, until } from "./support/run.ts";
-
-const NATS = "/usr/sbin/nats-server";
-
-function missing(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return false;
-  } catch {
-    console.error(`SKIP shutdown guard test: ${path} missing (apt install nats-server)`);
-    return true;
-  }
-}
-
-/** nats-server on a free loopback port, ready to accept clients. */
-async function startNats(): Promise<{ child: Deno.ChildProcess; port: number }> {
-  const port = freePort();
-  const child = new Deno.Command(NATS, {
-    args: ["-a", "127.0.0.1", "-p", String(port)],
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let text = "";
-  const reading = (async () => {
-    for await (const c of child.stderr.pipeThrough(new TextDecoderStream())) text += c;
-  })().catch(() => {});
-  try {
-    await until("nats-server ready", () => /Server is ready/.test(text), 10_000);
-  } catch (err) {
-    child.kill("SIGKILL");
-    await child.status;
-    throw err;
-  }
-  void reading;
-  return { child, port };
-}
+import { missing, NATS, startServer } from "./support/servers.ts";
 
 Deno.test({
   name:
     "shutdown that hangs (nats-server stopped with SIGSTOP) ends with status 1 after the 5 s guard, naming what hung",
-  ignore: missing(NATS),
+  ignore: missing(NATS, "nats-server"),
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const nats = await startNats();
+    const port = freePort();
+    const nats = {
+      port,
+      child: await startServer(NATS, ["-a", "127.0.0.1", "-p", String(port)], /Server is ready/),
+    };
     try {
       await using d = startDaemon([
         "-frequency",

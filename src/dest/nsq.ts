@@ -5,17 +5,16 @@
  * must be `OK`; `_heartbeat_` responses are answered with `NOP\n`. Bodies above nsqd's 1 MiB
  * message limit are split at rows (protobufList) or lines.
  *
- * Like the other brokers: no nsqd at startup is an error; a later failure closes the connection,
- * the send fails (the caller retries) and the next send reconnects.
+ * Like the other brokers ({@link ReplyConnection}): no nsqd at startup is an error; a later
+ * failure closes the connection, the send fails (the delivery queue retries) and the next send
+ * reconnects. Heartbeats are answered as they come, also between sends.
  *
  * @module
  */
 import { splitHostPort } from "../util/address.ts";
 import { errorMessage, RefusedError } from "../util/errors.ts";
-import { closeIfOpen } from "../util/close.ts";
-import { withTimeout } from "../util/timeout.ts";
-import { writeAll } from "../util/write_all.ts";
 import { type Destination, type DestOptions, type Framing, sendTimeoutMs } from "./destination.ts";
+import { type Parsed, ReplyConnection } from "./reply_conn.ts";
 import { splitFlush } from "./split.ts";
 
 const MAGIC = new TextEncoder().encode("  V2");
@@ -34,18 +33,47 @@ function nsqError(frame: string): Error {
   return frame.startsWith("E_BAD_") ? new RefusedError(message) : new Error(message);
 }
 
+/** One nsqd frame: its type and its data as text (responses and errors are short words). */
+interface NsqFrame {
+  type: number;
+  data: string;
+}
+
+/** The first frame in `buf[start, end)`: u32 size (type + data), u32 type, data. */
+function parseFrame(buf: Uint8Array, start: number, end: number): Parsed<NsqFrame> | undefined {
+  if (end - start < 8) return undefined;
+  const view = new DataView(buf.buffer, buf.byteOffset + start, end - start);
+  const size = view.getUint32(0);
+  if (size < 4 || size > 60 * 1024) throw new Error(`Bad nsqd frame size: ${size}`);
+  if (end - start < 4 + size) return undefined;
+  const data = new TextDecoder().decode(buf.subarray(start + 8, start + 4 + size));
+  return { reply: { type: view.getUint32(4), data }, used: 4 + size };
+}
+
 /** Publishes flushes to an nsqd. */
 export class NsqDest implements Destination {
   /** Always "nsq". */
   readonly scheme = "nsq";
-  private conn: Deno.TcpConn | undefined;
-  private pending = new Uint8Array(0);
+  private readonly conn: ReplyConnection<NsqFrame>;
+  private readonly head: Uint8Array;
 
-  private constructor(
-    private readonly host: string,
-    private readonly port: number,
-    private readonly opts: DestOptions,
-  ) {}
+  private constructor(host: string, port: number, private readonly opts: DestOptions) {
+    this.head = new TextEncoder().encode(`PUB ${opts.topic}\n`);
+    this.conn = new ReplyConnection<NsqFrame>({
+      dial: () => Deno.connect({ hostname: host, port }),
+      peer: `nsq ${host}:${port}`,
+      fn: "destNSQ",
+      timeoutMs: sendTimeoutMs(opts),
+      counters: opts.counters,
+      parse: parseFrame,
+      unsolicited: (f, c) => {
+        if (f.type !== FRAME_RESPONSE || f.data !== "_heartbeat_") return false;
+        c.write(NOP).catch(() => {/* the connection dropped: the next send reconnects */});
+        return true;
+      },
+      handshake: (c) => c.write(MAGIC),
+    });
+  }
 
   /** Connects (failing at startup if nsqd does not answer). */
   static async open(addr: string, opts: DestOptions): Promise<NsqDest> {
@@ -55,69 +83,11 @@ export class NsqDest implements Destination {
     const { host, port } = splitHostPort(addr);
     const d = new NsqDest(host, port, opts);
     try {
-      await d.connect();
+      await d.conn.connect();
     } catch (err) {
       throw new Error(`nsq ${addr}: ${errorMessage(err)}`, { cause: err });
     }
     return d;
-  }
-
-  private async connect(): Promise<Deno.TcpConn> {
-    if (this.conn) return this.conn;
-    const conn = await withTimeout(
-      Deno.connect({ hostname: this.host, port: this.port }),
-      sendTimeoutMs(this.opts),
-      `nsq connect to ${this.host}:${this.port}`,
-    );
-    try {
-      await writeAll(conn, MAGIC);
-    } catch (err) {
-      conn.close();
-      throw err;
-    }
-    this.conn = conn;
-    this.pending = new Uint8Array(0);
-    this.opts.counters.inc("destNSQ", "connect");
-    return conn;
-  }
-
-  private drop(): void {
-    closeIfOpen(this.conn);
-    this.conn = undefined;
-  }
-
-  /** Reads exactly `n` bytes (keeping what follows for the next read). */
-  private async readExactly(conn: Deno.TcpConn, n: number): Promise<Uint8Array> {
-    while (this.pending.length < n) {
-      const buf = new Uint8Array(64 * 1024);
-      const got = await conn.read(buf);
-      if (got === null) throw new Deno.errors.ConnectionReset("Nsqd closed the connection");
-      const next = new Uint8Array(this.pending.length + got);
-      next.set(this.pending);
-      next.set(buf.subarray(0, got), this.pending.length);
-      this.pending = next;
-    }
-    const out = this.pending.slice(0, n);
-    this.pending = this.pending.subarray(n);
-    return out;
-  }
-
-  /** Waits for the answer to a command, answering heartbeats on the way. */
-  private async answer(conn: Deno.TcpConn): Promise<void> {
-    for (;;) {
-      const head = new DataView((await this.readExactly(conn, 8)).buffer);
-      const size = head.getUint32(0);
-      const type = head.getUint32(4);
-      if (size < 4 || size > 64 * 1024 * 1024) throw new Error(`Bad nsqd frame size: ${size}`);
-      const data = new TextDecoder().decode(await this.readExactly(conn, size - 4));
-      if (type === FRAME_RESPONSE && data === "_heartbeat_") {
-        await writeAll(conn, NOP);
-        continue;
-      }
-      if (type === FRAME_RESPONSE && data === "OK") return;
-      if (type === FRAME_ERROR) throw nsqError(data);
-      throw new Error(`Unexpected nsqd frame: type ${type}: ${data.slice(0, 80)}`);
-    }
   }
 
   /** PUBlishes one flush (split at nsqd's message limit); resolves on each piece's `OK`. */
@@ -125,19 +95,23 @@ export class NsqDest implements Destination {
     const { pieces, dropped } = splitFlush(bytes, NSQ_MAX_MESSAGE, this.opts.marshal, framing);
     if (dropped) this.opts.counters.inc("destNSQ", "tooLarge", "error", dropped);
     try {
-      const conn = await this.connect();
-      const head = new TextEncoder().encode(`PUB ${this.opts.topic}\n`);
+      await this.conn.connect();
       for (const p of pieces) {
-        const frame = new Uint8Array(head.length + 4 + p.length);
-        frame.set(head);
-        new DataView(frame.buffer).setUint32(head.length, p.length);
-        frame.set(p, head.length + 4);
-        await withTimeout(writeAll(conn, frame), sendTimeoutMs(this.opts), "nsq PUB");
-        await withTimeout(this.answer(conn), sendTimeoutMs(this.opts), "nsq PUB answer");
+        const size = new Uint8Array(4);
+        new DataView(size.buffer).setUint32(0, p.length);
+        await this.conn.write(this.head, size, p);
+        const f = await this.conn.reply();
+        if (f.type === FRAME_ERROR) {
+          this.conn.drop(); // nsqd closes after most errors: start clean
+          throw nsqError(f.data);
+        }
+        if (f.type !== FRAME_RESPONSE || f.data !== "OK") {
+          this.conn.drop(); // out of step with the server
+          throw new Error(`Unexpected nsqd frame: type ${f.type}: ${f.data.slice(0, 80)}`);
+        }
         this.opts.counters.inc("destNSQ", "Publish");
       }
     } catch (err) {
-      this.drop(); // the stream's state is unknown: reconnect on the next send
       this.opts.counters.inc("destNSQ", "Publish", "error");
       throw err;
     }
@@ -145,7 +119,7 @@ export class NsqDest implements Destination {
 
   /** Closes the connection. */
   [Symbol.asyncDispose](): Promise<void> {
-    this.drop();
+    this.conn.drop();
     return Promise.resolve();
   }
 }
