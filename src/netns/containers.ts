@@ -28,12 +28,15 @@ export interface ContainerMeta {
 }
 
 const ID = "([0-9a-f]{64})";
-/** cgroup path leaves of container runtimes (systemd `.scope` units or cgroupfs directories). */
+/**
+ * cgroup path components of container runtimes (systemd `.scope` units or cgroupfs directories),
+ * the leaf or the parent of one (systemd's podman puts the process in `libpod-<id>.scope/container`).
+ */
 const CGROUP_LEAVES: readonly (readonly [RegExp, string])[] = [
-  [new RegExp(`/libpod-${ID}(?:\\.scope)?$`, "m"), "podman"],
-  [new RegExp(`/cri-containerd-${ID}(?:\\.scope)?$`, "m"), "containerd"],
-  [new RegExp(`/crio-${ID}(?:\\.scope)?$`, "m"), "crio"],
-  [new RegExp(`/docker[-/]${ID}(?:\\.scope)?$`, "m"), "docker"],
+  [new RegExp(`/libpod-${ID}(?:\\.scope)?(?:/|$)`, "m"), "podman"],
+  [new RegExp(`/cri-containerd-${ID}(?:\\.scope)?(?:/|$)`, "m"), "containerd"],
+  [new RegExp(`/crio-${ID}(?:\\.scope)?(?:/|$)`, "m"), "crio"],
+  [new RegExp(`/docker[-/]${ID}(?:\\.scope)?(?:/|$)`, "m"), "docker"],
 ];
 const BARE = new RegExp(`/${ID}$`, "m");
 
