@@ -6,12 +6,10 @@
  */
 import assert from "node:assert/strict";
 import { onlyNamespaces } from "./support/delivery.ts";
-import { pollOnceJsonl } from "./support/run.ts";
+import { output, pollOnceJsonl } from "./support/run.ts";
 
-async function run(cmd: string, ...args: string[]): Promise<string> {
-  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
-  assert.ok(out.success, `${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
-  return new TextDecoder().decode(out.stdout);
+function run(cmd: string, ...args: string[]): Promise<string> {
+  return output(cmd, args);
 }
 
 /** `ethtool -i IFACE` as key → value. */

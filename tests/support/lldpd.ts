@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { until } from "./run.ts";
+import { output, until } from "./run.ts";
 
 /** One side: its namespace, interface and what its lldpd announces. */
 export interface LldpSide {
@@ -36,14 +36,8 @@ export function lldpdMissing(): string | undefined {
   return undefined;
 }
 
-async function sh(cmd: string, ...args: string[]): Promise<string> {
-  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
-  if (!out.success) {
-    throw new Error(
-      `${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr).trim()}`,
-    );
-  }
-  return new TextDecoder().decode(out.stdout);
+function sh(cmd: string, ...args: string[]): Promise<string> {
+  return output(cmd, args);
 }
 
 /** `lldpcli -u SOCKET -f json0 …` parsed. */

@@ -11,7 +11,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { until } from "./run.ts";
+import { output, until } from "./run.ts";
 
 /** What is needed, as Debian packages. */
 export const PODMAN_PACKAGES = ["podman", "runc", "netavark", "iptables", "busybox-static"];
@@ -50,21 +50,8 @@ export interface Podman extends AsyncDisposable {
   run(name: string, network: "bridge" | "none", port: number): Promise<Container>;
 }
 
-async function sh(cmd: string, args: string[], env?: Record<string, string>): Promise<string> {
-  const out = await new Deno.Command(cmd, {
-    args,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    ...(env ? { env } : {}),
-  }).output();
-  const text = new TextDecoder().decode(out.stdout);
-  if (!out.success) {
-    throw new Error(
-      `${cmd} ${args.join(" ")}: exit ${out.code}: ${new TextDecoder().decode(out.stderr).trim()}`,
-    );
-  }
-  return text;
+function sh(cmd: string, args: string[], env?: Record<string, string>): Promise<string> {
+  return output(cmd, args, env ? { env } : {});
 }
 
 /** GET on the API with curl (a client that is not ours). */

@@ -122,3 +122,24 @@ export async function pollOnceJsonl(
     .map((l) => JSON.parse(l) as Record<string, unknown>);
   return { records, stderr: r.stderr };
 }
+
+/** Runs `cmd args…` (stdin closed); its stdout, or an Error with its stderr when it fails. */
+export async function output(
+  cmd: string,
+  args: string[],
+  opts: { env?: Record<string, string> } = {},
+): Promise<string> {
+  const out = await new Deno.Command(cmd, {
+    args,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    ...(opts.env ? { env: opts.env } : {}),
+  }).output();
+  if (!out.success) {
+    throw new Error(
+      `${cmd} ${args.join(" ")}: exit ${out.code}: ${new TextDecoder().decode(out.stderr).trim()}`,
+    );
+  }
+  return new TextDecoder().decode(out.stdout);
+}
