@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { netnsInode } from "../ffi/libc.ts";
 import { containerFromCgroup } from "../src/netns/containers.ts";
+import { parseHttpAnswer } from "../src/netns/docker.ts";
 import { type Container, podmanMissing, startPodman } from "./support/podman.ts";
 import { startDaemon } from "./support/daemon.ts";
 import { pollOnceJsonl, until } from "./support/run.ts";
@@ -169,4 +170,22 @@ Deno.test("containerFromCgroup: the cgroup leaves of docker, podman, containerd 
   assert.equal(containerFromCgroup("0::/user.slice/user-0.slice/session-1.scope\n"), undefined);
   // conmon's own cgroup is not the container's.
   assert.equal(containerFromCgroup(`9:pids:/libpod_parent/conmon\n`), undefined);
+});
+
+Deno.test("parseHttpAnswer: Content-Length and chunked answers of the Docker API", () => {
+  const enc = (s: string) => new TextEncoder().encode(s);
+  assert.deepEqual(
+    parseHttpAnswer(enc("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]trailing")),
+    { status: 200, body: "[]" },
+  );
+  assert.deepEqual(
+    parseHttpAnswer(
+      enc(
+        'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n[{"a\r\n4;x=y\r\n":1}\r\n1\r\n]\r\n0\r\n\r\n',
+      ),
+    ),
+    { status: 200, body: '[{"a":1}]' },
+  );
+  assert.equal(parseHttpAnswer(enc("HTTP/1.0 404 Not Found\r\n\r\nno such container")).status, 404);
+  assert.throws(() => parseHttpAnswer(enc("HTTP/1.1 200 OK\r\n")), /header end/);
 });
