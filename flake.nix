@@ -16,7 +16,7 @@
         '';
       };
       xtcp2 = bin "xtcp2"
-        "--allow-ffi --allow-read --allow-write --allow-env --allow-net --allow-sys=hostname"
+        "--allow-ffi --allow-read --allow-write --allow-env --allow-net --allow-sys=hostname --allow-run=lldpcli"
         "src/cmd/xtcp2.ts";
       xtcp2client = bin "xtcp2client" "--allow-net" "src/cmd/xtcp2client.ts";
       xtcp2ctl = bin "xtcp2ctl" "--allow-net --allow-read" "src/cmd/xtcp2ctl.ts";

@@ -28,7 +28,10 @@ ensure_apt() {
   # apt does not start them here), librdkafka1
   # (its mock cluster is the Kafka broker of the tests), kcat (a Kafka consumer that is not
   # ours, reading every codec back), openssl (the https test makes its own CA); for the kernel
-  # suite, QEMU, a static busybox (the VM's userland) and xz (Debian's 6.12 modules are .ko.xz).
+  # suite, QEMU, a static busybox (the VM's userland) and xz (Debian's 6.12 modules are .ko.xz);
+  # for the enrichment tests, podman with runc, netavark and iptables (real containers, podman's
+  # Docker Engine API; the image is made from the static busybox), lldpd (real LLDP neighbours),
+  # ethtool and pci.ids (what the NIC facts are checked against).
   local missing=()
   command -v ip >/dev/null 2>&1 || missing+=(iproute2)
   command -v ss >/dev/null 2>&1 || missing+=(iproute2)
@@ -45,6 +48,13 @@ ensure_apt() {
   command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
   dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
   command -v xz >/dev/null 2>&1 || missing+=(xz-utils)
+  [ -x /usr/bin/podman ] || missing+=(podman)
+  [ -x /usr/sbin/runc ] || missing+=(runc)
+  dpkg -s netavark >/dev/null 2>&1 || missing+=(netavark)
+  [ -x /usr/sbin/iptables ] || missing+=(iptables)
+  [ -x /usr/sbin/lldpd ] || missing+=(lldpd)
+  [ -x /usr/sbin/ethtool ] || missing+=(ethtool)
+  [ -f /usr/share/misc/pci.ids ] || missing+=(pci.ids)
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
       echo "quickstart: missing ${missing[*]}; run as root or install them" >&2

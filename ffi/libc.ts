@@ -100,6 +100,11 @@ const SYMBOLS = {
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   /** int munmap(void *addr, size_t length) */
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  /**
+   * int ioctl(int fd, unsigned long request, ...) — variadic in C; called with one pointer
+   * argument, passed as for a fixed signature on x86-64 and arm64.
+   */
+  ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   /** int capget(cap_user_header_t hdrp, cap_user_data_t datap) */
   capget: { parameters: ["buffer", "buffer"], result: "i32" },
   /** int *__errno_location(void) */
@@ -329,6 +334,12 @@ export function sysMunmap(p: Deno.PointerObject, length: number): void {
   const c = lc();
   const len = BigInt(length);
   check("munmap", c.symbols.munmap(p, len), c.errno[0]);
+}
+
+/** ioctl(2) with a pointer argument; throws OsError (`context` names the object). */
+export function sysIoctl(fd: number, request: number, arg: Uint8Array, context?: string): number {
+  const c = lc();
+  return check("ioctl", c.symbols.ioctl(fd, BigInt(request), arg), c.errno[0], context);
 }
 
 /** setns(2); `context` names the namespace in errors. */

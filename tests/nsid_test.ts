@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { startLoad } from "./support/loadgen/loadgen.ts";
-import { freePort, xtcp2 } from "./support/run.ts";
+import { pollOnceJsonl } from "./support/run.ts";
 
 async function ip(...args: string[]): Promise<string> {
   const out = await new Deno.Command("ip", { args, stdout: "piped", stderr: "piped" }).output();
@@ -14,31 +14,12 @@ async function ip(...args: string[]): Promise<string> {
 }
 
 async function nsidsByNetns(extra: string[]): Promise<Map<string, Set<number>>> {
-  const r = await xtcp2([
-    "-maxLoops",
-    "1",
-    "-frequency",
-    "10m",
-    "-timeout",
-    "5m",
-    "-dest",
-    "stdout",
-    "-marshal",
-    "jsonl",
-    "-grpcPort",
-    String(freePort()),
-    "-promListen",
-    `127.0.0.1:${freePort()}`,
-    ...extra,
-  ]);
-  assert.equal(r.code, 0, r.stderr);
   const out = new Map<string, Set<number>>();
-  for (const line of new TextDecoder().decode(r.stdout).split("\n")) {
-    if (!line) continue;
-    const rec = JSON.parse(line) as { netns: string; nsid?: number };
-    const set = out.get(rec.netns) ?? new Set<number>();
-    set.add(rec.nsid ?? 0);
-    out.set(rec.netns, set);
+  for (const rec of (await pollOnceJsonl(extra)).records) {
+    const netns = String(rec.netns);
+    const set = out.get(netns) ?? new Set<number>();
+    set.add(Number(rec.nsid ?? 0));
+    out.set(netns, set);
   }
   return out;
 }

@@ -23,14 +23,18 @@ import { openDestination } from "../dest/registry.ts";
 import { Spool } from "../dest/spool.ts";
 import { marshaller } from "../format/marshal.ts";
 import { statesInWords } from "../netlink/states.ts";
+import { ContainerIndex } from "../netns/containers.ts";
 import { NsidResolver } from "../netns/nsid.ts";
-import { NamespaceRegistry } from "../netns/registry.ts";
+import { NamespaceRegistry, type NsState } from "../netns/registry.ts";
+import type { StampValue } from "../record/stamp.ts";
+import { Uplinks } from "../netns/uplinks.ts";
 import { CaptureWriter } from "../poll/capture_writer.ts";
 import { Poller, type PollSummary } from "../poll/poller.ts";
 import { RecordHub, type Subscriber } from "../poll/record_hub.ts";
 import { durationMs, msToDuration } from "../util/duration.ts";
 import { errorMessage, isFatal } from "../util/errors.ts";
 import type { Counters, Logger } from "../util/log.ts";
+import { withTimeout } from "../util/timeout.ts";
 import { VERSION } from "../version.ts";
 
 /**
@@ -64,6 +68,17 @@ export interface DaemonDeps {
   signal: AbortSignal;
 }
 
+/** Bound of each Docker API request and of each lldpcli run (ms). */
+const ENRICH_TIMEOUT_MS = 5000;
+/** How long the start waits for the first enrichment before the first poll (ms). */
+const ENRICH_START_WAIT_MS = 2000;
+
+/** The enrichers of a configuration (none without the flags). */
+interface Enrichment {
+  containers: ContainerIndex | undefined;
+  uplinks: Uplinks | undefined;
+}
+
 /** One running poll loop and what it owns. */
 interface Loop {
   poller: Poller;
@@ -85,6 +100,7 @@ export class Daemon implements DaemonControl, AsyncDisposable {
   private loop: Loop | undefined;
   private readonly registry: NamespaceRegistry;
   private readonly nsid: NsidResolver | undefined;
+  private enrich: Enrichment = { containers: undefined, uplinks: undefined };
   private reconcileTimer: ReturnType<typeof setInterval> | undefined;
   private readonly watchers: Deno.FsWatcher[] = [];
   private stopped = false;
@@ -147,11 +163,17 @@ export class Daemon implements DaemonControl, AsyncDisposable {
     this.loop?.stop.abort();
   }
 
+  /** Reconciles namespaces and tells the container index what is there now; throws what is fatal. */
+  private reconcileNamespaces(): void {
+    this.registry.reconcile();
+    this.enrich.containers?.update([...this.registry.states.values()].map((st) => st.info));
+  }
+
   /** Reconciles namespaces; a fatal error stops the daemon, others are the registry's to log. */
   private reconcile(): void {
     if (this.stopped || this.fatal !== undefined) return;
     try {
-      this.registry.reconcile();
+      this.reconcileNamespaces();
     } catch (err) {
       if (isFatal(err)) this.fail(err);
       else this.deps.log.error(`Reconcile failed: ${errorMessage(err)}`);
@@ -168,6 +190,7 @@ export class Daemon implements DaemonControl, AsyncDisposable {
     );
     const framing = marshaller(cfg.marshalTo, cfg.csvColumns).framing;
     const delivery = this.openDelivery(cfg, dest, framing);
+    this.enrich = this.openEnrichment(cfg);
     const capture = cfg.writeFiles > 0
       ? new CaptureWriter(cfg.capturePath, cfg.writeFiles)
       : undefined;
@@ -182,11 +205,15 @@ export class Daemon implements DaemonControl, AsyncDisposable {
       onEnvelope: (envelope, rows) => this.hub.publish(envelope, rows),
       wantEnvelopes: () => this.hub.size > 0,
       onPoll: (s) => this.onPoll?.(s),
+      ...(this.enrich.containers || this.enrich.uplinks
+        ? { stampFields: (st: NsState) => this.stampFields(st) }
+        : {}),
     });
     if (this.watchers.length === 0) this.watch();
     this.reconcile();
     // The thread may be stuck in another namespace: wait() rejects, and no loop or timer starts.
     if (this.fatal !== undefined) return;
+    await this.firstEnrichment();
     this.warnSharedTables();
     if (this.reconcileTimer !== undefined) clearInterval(this.reconcileTimer);
     const reconcileMs = durationMs(cfg.reconcileFrequency);
@@ -211,7 +238,7 @@ export class Daemon implements DaemonControl, AsyncDisposable {
     const stop = new AbortController();
     if (this.deps.signal.aborted) stop.abort();
     // Before each poll: a fatal reconcile error ends the loop at once (and the daemon with it).
-    const running = poller.run(stop.signal, () => this.registry.reconcile());
+    const running = poller.run(stop.signal, () => this.reconcileNamespaces());
     this.loop = { poller, delivery, capture, stop, running };
     running.then(
       () => {
@@ -219,6 +246,75 @@ export class Daemon implements DaemonControl, AsyncDisposable {
       },
       (err) => this.fail(err),
     );
+  }
+
+  /** The enrichers the configuration asks for (`-enrichContainer`, `-enrichNic`, …). */
+  private openEnrichment(cfg: XtcpConfig): Enrichment {
+    const { counters, log } = this.deps;
+    const refreshMs = durationMs(cfg.enrichRefresh) || 30_000;
+    const containers = cfg.enrichContainerEnable || cfg.resolveContainerId
+      ? new ContainerIndex({
+        ...(cfg.enrichContainerEnable
+          ? {
+            docker: {
+              socket: cfg.dockerSocketPath,
+              timeoutMs: ENRICH_TIMEOUT_MS,
+              relistMs: refreshMs,
+            },
+          }
+          : {}),
+        cgroup: cfg.resolveContainerId,
+        counters,
+        log,
+      })
+      : undefined;
+    const uplinks = (cfg.enrichNicEnable || cfg.enrichLldpEnable) && cfg.uplinkCount > 0
+      ? new Uplinks({
+        interfaces: cfg.uplinkInterfaces,
+        count: cfg.uplinkCount,
+        nic: cfg.enrichNicEnable,
+        ...(cfg.enrichLldpEnable
+          ? { lldp: { socket: cfg.lldpdSocketPath, timeoutMs: ENRICH_TIMEOUT_MS } }
+          : {}),
+        refreshMs,
+        counters,
+        log,
+      })
+      : undefined;
+    return { containers, uplinks };
+  }
+
+  /**
+   * Starts the uplinks' timer and waits for the first answers of lldpd and the Docker API, at
+   * most {@link ENRICH_START_WAIT_MS}: a one-shot run (`-maxLoops 1`) gets the columns when
+   * they answer at once; a slow one only delays the columns, never the polls after.
+   */
+  private async firstEnrichment(): Promise<void> {
+    const { containers, uplinks } = this.enrich;
+    if (!containers && !uplinks) return;
+    try {
+      await withTimeout(
+        Promise.all([uplinks?.start(), containers?.settled()]),
+        ENRICH_START_WAIT_MS,
+        "the first enrichment",
+      );
+    } catch (err) {
+      this.deps.counters.inc("enrich", "startWait", "timeout");
+      this.deps.log.debug(`${errorMessage(err)}: polling without it meanwhile`);
+    }
+  }
+
+  /** The enrichment stamp fields of a namespace (ready values only). */
+  private stampFields(st: NsState): Record<string, StampValue | undefined> {
+    const { containers, uplinks } = this.enrich;
+    return { ...uplinks?.fields, ...containers?.fields(st.info) };
+  }
+
+  private closeEnrichment(): void {
+    const { containers, uplinks } = this.enrich;
+    this.enrich = { containers: undefined, uplinks: undefined };
+    containers?.[Symbol.dispose]();
+    uplinks?.[Symbol.dispose]();
   }
 
   private sharedTablesWarned = false;
@@ -328,6 +424,7 @@ export class Daemon implements DaemonControl, AsyncDisposable {
         await loop.delivery[Symbol.asyncDispose]();
       } finally {
         loop.capture?.close();
+        this.closeEnrichment();
       }
     }
   }
@@ -419,6 +516,7 @@ export class Daemon implements DaemonControl, AsyncDisposable {
       this.hub.close();
       this.registry[Symbol.dispose]();
       this.nsid?.[Symbol.dispose]();
+      this.closeEnrichment();
       this.phase = "stopped";
     }
   }

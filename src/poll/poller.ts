@@ -15,7 +15,7 @@ import { Dumper, type DumpSink, type NetlinkTransport } from "../netlink/dump.ts
 import { NetlinkError } from "../netlink/errors.ts";
 import type { SocketView } from "../netlink/socket_view.ts";
 import { EnvelopeWriter } from "../record/encoder.ts";
-import { Stamp } from "../record/stamp.ts";
+import { Stamp, type StampValue } from "../record/stamp.ts";
 import type { Backlog, Delivery } from "../dest/queue.ts";
 import type { Marshaller } from "../format/marshal.ts";
 import type { NamespaceRegistry, NsState } from "../netns/registry.ts";
@@ -80,6 +80,11 @@ export interface PollerDeps {
   wantEnvelopes?: () => boolean;
   /** Sees every completed poll (metrics). */
   onPoll?: (summary: PollSummary) => void;
+  /**
+   * More stamp fields of a namespace (enrichment: container, uplinks), asked once per namespace
+   * per poll; they may replace `netns`. Must answer from what is ready (no I/O).
+   */
+  stampFields?: (st: NsState) => Readonly<Record<string, StampValue | undefined>>;
 }
 
 /** Collects, batches and flushes. */
@@ -350,6 +355,7 @@ export class Poller implements DumpSink, Disposable {
         tag: stamp.tag,
         socket_fd: st.socket.fd,
         ...(st.nsid === undefined ? {} : { nsid: st.nsid }),
+        ...this.deps.stampFields?.(st),
       });
       const d0 = performance.now();
       try {

@@ -16,6 +16,7 @@ export const PERMS = [
   "--allow-env",
   "--allow-net",
   "--allow-sys=hostname",
+  "--allow-run=lldpcli",
 ];
 
 /** argv of `deno run` on the daemon; `netns` runs it inside `ip netns exec`. */
@@ -87,4 +88,58 @@ export async function until(
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/**
+ * One poll of the daemon (`-maxLoops 1`) written to stdout as JSON lines, with `extra` flags
+ * (`prefix` wraps it, e.g. in onlyNamespaces()); asserts it exits 0; the records and its stderr.
+ */
+export async function pollOnceJsonl(
+  extra: string[],
+  opts: { prefix?: string[] } = {},
+): Promise<{ records: Record<string, unknown>[]; stderr: string }> {
+  const r = await xtcp2([
+    "-maxLoops",
+    "1",
+    "-frequency",
+    "10m",
+    "-timeout",
+    "5m",
+    "-pollJitterPct",
+    "0", // else the first poll waits up to the jitter's share of 10 minutes
+    "-dest",
+    "stdout",
+    "-marshal",
+    "jsonl",
+    "-grpcPort",
+    String(freePort()),
+    "-promListen",
+    `127.0.0.1:${freePort()}`,
+    ...extra,
+  ], opts.prefix ? { prefix: opts.prefix } : {});
+  if (r.code !== 0) throw new Error(`xtcp2 exited ${r.code}: ${r.stderr}`);
+  const records = new TextDecoder().decode(r.stdout).split("\n").filter((l) => l)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  return { records, stderr: r.stderr };
+}
+
+/** Runs `cmd args…` (stdin closed); its stdout, or an Error with its stderr when it fails. */
+export async function output(
+  cmd: string,
+  args: string[],
+  opts: { env?: Record<string, string> } = {},
+): Promise<string> {
+  const out = await new Deno.Command(cmd, {
+    args,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    ...(opts.env ? { env: opts.env } : {}),
+  }).output();
+  if (!out.success) {
+    throw new Error(
+      `${cmd} ${args.join(" ")}: exit ${out.code}: ${new TextDecoder().decode(out.stderr).trim()}`,
+    );
+  }
+  return new TextDecoder().decode(out.stdout);
 }
