@@ -22,6 +22,7 @@ import { Http2SessionManager } from "@connectrpc/connect-node";
 import type { Transport } from "@connectrpc/connect";
 import { renderTable } from "../src/cmd/xtcp2client.ts";
 import { startLoad } from "./support/loadgen/loadgen.ts";
+import { PROMTOOL, promtoolCheck } from "./support/daemon.ts";
 import { freePort, runTask, spawnXtcp2, taskArgv, until, xtcp2 } from "./support/run.ts";
 
 const dec = new TextDecoder();
@@ -512,8 +513,6 @@ Deno.test({
   },
 });
 
-const PROMTOOL = "/usr/bin/promtool";
-
 Deno.test({
   name:
     "/metrics passes promtool check metrics (only the reference's own names are linted); families, labels; /healthz, /readyz, --healthcheck 0 and 1",
@@ -539,17 +538,8 @@ Deno.test({
     ]);
     await until("two polls", () => [...d.log().matchAll(/poll \d+: /g)].length >= 2);
     const text = await metricsText(d.httpPort);
-    const child = new Deno.Command(PROMTOOL, {
-      args: ["check", "metrics"],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(text));
-    await w.close();
-    const out = await child.output();
-    const findings = (dec.decode(out.stdout) + dec.decode(out.stderr)).split("\n").filter((l) => l);
+    const out = await promtoolCheck(text);
+    const findings = out.findings;
     // Names kept for wire compatibility with the reference's dashboards, and prom-client's own.
     const known = [
       /^xtcp_counts counter metrics should have "_total" suffix$/,

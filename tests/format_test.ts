@@ -9,12 +9,12 @@ import {
   XtcpFlatRecordSchema,
 } from "../src/gen/xtcp_flat_record/v1/xtcp_flat_record_pb.ts";
 import { marshaller } from "../src/format/marshal.ts";
-import { rfc3339Nano, rowWriter } from "../src/format/humanize.ts";
+import { HUMANIZED_FIELDS, rfc3339Nano, rowWriter } from "../src/format/humanize.ts";
 import { ownCaptures } from "./support/fixtures.ts";
 import { parseSs, type SsSocket } from "./support/ss_text.ts";
 import { openDestination } from "../src/dest/registry.ts";
 import { captureEnvelope as envelope, testDestOptions as opts } from "./support/envelope.ts";
-import { unframe } from "./support/records.ts";
+import { SS_TO_KERNEL, unframe } from "./support/records.ts";
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 
@@ -64,21 +64,6 @@ Deno.test("every marshaller's output parses back to the records", () => {
   assert.ok(tsv.length > 150);
 });
 
-/** ss's state names as the kernel's (humanize's) names. */
-const SS_TO_KERNEL: Record<string, string> = {
-  "ESTAB": "ESTABLISHED",
-  "SYN-SENT": "SYN_SENT",
-  "SYN-RECV": "SYN_RECV",
-  "FIN-WAIT-1": "FIN_WAIT1",
-  "FIN-WAIT-2": "FIN_WAIT2",
-  "TIME-WAIT": "TIME_WAIT",
-  "UNCONN": "CLOSE",
-  "CLOSE-WAIT": "CLOSE_WAIT",
-  "LAST-ACK": "LAST_ACK",
-  "LISTEN": "LISTEN",
-  "CLOSING": "CLOSING",
-};
-
 /** The kernel's congestion control names as the enum's short names (bbr is BBR1). */
 const CC_ENUM: Record<string, string> = {
   cubic: "CUBIC",
@@ -111,14 +96,7 @@ Deno.test("humanize: addresses, states, congestion control and time as ss and RF
     const plain = JSON.parse(plains[i]);
     // Everything else is jsonl's, key for key and in the same order.
     assert.deepEqual(Object.keys(h), Object.keys(plain));
-    const rewritten = new Set([
-      "timestamp_ns",
-      "inet_diag_msg_state",
-      "inet_diag_msg_socket_source",
-      "inet_diag_msg_socket_destination",
-      "tcp_info_state",
-      "congestion_algorithm_enum",
-    ]);
+    const rewritten = new Set(HUMANIZED_FIELDS);
     for (const k of Object.keys(h)) if (!rewritten.has(k)) assert.deepEqual(h[k], plain[k], k);
     const s = ss.get(BigInt(h.inet_diag_msg_socket_cookie));
     assert.ok(s, `socket ${h.inet_diag_msg_socket_cookie} is in the ss text`);

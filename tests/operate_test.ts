@@ -8,14 +8,14 @@
 import assert from "node:assert/strict";
 import { startLoad } from "./support/loadgen/loadgen.ts";
 import { daemon, onlyNamespaces, type RunningDaemon } from "./support/delivery.ts";
-import { sample, scrape } from "./support/daemon.ts";
+import { PROMTOOL, promtoolCheck, sample, scrape } from "./support/daemon.ts";
 import { freePort, runTask, taskArgv, until } from "./support/run.ts";
 import { parseSs, type SsSocket } from "./support/ss_text.ts";
+import { SS_TO_KERNEL } from "./support/records.ts";
 
 const dec = new TextDecoder();
 const INTEROP = new URL("./support/grpc_interop.py", import.meta.url).pathname;
 const PYTHON = "/usr/bin/python3";
-const PROMTOOL = "/usr/bin/promtool";
 
 function missing(path: string, what: string): boolean {
   try {
@@ -35,20 +35,6 @@ const NO_GRPCIO = (() => {
   }
   return !ok;
 })();
-
-/** ss's state names as the kernel's. */
-const SS_TO_KERNEL: Record<string, string> = {
-  "ESTAB": "ESTABLISHED",
-  "SYN-SENT": "SYN_SENT",
-  "SYN-RECV": "SYN_RECV",
-  "FIN-WAIT-1": "FIN_WAIT1",
-  "FIN-WAIT-2": "FIN_WAIT2",
-  "TIME-WAIT": "TIME_WAIT",
-  "CLOSE-WAIT": "CLOSE_WAIT",
-  "LAST-ACK": "LAST_ACK",
-  "LISTEN": "LISTEN",
-  "CLOSING": "CLOSING",
-};
 
 /** `ss -tinmeaH` in the namespace, by socket cookie. */
 async function ssIn(netns: string): Promise<Map<bigint, SsSocket>> {
@@ -343,13 +329,13 @@ Deno.test({
 
 Deno.test({
   name:
-    "/metrics: the original's Netlinker and Deserialize triples from real counts (recvmsg and --pipeline); promtool remarks only xtcp_counts and xtcp_gauge",
+    "/metrics: the original's Netlinker and Deserialize triples from real counts (recvmsg, --pipeline, --ioUring); promtool remarks only xtcp_counts and xtcp_gauge",
   ignore: missing(PROMTOOL, "promtool tests (apt install prometheus)"),
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
     await using load = await startLoad({ conns: 30, bytes: 100 });
-    for (const extra of [[], ["-pipeline"]]) {
+    for (const extra of [[], ["-pipeline"], ["-ioUring"]]) {
       const d = daemon("null", "protobufList", extra, load.netns);
       try {
         await ready(d);
@@ -367,30 +353,28 @@ Deno.test({
         const sockets = polls.reduce((n, m) => n + Number(m[2]), 0);
         const dumps = polls.reduce((n, m) => n + Number(m[1]), 0);
         const what = `${extra.join(" ") || "recvmsg"}:\n${text}`;
+        let fn = "Netlinker";
+        let calls = "RecvfromCalls";
+        if (extra.includes("-ioUring")) {
+          if (/io_uring unavailable/.test(d.log())) {
+            console.error(`SKIP the NetlinkerIoUring counters: ${d.log()}`);
+          } else {
+            [fn, calls] = ["NetlinkerIoUring", "recv"];
+            assert.equal(count("Netlinker", "p"), 0, what);
+          }
+        }
         assert.ok(loops >= 3, what);
-        assert.equal(count("Netlinker", "p"), sockets, `p = records: ${what}`);
+        assert.equal(count(fn, "p"), sockets, `p = records: ${what}`);
         assert.equal(count("Deserialize", "envelopeAppend"), sockets, what);
-        const packets = count("Netlinker", "packets");
+        const packets = count(fn, "packets");
         assert.ok(packets >= dumps, what);
-        assert.equal(count("Netlinker", "RecvfromCalls"), packets, what);
+        assert.equal(count(fn, calls), packets, what);
         assert.equal(count("Deserialize", "start"), packets, what);
-        assert.ok(count("Netlinker", "n") > sockets * 88, `n = bytes: ${what}`);
-        assert.ok(count("Netlinker", "complete") >= dumps, what);
-        assert.equal(count("Netlinker", "Timeout"), 0, what);
+        assert.ok(count(fn, "n") > sockets * 88, `n = bytes: ${what}`);
+        assert.ok(count(fn, "complete") >= dumps, what);
+        assert.equal(count(fn, "Timeout"), 0, what);
 
-        const child = new Deno.Command(PROMTOOL, {
-          args: ["check", "metrics"],
-          stdin: "piped",
-          stdout: "piped",
-          stderr: "piped",
-        }).spawn();
-        const w = child.stdin.getWriter();
-        await w.write(new TextEncoder().encode(text));
-        await w.close();
-        const out = await child.output();
-        const findings = (dec.decode(out.stdout) + dec.decode(out.stderr)).split("\n").filter((
-          l,
-        ) => l);
+        const { findings } = await promtoolCheck(text);
         assert.deepEqual(findings.sort(), [
           'xtcp_counts counter metrics should have "_total" suffix',
           "xtcp_gauge metric name should not include type 'gauge'",

@@ -70,15 +70,18 @@ function humanText(r: XtcpFlatRecord, s: FieldSpec, v: unknown): string | undefi
   return undefined;
 }
 
-/** The fields rewritten by `humanize`, as {@link humanText} knows them. */
-const HUMANIZED: readonly FieldSpec[] = [
+/** The proto names of the fields `humanize` rewrites (the others are jsonl's). */
+export const HUMANIZED_FIELDS: readonly string[] = [
   "timestamp_ns",
   "inet_diag_msg_state",
   "inet_diag_msg_socket_source",
   "inet_diag_msg_socket_destination",
   "tcp_info_state",
   "congestion_algorithm_enum",
-].map((name) => FIELD_BY_COLUMN.get(name)!);
+];
+
+/** Their specs, as {@link humanText} knows them. */
+const HUMANIZED: readonly FieldSpec[] = HUMANIZED_FIELDS.map((name) => FIELD_BY_COLUMN.get(name)!);
 
 /** Text of a field for a csv/tsv cell: humanised, bytes base64, 64-bit integers decimal. */
 export function cellText(r: XtcpFlatRecord, s: FieldSpec): string {
