@@ -47,16 +47,38 @@ async function ssIn(netns: string): Promise<Map<bigint, SsSocket>> {
   return new Map(parseSs(dec.decode(out.stdout)).map((s) => [s.cookie!, s]));
 }
 
-/** python3-grpcio against 127.0.0.1:port. */
-async function interop(port: number, args: string[]): Promise<{ code: number; lines: string[] }> {
+/** python3-grpcio against 127.0.0.1:port (`token`: sent as the bearer token where the API wants one). */
+async function interop(
+  port: number,
+  args: string[],
+  token = "",
+): Promise<{ code: number; lines: string[] }> {
   const out = await new Deno.Command(PYTHON, {
     args: [INTEROP, `127.0.0.1:${port}`, ...args],
+    env: token ? { XTCP_API_TOKEN: token } : {},
     stdout: "piped",
     stderr: "piped",
   }).output();
   const lines = dec.decode(out.stdout).split("\n").filter((l) => l);
   assert.equal(dec.decode(out.stderr), "", `python stderr for ${args.join(" ")}`);
   return { code: out.code, lines };
+}
+
+/** A loopback TCP server that takes connections and never reads or answers; closed on dispose. */
+function silentServer(): { port: number } & AsyncDisposable {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const c of listener) held.push(c);
+  })().catch(() => {}); // ends with close()
+  return {
+    port: listener.addr.port,
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      await accepting;
+      for (const c of held) c.close();
+    },
+  };
 }
 
 /** Waits until the daemon's /readyz answers 200. */
@@ -233,12 +255,8 @@ Deno.test({
   async fn() {
     // The destination takes connections and never answers: at shutdown the delivery queue
     // drains for 3 s, with the gRPC server still up, which is when Check must say NOT_SERVING.
-    const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const held: Deno.Conn[] = [];
-    const accepting = (async () => {
-      for await (const c of silent) held.push(c);
-    })().catch(() => {});
-    const dest = `http://127.0.0.1:${silent.addr.port}/`;
+    await using silent = silentServer();
+    const dest = `http://127.0.0.1:${silent.port}/`;
     const d = daemon(dest, "protobufList", ["-shutdownDrain", "3s"]);
     let signalled = false;
     try {
@@ -318,9 +336,6 @@ Deno.test({
       assert.ok(code === 0 || code === 3, `watch exit ${code}`);
     } finally {
       const { code, log } = await stop(d, signalled);
-      silent.close();
-      await accepting;
-      for (const c of held) c.close();
       assert.equal(code, 0, log);
       assert.match(log, /SIGTERM caught/);
     }
@@ -384,6 +399,56 @@ Deno.test({
         const { code, log } = await stop(d);
         assert.equal(code, 0, log);
       }
+    }
+  },
+});
+
+Deno.test({
+  name: "with --apiToken, gRPC health stays open (a probe) and reflection needs the token",
+  ignore: NO_GRPCIO,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const d = daemon("null", "protobufList", ["-apiToken", "s3cret"]);
+    try {
+      await ready(d);
+      assert.deepEqual((await interop(d.grpcPort, ["health-check"])).lines, ["SERVING"]);
+      const refused = await interop(d.grpcPort, ["reflect", "v1", "list"]);
+      assert.equal(refused.code, 3);
+      assert.match(refused.lines[0], /^ERROR UNAUTHENTICATED /);
+      const listed = await interop(d.grpcPort, ["reflect", "v1", "list"], "s3cret");
+      assert.deepEqual(listed.lines, SERVICES);
+    } finally {
+      const { code, log } = await stop(d);
+      assert.equal(code, 0, log);
+    }
+  },
+});
+
+Deno.test({
+  name: "gRPC health says NOT_SERVING before the poll loop starts (the destination still opening)",
+  ignore: NO_GRPCIO,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    // A Kafka "broker" that takes the connection and never answers: the daemon waits 5 s for it
+    // with its API up, then gives up (exit 1).
+    await using silent = silentServer();
+    const d = daemon(`kafka:127.0.0.1:${silent.port}`, "protobufList");
+    try {
+      let answer: string | undefined;
+      await until("a health answer while the destination opens", async () => {
+        const r = await interop(d.grpcPort, ["health-check"]);
+        if (r.code === 0) answer = r.lines[0];
+        else assert.match(r.lines[0] ?? "", /^ERROR UNAVAILABLE /); // not listening yet
+        return answer !== undefined;
+      }, 10_000);
+      assert.equal(answer, "NOT_SERVING");
+      const { code } = await d.child.status;
+      assert.equal(code, 1, d.log());
+      assert.match(d.log(), /cannot start: kafka 127\.0\.0\.1:\d+: /);
+    } finally {
+      await stop(d);
     }
   },
 });
