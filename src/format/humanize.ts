@@ -49,7 +49,8 @@ export function rfc3339Nano(ns: bigint): string {
   return `${seconds}${frac ? "." + frac : ""}Z`;
 }
 
-function value(r: XtcpFlatRecord, s: FieldSpec): unknown {
+/** The value of field `s` of a decoded record. */
+export function fieldValue(r: XtcpFlatRecord, s: FieldSpec): unknown {
   return Reflect.get(r, s.json) as unknown;
 }
 
@@ -85,7 +86,7 @@ const HUMANIZED: readonly FieldSpec[] = HUMANIZED_FIELDS.map((name) => FIELD_BY_
 
 /** Text of a field for a csv/tsv cell: humanised, bytes base64, 64-bit integers decimal. */
 export function cellText(r: XtcpFlatRecord, s: FieldSpec): string {
-  const v = value(r, s);
+  const v = fieldValue(r, s);
   if (v === undefined) return "";
   const human = humanText(r, s, v);
   if (human !== undefined) return human;
@@ -102,7 +103,7 @@ export function jsonLine(r: XtcpFlatRecord): string {
 export function humanizedLine(r: XtcpFlatRecord): string {
   const o = toJson(XtcpFlatRecordSchema, r, { useProtoFieldName: true }) as JsonObject;
   for (const s of HUMANIZED) {
-    if (s.name in o) o[s.name] = humanText(r, s, value(r, s)) ?? "";
+    if (s.name in o) o[s.name] = humanText(r, s, fieldValue(r, s)) ?? "";
   }
   return JSON.stringify(o);
 }

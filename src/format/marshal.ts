@@ -11,7 +11,7 @@ import {
 } from "../gen/xtcp_flat_record/v1/xtcp_flat_record_pb.ts";
 import type { EnvelopeWriter } from "../record/encoder.ts";
 import { CONGESTION_ALGORITHM_NAMES, FIELDS, type FieldSpec } from "../record/fields.ts";
-import { type RowFormat, rowWriter } from "./humanize.ts";
+import { fieldValue as value, type RowFormat, rowWriter } from "./humanize.ts";
 
 /** Turns a filled envelope into output bytes. */
 export interface Marshaller {
@@ -39,10 +39,6 @@ function rows(name: RowFormat, contentType: string, columns: string): Marshaller
 
 /** Fields in proto order with their JSON names, for the row renderers. */
 const SPECS: readonly FieldSpec[] = FIELDS;
-
-function value(r: XtcpFlatRecord, s: FieldSpec): unknown {
-  return Reflect.get(r, s.json) as unknown;
-}
 
 /** Prototext of a flat record (scalar fields only, as the schema is). */
 function protoText(r: XtcpFlatRecord, indent: string): string {
