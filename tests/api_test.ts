@@ -22,11 +22,11 @@ import { Http2SessionManager } from "@connectrpc/connect-node";
 import type { Transport } from "@connectrpc/connect";
 import { renderTable } from "../src/cmd/xtcp2client.ts";
 import { startLoad } from "./support/loadgen/loadgen.ts";
-import { freePort, spawnXtcp2, until, xtcp2 } from "./support/run.ts";
+import { PROMTOOL, promtoolCheck } from "./support/daemon.ts";
+import { freePort, runTask, spawnXtcp2, taskArgv, until, xtcp2 } from "./support/run.ts";
 
 const dec = new TextDecoder();
 const INTEROP = new URL("./support/grpc_interop.py", import.meta.url).pathname;
-const ROOT = new URL("../", import.meta.url).pathname;
 
 /** A daemon started for one test, with its own ports; stopped (SIGTERM) on dispose. */
 interface Running extends AsyncDisposable {
@@ -158,30 +158,6 @@ function sample(text: string, name: string, labels: string): number {
     if (line.startsWith(`${name}{${labels}}`)) return Number(line.split(" ").at(-1));
   }
   return 0;
-}
-
-/** The permission flags and script of a deno.json task. */
-function taskArgv(task: string): string[] {
-  const tasks = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).tasks as Record<
-    string,
-    string
-  >;
-  const words = tasks[task].split(/\s+/);
-  assert.deepEqual(words.slice(0, 2), ["deno", "run"], tasks[task]);
-  return words.slice(2).map((w) => (w.endsWith(".ts") ? `${ROOT}${w}` : w));
-}
-
-function runTask(task: string, args: string[], stdin?: string) {
-  const cmd = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", ...taskArgv(task), ...args],
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  });
-  if (stdin === undefined) return cmd.output();
-  const child = cmd.spawn();
-  const w = child.stdin.getWriter();
-  return w.write(new TextEncoder().encode(stdin)).then(() => w.close()).then(() => child.output());
 }
 
 Deno.test({
@@ -537,8 +513,6 @@ Deno.test({
   },
 });
 
-const PROMTOOL = "/usr/bin/promtool";
-
 Deno.test({
   name:
     "/metrics passes promtool check metrics (only the reference's own names are linted); families, labels; /healthz, /readyz, --healthcheck 0 and 1",
@@ -564,17 +538,8 @@ Deno.test({
     ]);
     await until("two polls", () => [...d.log().matchAll(/poll \d+: /g)].length >= 2);
     const text = await metricsText(d.httpPort);
-    const child = new Deno.Command(PROMTOOL, {
-      args: ["check", "metrics"],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(text));
-    await w.close();
-    const out = await child.output();
-    const findings = (dec.decode(out.stdout) + dec.decode(out.stderr)).split("\n").filter((l) => l);
+    const out = await promtoolCheck(text);
+    const findings = out.findings;
     // Names kept for wire compatibility with the reference's dashboards, and prom-client's own.
     const known = [
       /^xtcp_counts counter metrics should have "_total" suffix$/,

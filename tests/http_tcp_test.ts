@@ -256,12 +256,14 @@ Deno.test({
 });
 
 Deno.test({
-  name: "http: the Content-Type of every marshaller is the original's",
+  name: "http: the Content-Type of every marshaller is the original's (humanize: NDJSON)",
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    // Reference §6.3: jsonl, protoJson, csv, tsv, protoText by name, everything else octet-stream.
+    // Reference §6.3: jsonl, protoJson, csv, tsv, protoText by name, everything else octet-stream
+    // (humanize, NDJSON like jsonl, says so here: the one deliberate difference).
     const want: Record<string, string> = {
+      humanize: "application/x-ndjson",
       protobufList: "application/octet-stream",
       protoJson: "application/json",
       protoText: "text/plain; charset=utf-8",

@@ -6,6 +6,9 @@ import assert from "node:assert/strict";
 import { DecodeError, NetlinkError } from "../src/netlink/errors.ts";
 import { DECODER_NAMES, idiagExt, parseDeserializers } from "../src/netlink/deserializers.ts";
 import { parseDatagram, ParseStats } from "../src/netlink/parse.ts";
+import { Dumper } from "../src/netlink/dump.ts";
+import { NetlinkCounts } from "../src/poll/netlink_counts.ts";
+import { Counters } from "../src/util/log.ts";
 import { pcapPackets } from "../src/netlink/pcap.ts";
 import { writeDumpRequest } from "../src/netlink/request.ts";
 import { SocketView } from "../src/netlink/socket_view.ts";
@@ -368,4 +371,72 @@ Deno.test("record_counter is the index within the datagram", () => {
     },
   );
   assert.deepEqual(idx, [0, 1, 2]);
+});
+
+Deno.test("framing errors are counted by kind, under the original's Deserialize triples", () => {
+  const dumper = new Dumper({ mask: parseDeserializers("all"), ext: 0xff });
+  const stats = dumper.stats;
+  const view = new SocketView();
+  const parse = (dg: Uint8Array) => {
+    try {
+      parseDatagram(
+        view,
+        dg,
+        new DataView(dg.buffer),
+        0,
+        dg.length,
+        { mask: parseDeserializers("all"), expectSeq: -1, expectPid: -1 },
+        stats,
+        () => {},
+      );
+    } catch (err) {
+      if (!(err instanceof DecodeError)) throw err;
+    }
+  };
+  const withAttrLen = (rtaLen: number) => {
+    const dg = buildDatagram([{ attrs: [[5, new Uint8Array([7, 0, 0, 0])]] }]);
+    new DataView(dg.buffer).setUint16(16 + 72, rtaLen, true);
+    return dg;
+  };
+  parse(withAttrLen(2)); // below the attribute header
+  parse(withAttrLen(200)); // past the message
+  const stray = withAttrLen(4); // a 4-byte attribute, then 2 bytes that hold no header
+  new DataView(stray.buffer).setUint32(0, 16 + 72 + 6, true);
+  parse(stray);
+  parse(buildDatagram([{}]).slice(0, 10)); // a header cut short
+  const tooSmall = buildDatagram([{}]);
+  new DataView(tooSmall.buffer).setUint32(0, 8, true);
+  parse(tooSmall);
+  const overflow = buildDatagram([{}]);
+  new DataView(overflow.buffer).setUint32(0, 5000, true);
+  parse(overflow);
+  parse(buildDatagram([{ header: new Uint8Array(40) }])); // too short for inet_diag_msg
+  assert.deepEqual(
+    [stats.attrLenTooSmall, stats.attrLenOverflow, stats.attrTruncatedHeader, stats.attrErrors],
+    [1, 1, 1, 3],
+  );
+  assert.deepEqual([stats.truncatedHeader, stats.nlmsgLenTooSmall, stats.nlmsgLenOverflow], [
+    1,
+    1,
+    1,
+  ]);
+  const counters = new Counters();
+  const counts = new NetlinkCounts(counters);
+  counts.received(dumper, false);
+  counts.decoded(stats);
+  counts.received(dumper, false); // nothing new: nothing added twice
+  counts.decoded(stats);
+  const got = Object.fromEntries([...counters.values].filter(([k]) => /Deserialize/.test(k)));
+  assert.deepEqual(got, {
+    "Deserialize/start/count": 7,
+    "Deserialize/inetDiagNlhLenTooSmall/error": 1,
+    "Deserialize/truncatedAtHeader/error": 1,
+    "Deserialize/DeserializeNlMsgHdr/error": 1,
+    "Deserialize/inetDiagNlhLenOverflow/error": 1,
+    "DeserializeAttributes/rtaLenTooSmall/error": 1,
+    "DeserializeAttributes/rtaLenOverflow/error": 1,
+    "DeserializeAttributes/truncatedRTAttrHeader/error": 1,
+  });
+  assert.equal(counters.get("Netlinker", "packets"), 7);
+  assert.equal(counters.get("Netlinker", "p"), 3);
 });

@@ -14,6 +14,8 @@ export interface DaemonControl {
   readonly config: XtcpConfig;
   /** The daemon's counters (xtcp_counts). */
   readonly counters: Counters;
+  /** Whether the poll loop runs and no shutdown has begun (health: SERVING). */
+  readonly ready: boolean;
   /**
    * Applies a new (validated) configuration in this process: flush, rebuild, restart. Throws,
    * with the previous configuration running again, when the new one cannot start.

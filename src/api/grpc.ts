@@ -1,7 +1,7 @@
 /**
  * The gRPC API on node:http2 + connect-node (real HTTP/2 with trailers): ConfigService and
- * XTCPFlatRecordService with the reference's messages. Loopback by default; an optional bearer
- * token is checked on every call.
+ * XTCPFlatRecordService with the reference's messages, gRPC health and server reflection.
+ * Loopback by default; an optional bearer token is checked on every call but health's.
  *
  * @module
  */
@@ -11,6 +11,7 @@ import { WireType } from "@bufbuild/protobuf/wire";
 import { type Duration, DurationSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { Health } from "../gen/grpc/health/v1/health_pb.ts";
 import { ConfigService, XtcpConfigSchema } from "../gen/xtcp_config/v1/xtcp_config_pb.ts";
 import {
   FlatRecordsResponseSchema,
@@ -22,6 +23,7 @@ import { validateConfig } from "../config/validate.ts";
 import { durationMs, msToDuration } from "../util/duration.ts";
 import { errorMessage } from "../util/errors.ts";
 import type { DaemonControl } from "./control.ts";
+import { PROBE_SERVICES, Reflection, registerHealth, registerReflection } from "./grpc_probes.ts";
 import type { Metrics } from "./metrics.ts";
 
 function invalid(problems: string[]): ConnectError {
@@ -53,6 +55,8 @@ export interface GrpcOptions {
   token: string;
   /** Capacity of each stream client's queue (records). */
   queueLimit?: number;
+  /** Aborted when the server is about to close: health Watch streams end. */
+  closing?: AbortSignal;
 }
 
 /** Starts the gRPC server; resolves once it listens. */
@@ -102,12 +106,22 @@ export function serveGrpc(o: GrpcOptions): Promise<http2.Http2Server> {
     }
   }
   const auth: Interceptor = (next) => (req) => {
+    // Health is a probe: open, like /healthz and /readyz.
+    if (req.service.typeName === Health.typeName) return next(req);
     if (o.token && req.header.get("authorization") !== `Bearer ${o.token}`) {
       throw new ConnectError("missing or invalid bearer token", Code.Unauthenticated);
     }
     return next(req);
   };
+  const services = [ConfigService, XTCPFlatRecordService];
+  const reflection = new Reflection([...services, ...PROBE_SERVICES]);
   const routes = (router: ConnectRouter) => {
+    registerHealth(router, {
+      serving: () => d.ready,
+      services,
+      closing: o.closing ?? new AbortController().signal,
+    });
+    registerReflection(router, reflection);
     router.service(ConfigService, {
       get: () => timed("Get", () => ({ config: redacted(d.config) })),
       set: (req) =>

@@ -1,26 +1,30 @@
 /**
- * `xtcp2client`: stream live records from a running xtcp2, as JSON lines or as a refreshing table
- * of the top sockets.
+ * `xtcp2client`: stream live records from a running xtcp2, as JSON lines (plain or humanised),
+ * csv/tsv, or a refreshing table of the top sockets.
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { toJsonString } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import {
   type XtcpFlatRecord,
-  XtcpFlatRecordSchema,
   XTCPFlatRecordService,
 } from "../gen/xtcp_flat_record/v1/xtcp_flat_record_pb.ts";
 import { parseDuration } from "../util/duration.ts";
 import { formatIp } from "../record/ip.ts";
-import { TCP_STATE_NAMES } from "../netlink/constants.ts";
+import { columnSpecs, type RowFormat, rowWriter, tcpStateName } from "../format/humanize.ts";
+import { writeAllSync } from "../util/write_all.ts";
 import { describeError, intFlag, runMain, TARGET_OPTIONS, transport } from "./client_common.ts";
 import { normalizeGoFlags } from "./args.ts";
 
 const USAGE = `Usage: xtcp2client [--target localhost] [--port 8889] [--token T] [flags]
 
-  --format json|table|null   JSON lines (proto field names) or a refreshing table   [json]
+  --format F                 json: JSON lines (proto field names); humanize: the same
+                             with addresses, states, congestion control and time as
+                             text; csv, tsv (humanised, header first); table: a
+                             refreshing table; null: count only                     [json]
+  --columns A,B,...          csv/tsv: these fields only, in this order (proto or
+                             lowerCamelCase names)                                  [all]
   --sort rtt|retrans|bytes   table order                                            [rtt]
   --top N                    table rows                                             [20]
   --refresh D                table refresh interval                                 [2s]
@@ -28,6 +32,15 @@ const USAGE = `Usage: xtcp2client [--target localhost] [--port 8889] [--token T]
   --pollFrequency D                                                                  [10s]
   --count N                  exit after N records (0 = run until interrupted)       [0]
 `;
+
+const FORMATS: readonly string[] = ["json", "humanize", "csv", "tsv", "table", "null"];
+/** The formats written line by line, and their row format. */
+const ROW_FORMAT: Record<string, RowFormat> = {
+  json: "jsonl",
+  humanize: "humanize",
+  csv: "csv",
+  tsv: "tsv",
+};
 
 const SORTS: Record<string, (r: XtcpFlatRecord) => number> = {
   rtt: (r) => r.tcpInfoRtt,
@@ -63,7 +76,7 @@ export function renderTable(
   ];
   const body = rows.map((r) => [
     r.netns,
-    TCP_STATE_NAMES[r.inetDiagMsgState] ?? String(r.inetDiagMsgState),
+    tcpStateName(r.inetDiagMsgState),
     endpoint(r, true),
     endpoint(r, false),
     (r.tcpInfoRtt / 1000).toFixed(3),
@@ -84,6 +97,7 @@ export async function main(argv: string[]): Promise<number> {
     options: {
       ...TARGET_OPTIONS,
       format: { type: "string", default: "json" },
+      columns: { type: "string", default: "" },
       sort: { type: "string", default: "rtt" },
       top: { type: "string", default: "20" },
       refresh: { type: "string", default: "2s" },
@@ -96,12 +110,18 @@ export async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  if (!["json", "table", "null"].includes(values.format)) {
+  if (!FORMATS.includes(values.format)) {
     console.error(
-      `xtcp2client: invalid value for --format: "${values.format}": use json, table or null`,
+      `xtcp2client: invalid value for --format: "${values.format}": use ${FORMATS.join(", ")}`,
     );
     return 2;
   }
+  const csv = values.format === "csv" || values.format === "tsv";
+  if (values.columns && !csv) {
+    console.error("xtcp2client: --columns goes with --format csv or tsv");
+    return 2;
+  }
+  if (csv) columnSpecs(values.columns); // an unknown column fails here, before connecting
   if (!(values.sort in SORTS)) {
     console.error(
       `xtcp2client: invalid value for --sort: "${values.sort}": use rtt, retrans or bytes`,
@@ -117,6 +137,8 @@ export async function main(argv: string[]): Promise<number> {
   let seen = 0;
   let lastError = "";
   let timer: ReturnType<typeof setInterval> | undefined;
+  const rowFormat = ROW_FORMAT[values.format];
+  const write = rowFormat ? rowWriter(rowFormat, values.columns) : undefined;
   if (values.format === "table") {
     timer = setInterval(() => {
       Deno.stdout.writeSync(
@@ -144,10 +166,8 @@ export async function main(argv: string[]): Promise<number> {
           const r = msg.xtcpFlatRecord;
           if (!r) continue;
           seen++;
-          if (values.format === "json") {
-            Deno.stdout.writeSync(
-              enc.encode(toJsonString(XtcpFlatRecordSchema, r, { useProtoFieldName: true }) + "\n"),
-            );
+          if (write) {
+            writeAllSync(Deno.stdout, enc.encode(write([r])));
           } else if (values.format === "table") {
             latest.set(`${r.netns}/${r.inetDiagMsgSocketCookie}`, r);
           }

@@ -7,11 +7,9 @@
  */
 import type { XtcpConfig } from "../gen/xtcp_config/v1/xtcp_config_pb.ts";
 import { DECODERS } from "../netlink/deserializers.ts";
-import { FIELDS } from "../record/fields.ts";
+import { FIELD_BY_COLUMN } from "../record/fields.ts";
 import { durationMs, formatDuration } from "../util/duration.ts";
 import { flagName, FLAGS, type FlagSpec } from "./flags.ts";
-
-const KNOWN_COLUMNS: ReadonlySet<string> = new Set(FIELDS.map((f) => f.json));
 
 /** The problem with one field under its flag's rule, if any. */
 function checkFlag(cfg: XtcpConfig, spec: FlagSpec): string | undefined {
@@ -97,7 +95,7 @@ export function validateConfig(cfg: XtcpConfig): string[] {
   }
   if (cfg.csvColumns && (cfg.marshalTo === "csv" || cfg.marshalTo === "tsv")) {
     for (const col of cfg.csvColumns.split(",").map((s) => s.trim())) {
-      if (!KNOWN_COLUMNS.has(col)) {
+      if (!FIELD_BY_COLUMN.has(col)) {
         out.push(`Invalid value for --columns: "${col}": unknown column`);
       }
     }

@@ -150,9 +150,9 @@ export class Daemon implements DaemonControl, AsyncDisposable {
     return this.registry.states.size;
   }
 
-  /** Whether the poll loop runs (readiness). */
+  /** Whether the poll loop runs and no shutdown has begun (readiness). */
   get ready(): boolean {
-    return !this.stopped && (this.loop?.poller.running ?? false);
+    return !this.stopped && !this.deps.signal.aborted && (this.loop?.poller.running ?? false);
   }
 
   /** A fatal error: the daemon must stop (wait() rejects with it). */

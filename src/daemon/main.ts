@@ -153,7 +153,9 @@ export async function runDaemon(
       daemon.phase = "closing the HTTP listener";
       await http.shutdown();
     });
+    const grpcClosing = new AbortController();
     const grpc = await serveGrpc({
+      closing: grpcClosing.signal,
       daemon,
       metrics,
       hostname: proc.grpcAddress,
@@ -163,6 +165,7 @@ export async function runDaemon(
     });
     stack.defer(() => {
       daemon.phase = "closing the gRPC server";
+      grpcClosing.abort();
       grpc.close();
     });
     log.debug(`listening: http ${proc.promListen}, grpc ${proc.grpcAddress}:${cfg.grpcPort}`);

@@ -8,13 +8,10 @@ import { fromBinary, toJsonString } from "@bufbuild/protobuf";
 import {
   EnvelopeSchema,
   type XtcpFlatRecord,
-  XtcpFlatRecordSchema,
 } from "../gen/xtcp_flat_record/v1/xtcp_flat_record_pb.ts";
 import type { EnvelopeWriter } from "../record/encoder.ts";
 import { CONGESTION_ALGORITHM_NAMES, FIELDS, type FieldSpec } from "../record/fields.ts";
-import { formatIp } from "../record/ip.ts";
-import { base64 } from "../record/values.ts";
-import { TCP_STATE_NAMES } from "../netlink/constants.ts";
+import { fieldValue as value, type RowFormat, rowWriter } from "./humanize.ts";
 
 /** Turns a filled envelope into output bytes. */
 export interface Marshaller {
@@ -30,74 +27,18 @@ export interface Marshaller {
 
 const enc = new TextEncoder();
 
-function rows(env: EnvelopeWriter): XtcpFlatRecord[] {
+function decoded(env: EnvelopeWriter): XtcpFlatRecord[] {
   return fromBinary(EnvelopeSchema, env.envelope()).row;
+}
+
+/** A line format: one line per record, rendered by {@link rowWriter}. */
+function rows(name: RowFormat, contentType: string, columns: string): Marshaller {
+  const write = rowWriter(name, name === "csv" || name === "tsv" ? columns : "");
+  return { name, contentType, framing: "lines", marshal: (env) => enc.encode(write(decoded(env))) };
 }
 
 /** Fields in proto order with their JSON names, for the row renderers. */
 const SPECS: readonly FieldSpec[] = FIELDS;
-
-function value(r: XtcpFlatRecord, s: FieldSpec): unknown {
-  return Reflect.get(r, s.json) as unknown;
-}
-
-/** Text of a field for csv/tsv, humanised like the original (IPs, states, congestion, time). */
-function humanCell(r: XtcpFlatRecord, s: FieldSpec): string {
-  const v = value(r, s);
-  if (v === undefined) return "";
-  switch (s.name) {
-    case "inet_diag_msg_socket_source":
-    case "inet_diag_msg_socket_destination":
-      return (v as Uint8Array).length ? formatIp(r.inetDiagMsgFamily, v as Uint8Array) : "";
-    case "inet_diag_msg_state":
-    case "tcp_info_state":
-      return TCP_STATE_NAMES[v as number] ?? String(v);
-    case "congestion_algorithm_enum":
-      return (CONGESTION_ALGORITHM_NAMES[v as number] ?? String(v)).replace(
-        "CONGESTION_ALGORITHM_",
-        "",
-      );
-    case "timestamp_ns": {
-      const ns = v as bigint;
-      if (ns <= 0n) return "";
-      const ms = Number(ns / 1_000_000n);
-      const frac = (ns % 1_000_000_000n).toString().padStart(9, "0");
-      return new Date(ms).toISOString().replace(/\.\d{3}Z$/, `.${frac}Z`);
-    }
-  }
-  if (v instanceof Uint8Array) return base64(v);
-  return String(v);
-}
-
-function csvQuote(text: string, sep: string): string {
-  return text.includes(sep) || text.includes('"') || text.includes("\n") || text.includes("\r")
-    ? `"${text.replaceAll('"', '""')}"`
-    : text;
-}
-
-class Csv implements Marshaller {
-  readonly framing = "lines" as const;
-  readonly contentType: string;
-  private headerDone = false;
-  private readonly cols: readonly FieldSpec[];
-  constructor(readonly name: "csv" | "tsv", columns: string) {
-    this.contentType = name === "csv" ? "text/csv" : "text/tab-separated-values";
-    const wanted = columns.split(",").map((c) => c.trim()).filter((c) => c);
-    this.cols = wanted.length ? wanted.map((c) => SPECS.find((s) => s.json === c)!) : SPECS;
-  }
-  marshal(env: EnvelopeWriter): Uint8Array {
-    const sep = this.name === "csv" ? "," : "\t";
-    const lines: string[] = [];
-    if (!this.headerDone) {
-      lines.push(this.cols.map((s) => s.json).join(sep));
-      this.headerDone = true;
-    }
-    for (const r of rows(env)) {
-      lines.push(this.cols.map((s) => csvQuote(humanCell(r, s), sep)).join(sep));
-    }
-    return enc.encode(lines.join("\n") + "\n");
-  }
-}
 
 /** Prototext of a flat record (scalar fields only, as the schema is). */
 function protoText(r: XtcpFlatRecord, indent: string): string {
@@ -174,6 +115,7 @@ export const MARSHALLER_NAMES = [
   "protoText",
   "msgpack",
   "jsonl",
+  "humanize",
   "csv",
   "tsv",
 ] as const;
@@ -200,22 +142,12 @@ const MARSHALLERS: Record<MarshallerName, (columns: string) => Marshaller> = {
     marshal: (env) =>
       enc.encode(toJsonString(EnvelopeSchema, fromBinary(EnvelopeSchema, env.envelope())) + "\n"),
   }),
-  jsonl: () => ({
-    name: "jsonl",
-    contentType: "application/x-ndjson",
-    framing: "lines",
-    marshal: (env) =>
-      enc.encode(
-        rows(env).map((r) => toJsonString(XtcpFlatRecordSchema, r, { useProtoFieldName: true }))
-          .join("\n") +
-          "\n",
-      ),
-  }),
   protoText: () => ({
     name: "protoText",
     contentType: "text/plain; charset=utf-8",
     framing: "message",
-    marshal: (env) => enc.encode(rows(env).map((r) => `row {\n${protoText(r, "  ")}}\n`).join("")),
+    marshal: (env) =>
+      enc.encode(decoded(env).map((r) => `row {\n${protoText(r, "  ")}}\n`).join("")),
   }),
   msgpack: () => ({
     name: "msgpack",
@@ -223,7 +155,7 @@ const MARSHALLERS: Record<MarshallerName, (columns: string) => Marshaller> = {
     framing: "message",
     marshal: (env) => {
       const m = new MsgPack();
-      const rs = rows(env);
+      const rs = decoded(env);
       m.map(1);
       m.str("row");
       m.array(rs.length);
@@ -246,8 +178,10 @@ const MARSHALLERS: Record<MarshallerName, (columns: string) => Marshaller> = {
       return m.bytes();
     },
   }),
-  csv: (columns) => new Csv("csv", columns),
-  tsv: (columns) => new Csv("tsv", columns),
+  jsonl: (columns) => rows("jsonl", "application/x-ndjson", columns),
+  humanize: (columns) => rows("humanize", "application/x-ndjson", columns),
+  csv: (columns) => rows("csv", "text/csv", columns),
+  tsv: (columns) => rows("tsv", "text/tab-separated-values", columns),
 };
 
 /** The marshaller called `name` (validated by the config layer). */

@@ -104,6 +104,12 @@ export class Dumper {
   readonly walks = { one: 0, two: 0 };
   /** Transports whose kernel refused the compat request (answered with an error). */
   compatRefused = 0;
+  /** Receive calls made (each datagram is one; a failed call counts too). */
+  recvCalls = 0;
+  /** Receives that timed out (SO_RCVTIMEO expired: EAGAIN). */
+  recvTimeouts = 0;
+  /** Dumps read to their NLMSG_DONE. */
+  completed = 0;
   private readonly recvDv: DataView;
   private readonly recv: { u8: Uint8Array; dv: DataView };
   private readonly reqBuf: Uint8Array;
@@ -234,7 +240,15 @@ export class Dumper {
     let intr = false;
     for (;;) {
       const { u8, dv } = pipe ? pipe.acquire() : this.recv;
-      const n = t.recv(u8);
+      this.recvCalls++;
+      let n: number;
+      try {
+        n = t.recv(u8);
+      } catch (err) {
+        const code = (err as { code?: unknown }).code;
+        if (code === "EAGAIN" || code === "ETIME") this.recvTimeouts++; // recvmsg, io_uring
+        throw err;
+      }
       if (t.lastTruncated) throw new TruncatedDatagramError(u8.length);
       this.opts.onDatagram?.(u8.subarray(0, n), false);
       const status = parseDatagram(this.view, u8, dv, 0, n, popts, stats, onSocket);
@@ -242,6 +256,7 @@ export class Dumper {
       if (status & PARSE_INTR) intr = true;
       if (status & PARSE_DONE) break;
     }
+    this.completed++;
     return { sockets: stats.sockets - before, intr };
   }
 }

@@ -45,6 +45,14 @@ export class ParseStats {
   /** Attributes shorter than their struct. */ attrShort = 0;
   /** Attributes no decoder wants. */ attrSkipped = 0;
   /** Messages that carried NLM_F_DUMP_INTR. */ dumpIntr = 0;
+  /** Bytes of the datagrams walked. */ bytes = 0;
+  /** Datagrams ending inside a netlink header (thrown). */ truncatedHeader = 0;
+  /** Messages whose nlmsg_len is below the header's 16 bytes (thrown). */ nlmsgLenTooSmall = 0;
+  /** Messages whose nlmsg_len runs past the datagram (thrown). */ nlmsgLenOverflow = 0;
+  /** Of `attrErrors`: rta_len below the attribute header's 4 bytes. */ attrLenTooSmall = 0;
+  /** Of `attrErrors`: rta_len past the message end. */ attrLenOverflow = 0;
+  /** Of `attrErrors`: 1–3 bytes left that cannot hold an attribute header. */ attrTruncatedHeader =
+    0;
 
   /** Adds another stats object into this one. */
   add(o: ParseStats): void {
@@ -120,6 +128,8 @@ export function locateAttributes(
     const type = dv.getUint16(off + 2, true) & 0x3fff; // drop NLA_F_NESTED / NLA_F_NET_BYTEORDER
     if (rlen < RTA_HDRLEN || rlen > end - off) {
       stats.attrErrors++;
+      if (rlen < RTA_HDRLEN) stats.attrLenTooSmall++;
+      else stats.attrLenOverflow++;
       return;
     }
     if (type < MAX_ATTR_TYPE && (mask & (1 << type)) !== 0) {
@@ -132,7 +142,11 @@ export function locateAttributes(
     }
     off += (rlen + 3) & ~3;
   }
-  if (off < end) stats.attrErrors++; // 1–3 stray bytes that cannot hold an attribute header
+  if (off < end) {
+    // 1–3 stray bytes that cannot hold an attribute header
+    stats.attrErrors++;
+    stats.attrTruncatedHeader++;
+  }
 }
 
 /**
@@ -154,6 +168,7 @@ export function parseDatagram(
   onSocket: (view: SocketView) => void,
 ): number {
   stats.datagrams++;
+  stats.bytes += end - start;
   view.u8 = u8;
   view.dv = dv;
   let off = start;
@@ -161,6 +176,7 @@ export function parseDatagram(
   let status = 0;
   while (off < end) {
     if (end - off < NLMSG_HDRLEN) {
+      stats.truncatedHeader++;
       throw new DecodeError(
         `Truncated netlink header (${end - off} bytes left)`,
         (opts.baseOffset ?? 0) + off,
@@ -169,6 +185,8 @@ export function parseDatagram(
     }
     const len = dv.getUint32(off, true);
     if (len < NLMSG_HDRLEN || len > end - off) {
+      if (len < NLMSG_HDRLEN) stats.nlmsgLenTooSmall++;
+      else stats.nlmsgLenOverflow++;
       throw new DecodeError(
         `Bad nlmsg_len ${len} (${end - off} bytes left)`,
         (opts.baseOffset ?? 0) + off,

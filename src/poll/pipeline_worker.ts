@@ -11,6 +11,7 @@ import { isSync, type SyncDestination } from "../dest/destination.ts";
 import { openDestination } from "../dest/registry.ts";
 import { marshaller } from "../format/marshal.ts";
 import { parseDatagram, ParseStats } from "../netlink/parse.ts";
+import { NetlinkCounts } from "./netlink_counts.ts";
 import { SocketView } from "../netlink/socket_view.ts";
 import { EnvelopeWriter } from "../record/encoder.ts";
 import type { StampBytes } from "../record/stamp.ts";
@@ -76,6 +77,7 @@ async function run(init: PipelineInit): Promise<void> {
   const env = new EnvelopeWriter(1 << 20);
   const view = new SocketView();
   const stats = new ParseStats();
+  const counts = new NetlinkCounts(counters);
   let stamp: StampBytes = { head: new Uint8Array(0), tail: new Uint8Array(0) };
   let maxRows = 10_000;
   let maxBytes = 786_432;
@@ -125,6 +127,7 @@ async function run(init: PipelineInit): Promise<void> {
   const onSocket = (v: SocketView) => {
     if (modulus > 1 && (modulusCount++ % modulus) !== 1) return;
     env.add(v, stamp);
+    counts.appended++;
     if (env.rows >= maxRows) flush("rows_cap");
     else if (env.byteLength > maxBytes) flush("size_cap");
   };
@@ -183,6 +186,7 @@ async function run(init: PipelineInit): Promise<void> {
         break;
       case SLOT_END_POLL: {
         flush(REASONS[a1] ?? "poll_end");
+        counts.decoded(stats);
         reply({
           t: "polled",
           id: a2,

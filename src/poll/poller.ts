@@ -11,6 +11,7 @@ import process from "node:process";
 import type { NetlinkSocket } from "../../ffi/netlink_socket.ts";
 import { UringNetlinkReader } from "../../ffi/uring_netlink.ts";
 import { Pipeline, type WorkerReply } from "./pipeline.ts";
+import { NetlinkCounts } from "./netlink_counts.ts";
 import { Dumper, type DumpSink, type NetlinkTransport } from "../netlink/dump.ts";
 import { NetlinkError } from "../netlink/errors.ts";
 import type { SocketView } from "../netlink/socket_view.ts";
@@ -115,6 +116,9 @@ export class Poller implements DumpSink, Disposable {
   private pipedDumper: Dumper | undefined;
   private uringTransports = new WeakMap<NetlinkSocket, NetlinkTransport>();
   private triggered = 0;
+  /** The original's Netlinker/Deserialize counters of each dumper (one per receiving path). */
+  private readonly counts: NetlinkCounts;
+  private readonly pipedCounts: NetlinkCounts;
 
   /** @param deps what the poller works with */
   constructor(private readonly deps: PollerDeps) {
@@ -125,6 +129,8 @@ export class Poller implements DumpSink, Disposable {
       ...(deps.onDatagram ? { onDatagram: deps.onDatagram } : {}),
     };
     this.dumper = new Dumper(dumping);
+    this.counts = new NetlinkCounts(deps.counters);
+    this.pipedCounts = new NetlinkCounts(deps.counters);
     if (s.pipeline) {
       this.pipe = new Pipeline({
         slots: 16,
@@ -211,6 +217,7 @@ export class Poller implements DumpSink, Disposable {
     const modulus = this.modulus;
     if (modulus > 1 && (this.modulusCount++ % modulus) !== 1) return;
     this.env.add(view, this.stamp);
+    this.counts.appended++;
     if (this.env.rows >= this.maxRows) this.flush("rows_cap");
     else if (this.env.byteLength > this.maxBytes) this.flush("size_cap");
   }
@@ -391,6 +398,10 @@ export class Poller implements DumpSink, Disposable {
     } else {
       this.flush(reason);
     }
+    const uring = this.uringReader !== undefined;
+    this.counts.received(this.dumper, uring);
+    this.counts.decoded(this.dumper.stats);
+    if (this.pipedDumper) this.pipedCounts.received(this.pipedDumper, uring);
     this.loops++;
     c.inc("Poller", "pollingLoops");
     const summary: PollSummary = {

@@ -303,6 +303,11 @@ export const FIELD_BY_NAME: ReadonlyMap<string, FieldSpec> = new Map(
   FIELDS.map((s) => [s.name, s]),
 );
 
+/** Field by column name as people write it: the snake_case proto name or the lowerCamelCase one. */
+export const FIELD_BY_COLUMN: ReadonlyMap<string, FieldSpec> = new Map(
+  FIELDS.flatMap((s) => [[s.name, s], [s.json, s]]),
+);
+
 /** Values of XtcpFlatRecord.CongestionAlgorithm. */
 export const CONGESTION_ALGORITHM_NAMES: readonly string[] = [
   "CONGESTION_ALGORITHM_UNSPECIFIED",

@@ -97,3 +97,23 @@ export function sample(text: string, name: string, labels: string): number {
   }
   return 0;
 }
+
+/** Where Debian's prometheus package puts promtool. */
+export const PROMTOOL = "/usr/bin/promtool";
+
+/** `promtool check metrics` on an exposition: its exit code and its findings, one per line. */
+export async function promtoolCheck(text: string): Promise<{ code: number; findings: string[] }> {
+  const child = new Deno.Command(PROMTOOL, {
+    args: ["check", "metrics"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const w = child.stdin.getWriter();
+  await w.write(new TextEncoder().encode(text));
+  await w.close();
+  const out = await child.output();
+  const dec = new TextDecoder();
+  const findings = (dec.decode(out.stdout) + dec.decode(out.stderr)).split("\n").filter((l) => l);
+  return { code: out.code, findings };
+}

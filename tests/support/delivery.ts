@@ -57,6 +57,9 @@ export interface RunningDaemon {
   log: () => string;
   /** Resolves once stderr is closed. */
   drained: Promise<void>;
+  /** Its gRPC port and its HTTP (metrics, probes) port, on 127.0.0.1. */
+  grpcPort: number;
+  httpPort: number;
 }
 
 /** The child processes of `pid`. */
@@ -79,6 +82,8 @@ export function daemon(
   extra: string[] = [],
   netns = "",
 ): RunningDaemon {
+  const grpcPort = freePort();
+  const httpPort = freePort();
   const argv = [
     ...onlyNamespaces(netns),
     ...xtcp2Argv([
@@ -97,9 +102,9 @@ export function daemon(
       "-destRetryMax",
       "1s",
       "-grpcPort",
-      String(freePort()),
+      String(grpcPort),
       "-promListen",
-      `127.0.0.1:${freePort()}`,
+      `127.0.0.1:${httpPort}`,
       ...extra,
     ]),
   ];
@@ -120,7 +125,7 @@ export function daemon(
     }
     return known;
   };
-  return { child, pid, log: () => err, drained };
+  return { child, pid, log: () => err, drained, grpcPort, httpPort };
 }
 
 /** Stops `d` with SIGTERM; asserts it exits 0; returns its whole log. */

@@ -78,6 +78,21 @@ export const SS_STATES: Record<string, number> = {
   "CLOSING": 11,
 };
 
+/** ss's state names as the kernel's (humanize writes these). */
+export const SS_TO_KERNEL: Record<string, string> = {
+  "ESTAB": "ESTABLISHED",
+  "SYN-SENT": "SYN_SENT",
+  "SYN-RECV": "SYN_RECV",
+  "FIN-WAIT-1": "FIN_WAIT1",
+  "FIN-WAIT-2": "FIN_WAIT2",
+  "TIME-WAIT": "TIME_WAIT",
+  "UNCONN": "CLOSE",
+  "CLOSE-WAIT": "CLOSE_WAIT",
+  "LAST-ACK": "LAST_ACK",
+  "LISTEN": "LISTEN",
+  "CLOSING": "CLOSING",
+};
+
 function num(r: Rec, name: string): number {
   const v = r.get(name);
   return v === undefined ? 0 : Number(v);

@@ -143,3 +143,36 @@ export async function output(
   }
   return new TextDecoder().decode(out.stdout);
 }
+
+/** The repository's root directory (ends with `/`). */
+export const ROOT: string = new URL("../../", import.meta.url).pathname;
+
+/**
+ * The permission flags, script and arguments of a deno.json task (after `deno run`), the script
+ * as an absolute path.
+ */
+export function taskArgv(task: string): string[] {
+  const tasks = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).tasks as Record<
+    string,
+    string
+  >;
+  const words = tasks[task].split(/\s+/);
+  if (words[0] !== "deno" || words[1] !== "run") {
+    throw new Error(`task ${task} is not a deno run: ${tasks[task]}`);
+  }
+  return words.slice(2).map((w) => (w.endsWith(".ts") ? `${ROOT}${w}` : w));
+}
+
+/** Runs a deno.json task with more arguments (and `stdin` when given); its output. */
+export function runTask(task: string, args: string[], stdin?: string): Promise<Deno.CommandOutput> {
+  const cmd = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", ...taskArgv(task), ...args],
+    stdin: stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  });
+  if (stdin === undefined) return cmd.output();
+  const child = cmd.spawn();
+  const w = child.stdin.getWriter();
+  return w.write(new TextEncoder().encode(stdin)).then(() => w.close()).then(() => child.output());
+}
