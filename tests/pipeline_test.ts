@@ -12,8 +12,9 @@ import { createClient } from "@connectrpc/connect";
 import { Http2SessionManager } from "@connectrpc/connect-node";
 import { XTCPFlatRecordService } from "../src/gen/xtcp_flat_record/v1/xtcp_flat_record_pb.ts";
 import { transport } from "../src/cmd/client_common.ts";
-import { freePort, spawnXtcp2, xtcp2 } from "./support/run.ts";
+import { xtcp2 } from "./support/run.ts";
 import { unframe } from "./support/records.ts";
+import { daemon, stopDaemon } from "./support/delivery.ts";
 
 const dec = new TextDecoder();
 
@@ -133,22 +134,9 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     await using load = await startLoad({ conns: 300, bytes: 10 });
-    const port = freePort();
-    const child = spawnXtcp2([
-      "-pipeline",
-      "-frequency",
-      "1s",
-      "-timeout",
-      "900ms",
-      "-dest",
-      "null",
-      "-grpcPort",
-      String(port),
-      "-promListen",
-      "127.0.0.1:0",
-    ]); // in this namespace (its API is on this loopback); it polls the load's by name
-    const stderr = new Response(child.stderr).text();
-    const stdout = child.stdout.cancel();
+    // Seeing only the load's namespace: other namespaces on the host would fill the stream.
+    const d = daemon("null", "protobufList", ["-pipeline"], load.netns);
+    const port = d.grpcPort;
     // Closed before the daemon stops (see api_test.ts: Deno's nghttp2 and a server's GOAWAY).
     const sessions = new Http2SessionManager(`http://127.0.0.1:${port}`);
     try {
@@ -174,13 +162,15 @@ Deno.test({
         }
       }
       clearTimeout(deadline);
-      assert.equal(seen.size, 600, "every established socket of the load came through");
+      assert.equal(
+        seen.size,
+        600,
+        `every established socket of the load came through:\n${d.log()}`,
+      );
     } finally {
       sessions.abort();
-      child.kill("SIGTERM");
-      await child.status;
-      await stdout;
-      assert.doesNotMatch(await stderr, /pipeline worker/i);
+      await stopDaemon(d);
+      assert.doesNotMatch(d.log(), /pipeline worker/i);
     }
   },
 });

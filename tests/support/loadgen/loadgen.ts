@@ -151,8 +151,9 @@ export async function startLoad(opts: LoadOptions): Promise<Load> {
       "-w",
       "net.ipv4.ip_local_port_range=1024 65000",
       // The listeners' ports (from 20000): never handed out as a client's ephemeral port, or a
-      // worker that binds late finds its port taken.
-      "net.ipv4.ip_local_reserved_ports=20000-20999",
+      // worker that binds late finds its port taken; nor the daemon's default gRPC and HTTP
+      // ports, for a daemon run inside the load's namespace.
+      "net.ipv4.ip_local_reserved_ports=8889,9088,20000-20999",
     ]);
     const per = opts.perProcess ?? 8000;
     let left = opts.conns;
