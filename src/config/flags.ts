@@ -12,6 +12,7 @@ import {
   type XtcpConfig,
 } from "../gen/xtcp_config/v1/xtcp_config_pb.ts";
 import { MARSHALLER_NAMES } from "../format/marshal.ts";
+import { PARQUET_CODECS } from "../format/parquet_codec.ts";
 import { KAFKA_COMPRESSIONS } from "../dest/destination.ts";
 import { FULL_POLICIES } from "../dest/queue.ts";
 import { parseDest } from "../dest/registry.ts";
@@ -231,6 +232,7 @@ export const FLAGS: readonly FlagSpec[] = [
   num("s3FlushJitterPct",          "s3FlushJitterPct",             "20",                      "S3_FLUSH_JITTER_PCT",           PCT,                          "jitter of the staleness timer"),
   num("s3FlushThresholdJitterPct", "s3FlushThresholdJitterPct",    "20",                      "S3_FLUSH_THRESHOLD_JITTER_PCT", PCT,                          "downward jitter of the size cap"),
   num("s3UploadMaxAttempts",       "s3UploadMaxAttempts",          "10",                      "S3_UPLOAD_MAX_ATTEMPTS",        range(1, 100),                "PUT attempts before an object is dropped"),
+  str("s3ParquetCodec",            "s3ParquetCodec",               "zstd",                    "S3_PARQUET_CODEC",              oneOf(PARQUET_CODECS),        "Parquet page compression: zstd, snappy, gzip, none"),
   dur("s3UploadBackoffCap",        "s3UploadBackoffCap",           "0s",                      "S3_UPLOAD_BACKOFF_CAP",         none,                         "upload backoff cap; 0 = clamp(frequency/10, 1s, 1h)"),
   dur("reconcileFrequency",        "reconcileFrequency",           "6h",                      "RECONCILE_FREQUENCY",           none,                         "background namespace reconcile; 0 = off"),
   bool("reconcileBeforePoll",      "reconcileBeforePoll",          "true",                    "RECONCILE_BEFORE_POLL",         none,                         "reconcile namespaces right before each poll"),

@@ -15,20 +15,37 @@
 import { Backoff } from "../util/backoff.ts";
 import { errorMessage, isRefused } from "../util/errors.ts";
 import type { Counters, Logger } from "../util/log.ts";
-import { type Destination, type Framing, isSync, type SyncDestination } from "./destination.ts";
+import {
+  type Destination,
+  type Framing,
+  type FullPolicy,
+  isSync,
+  type SyncDestination,
+} from "./destination.ts";
 import type { Spool } from "./spool.ts";
 
-/** What a full queue does. */
-export const FULL_POLICIES = ["drop_oldest", "drop_newest", "block"] as const;
-
-/** A {@link FULL_POLICIES} value. */
-export type FullPolicy = (typeof FULL_POLICIES)[number];
+export { FULL_POLICIES, type FullPolicy } from "./destination.ts";
 
 /** Why envelopes were dropped. */
 export const DROP_REASONS = ["queue_full", "spool_full", "rejected", "shutdown"] as const;
 
 /** A {@link DROP_REASONS} value. */
 export type DropReason = (typeof DROP_REASONS)[number];
+
+/**
+ * One line accounting for every row handed to the delivery queue since start: acknowledged,
+ * dropped (by reason), spooled, or still waiting.
+ */
+export function deliveryAccount(scheme: string, c: Counters): string {
+  const rows = (variable: string) => c.get("destQueue", variable, "rows");
+  const reasons = DROP_REASONS.map((r) => [r, rows(`drop_${r}`)] as const).filter(([, n]) => n);
+  const dropped = reasons.reduce((sum, [, n]) => sum + n, 0);
+  return `delivery to ${scheme}: ${rows("enqueued")} rows handed over, ${
+    rows("acked")
+  } acknowledged, ${dropped} dropped${
+    reasons.length ? ` (${reasons.map(([r, n]) => `${r} ${n}`).join(", ")})` : ""
+  }, ${rows("spooled")} spooled`;
+}
 
 /** What is waiting to be delivered. */
 export interface Backlog {
