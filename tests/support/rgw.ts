@@ -150,8 +150,11 @@ rgw_thread_pool_size = 16
   const log = `${dir}/log/commands.log`;
   const endpoint = `http://127.0.0.1:${rgwPort}`;
   const stopAll = async () => {
-    for (const name of ["client.rgw.xtcp2", "osd.0", "mon.a"]) await kill(pidOf(dir, name));
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    try {
+      for (const name of ["client.rgw.xtcp2", "osd.0", "mon.a"]) await kill(pidOf(dir, name));
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   };
   const startGateway = async () => {
     await run("radosgw", ["-n", "client.rgw.xtcp2"], env, log);
