@@ -16,8 +16,10 @@ import { PARQUET_CODECS } from "../src/format/parquet_codec.ts";
 import { ParquetObject, RECORD_COLUMNS } from "../src/format/parquet_records.ts";
 import { FIELDS } from "../src/record/fields.ts";
 import { encodeVarint } from "../src/util/varint.ts";
-import { S3Client, S3Error } from "../src/dest/s3.ts";
+import { S3Client, S3Error, uploadErrorClass } from "../src/dest/s3.ts";
+import { objectKey, sanitizeHost } from "../src/dest/s3parquet.ts";
 import { account, collected, daemon, morePolls, stopDaemon } from "./support/delivery.ts";
+import { sample, scrape } from "./support/daemon.ts";
 import { type Rgw, rgwMissing, startRgw } from "./support/rgw.ts";
 import { freePort, until, xtcp2 } from "./support/run.ts";
 
@@ -183,6 +185,32 @@ Deno.test({
         const file = o.finish();
         await Deno.writeFile(`${dir}/${codec}.parquet`, file);
         const path = `${dir}/${codec}.parquet`;
+        // Statistics as DuckDB reads them: unsigned order for UINT_64 (2^64 − 1 is the max).
+        const stats = await readBack({
+          reader: "duckdb",
+          source: path,
+          columns: [["record_counter", "uint64"]],
+          order: "record_counter",
+          stats: ["netns_inode", "timestamp_ns", "hostname"],
+        });
+        assert.ok(
+          stats.extra.length >= 3 * 2,
+          `several row groups: ${JSON.stringify(stats.extra)}`,
+        );
+        const col = (name: string, k: 1 | 2) =>
+          stats.extra.filter((r) => r[0] === name).map((r) => BigInt(r[k] ?? "x"));
+        const big = (xs: bigint[], max: boolean) =>
+          xs.reduce((a, b) => (max ? (b > a ? b : a) : (b < a ? b : a)));
+        const inodes = records.map((r) => r.netnsInode);
+        assert.equal(big(col("netns_inode", 2), true), big(inodes, true));
+        assert.equal(big(col("netns_inode", 1), false), big(inodes, false));
+        const ts = records.map((r) => r.timestampNs);
+        assert.equal(big(col("timestamp_ns", 1), false), big(ts, false));
+        assert.ok(stats.extra.every((r) => r[3] === "0"), "null_count 0");
+        const hosts = records.map((r) => r.hostname).sort();
+        const hostStats = stats.extra.filter((r) => r[0] === "hostname");
+        assert.equal(hostStats.map((r) => r[1] ?? "").sort()[0], hosts[0]);
+        assert.equal(hostStats.map((r) => r[2] ?? "").sort().at(-1), hosts.at(-1));
         for (const reader of ["chdb-file", "duckdb"]) {
           const got = await readBack({
             reader,
@@ -210,6 +238,50 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("uploadErrorClass names real failures: dns, tls, timeout, refused, canceled; keys", async () => {
+  const garbage = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const serving = (async () => {
+    for await (const c of garbage) {
+      await c.write(new TextEncoder().encode("HTTP/1.1 400 Bad\r\n\r\n")).catch(() => {});
+      c.close();
+    }
+  })().catch(() => {});
+  const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l: Deno.Listener) => (l.addr as Deno.NetAddr).port;
+  const at = (endpoint: string, timeoutMs = 2000) =>
+    new S3Client({
+      endpoint,
+      bucket: "b",
+      region: "us-east-1",
+      accessKey: "a",
+      secretKey: "s",
+      timeoutMs,
+    });
+  const classOf = (c: S3Client) => c.headBucket().then(() => "ok", uploadErrorClass);
+  try {
+    assert.equal(await classOf(at("http://nonexistent.invalid:8080")), "dns");
+    assert.equal(await classOf(at(`https://127.0.0.1:${port(garbage)}`)), "tls");
+    assert.equal(await classOf(at(`http://127.0.0.1:${port(silent)}`, 300)), "timeout");
+    assert.equal(await classOf(at(`http://127.0.0.1:${freePort()}`)), "refused");
+    const aborted = AbortSignal.abort();
+    const canceled = await fetch(`http://127.0.0.1:${port(silent)}/`, { signal: aborted }).then(
+      () => "ok",
+      uploadErrorClass,
+    );
+    assert.equal(canceled, "canceled");
+  } finally {
+    garbage.close();
+    silent.close();
+    await serving;
+  }
+  assert.equal(sanitizeHost("web 1/../x"), "web_1___x");
+  assert.equal(sanitizeHost(""), "unknown");
+  assert.equal(
+    objectKey("/p/", "h", new Date(Date.UTC(2026, 0, 2, 3, 4, 5)), 0xab),
+    "p/host=h/date=2026-01-02/hour=03/1767323045_000000ab.parquet",
+  );
 });
 
 /** `curl` with its own SigV4 signing (not ours): method, URL, and curl's output bytes. */
@@ -473,6 +545,7 @@ Deno.test({
 
     await t.step("RGW stopped mid-run and restarted: no row lost", async () => {
       await curl(rgw, "PUT", `${rgw.endpoint}/outage`);
+      const httpPort = freePort();
       const d = daemon(
         `s3parquet:${rgw.endpoint}`,
         "protobufList",
@@ -485,6 +558,8 @@ Deno.test({
           "2",
           "-s3UploadBackoffCap",
           "200ms",
+          "-promListen",
+          `127.0.0.1:${httpPort}`,
         ]),
       );
       await morePolls(d, 3);
@@ -495,6 +570,18 @@ Deno.test({
         d.log(),
         /upload of xtcp\/host=.* failed \(attempt 1 of 2\): .*(refused|Connection)/i,
       );
+      // Counted by class: nothing listened on the gateway's port.
+      const metrics = (await scrape(httpPort)).text;
+      const counted = (v: string) =>
+        sample(
+          metrics,
+          "xtcp_counts",
+          `function="destS3Parquet",variable="${v}",type="${
+            v === "uploadErrorClass" ? "refused" : "error"
+          }"`,
+        );
+      assert.ok(counted("uploadErrorClass") >= 1, metrics);
+      assert.ok(counted("uploadRetry") >= counted("uploadErrorClass"));
       await rgw.startGateway();
       await morePolls(d, 4);
       const log = await stopDaemon(d);

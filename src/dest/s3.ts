@@ -94,7 +94,7 @@ export function uploadErrorClass(err: unknown): UploadErrorClass {
   if (/dns|lookup|enotfound|eai_again|name or service not known|no such host/.test(t)) {
     return "dns";
   }
-  if (/tls|ssl|certificate|handshake/.test(t)) return "tls";
+  if (/tls|ssl|certificate|handshake|corrupt message|unknownissuer|alert/.test(t)) return "tls";
   return "other";
 }
 

@@ -24,6 +24,8 @@ interface Ask {
   secretKey?: string;
   /** duckdb: the keys are hive partitions (host=…/date=…/hour=…): return them as `extra`. */
   hive?: boolean;
+  /** duckdb: these columns' statistics of every row group as `extra` (name, min, max, nulls). */
+  stats?: string[];
 }
 
 const ask: Ask = JSON.parse(Deno.args[0] ?? "{}");
@@ -46,9 +48,17 @@ if (ask.reader === "duckdb") {
       [n, t],
     ) => [n, t]),
   );
-  const extra = !ask.hive ? [] : await all(
-    `SELECT DISTINCT host, CAST(date AS VARCHAR), CAST(hour AS VARCHAR) FROM ${src} ORDER BY ALL`,
-  );
+  const extra = ask.stats
+    ? await all(
+      `SELECT path_in_schema, stats_min_value, stats_max_value, stats_null_count FROM parquet_metadata(${
+        quote(ask.source)
+      }) WHERE path_in_schema IN (${ask.stats.map(quote).join(", ")})`,
+    )
+    : !ask.hive
+    ? []
+    : await all(
+      `SELECT DISTINCT host, CAST(date AS VARCHAR), CAST(hour AS VARCHAR) FROM ${src} ORDER BY ALL`,
+    );
   c.closeSync();
   console.log(JSON.stringify({ count, rows, types, extra }));
 } else {
