@@ -27,7 +27,9 @@ ensure_apt() {
   # redis-server; the tests start them on free ports, apt does not start them here), librdkafka1
   # (its mock cluster is the Kafka broker of the tests), kcat (a Kafka consumer that is not
   # ours, reading every codec back), openssl (the https test makes its own CA); for the kernel
-  # suite, QEMU, a static busybox (the VM's userland) and xz (Debian's 6.12 modules are .ko.xz).
+  # suite, QEMU, a static busybox (the VM's userland) and xz (Debian's 6.12 modules are .ko.xz);
+  # Ceph's monitor, OSD and RADOS gateway (a real S3 for s3parquet, started by the tests on free
+  # ports) and curl (an S3 client that is not ours).
   local missing=()
   command -v ip >/dev/null 2>&1 || missing+=(iproute2)
   command -v ss >/dev/null 2>&1 || missing+=(iproute2)
@@ -43,6 +45,10 @@ ensure_apt() {
   command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
   dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
   command -v xz >/dev/null 2>&1 || missing+=(xz-utils)
+  [ -x /usr/bin/ceph-mon ] || missing+=(ceph-mon)
+  [ -x /usr/bin/ceph-osd ] || missing+=(ceph-osd)
+  [ -x /usr/bin/radosgw ] || missing+=(radosgw)
+  command -v curl >/dev/null 2>&1 || missing+=(curl)
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
       echo "quickstart: missing ${missing[*]}; run as root or install them" >&2
