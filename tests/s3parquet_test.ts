@@ -18,7 +18,14 @@ import { FIELDS } from "../src/record/fields.ts";
 import { encodeVarint } from "../src/util/varint.ts";
 import { S3Client, S3Error, uploadErrorClass } from "../src/dest/s3.ts";
 import { objectKey, sanitizeHost } from "../src/dest/s3parquet.ts";
-import { account, collected, daemon, morePolls, stopDaemon } from "./support/delivery.ts";
+import {
+  account,
+  collected,
+  daemon as startDaemonProcess,
+  morePolls,
+  type RunningDaemon,
+  stopDaemon,
+} from "./support/delivery.ts";
 import { sample, scrape } from "./support/daemon.ts";
 import { type Rgw, rgwMissing, startRgw } from "./support/rgw.ts";
 import { freePort, until, xtcp2 } from "./support/run.ts";
@@ -368,309 +375,343 @@ Deno.test({
   sanitizeOps: false,
   async fn(t) {
     await using rgw = await startRgw();
-    const client = (bucket: string, secretKey = rgw.secretKey) =>
-      new S3Client({
-        endpoint: rgw.endpoint,
-        bucket,
-        region: "us-east-1",
-        accessKey: rgw.accessKey,
-        secretKey,
-      });
-
-    await t.step(
-      "SigV4 client: PUT, a 3-part multipart upload, HEAD bucket; byte-equal through curl; a wrong secret is SignatureDoesNotMatch",
-      async () => {
-        await curl(rgw, "PUT", `${rgw.endpoint}/client`);
-        const c = client("client");
-        await c.headBucket();
-        const small = crypto.getRandomValues(new Uint8Array(1000));
-        await c.putObject("a/b=c/small.bin", small);
-        const big = new Uint8Array(11 << 20);
-        for (let i = 0; i < big.length; i += 65536) {
-          crypto.getRandomValues(big.subarray(i, i + 65536));
-        }
-        assert.equal(await c.putMultipart("a/big.bin", big, 5 << 20), 3);
-        assert.deepEqual(await curl(rgw, "GET", `${rgw.endpoint}/client/a/b=c/small.bin`), small);
-        const back = await curl(rgw, "GET", `${rgw.endpoint}/client/a/big.bin`);
-        assert.equal(back.length, big.length);
-        assert.ok(back.every((b, i) => b === big[i]), "multipart object differs");
-        const keys = (await listKeys(rgw, "client")).map((k) => `${k.key}:${k.size}`).sort();
-        assert.deepEqual(keys, [`a/b=c/small.bin:1000`, `a/big.bin:${big.length}`]);
-        await assert.rejects(
-          client("client", "wrong" + rgw.secretKey).headBucket(),
-          (err: unknown) => {
-            assert.ok(err instanceof S3Error);
-            assert.equal(err.code, "SignatureDoesNotMatch");
-            assert.match(err.message, /HTTP 403 SignatureDoesNotMatch/);
-            return true;
-          },
-        );
-        await assert.rejects(client("nope").headBucket(), /HTTP 404 NoSuchBucket/);
-      },
-    );
-
-    await t.step(
-      "startup: a missing bucket is fatal (never created), a wrong secret names SignatureDoesNotMatch",
-      async () => {
-        const missing = await xtcp2([
-          "-maxLoops",
-          "1",
-          "-dest",
-          `s3parquet:${rgw.endpoint}`,
-          ...s3Flags(rgw, "missing"),
-        ]);
-        assert.notEqual(missing.code, 0);
-        assert.match(
-          missing.stderr,
-          /bucket "missing" does not exist .*never created.*NoSuchBucket/,
-        );
-        assert.deepEqual(await listKeys(rgw, "client").then((k) => k.length), 2);
-        await assert.rejects(client("missing").headBucket(), /NoSuchBucket/);
-        await curl(rgw, "PUT", `${rgw.endpoint}/wrongkey`);
-        const wrong = await xtcp2([
-          "-maxLoops",
-          "1",
-          "-dest",
-          "s3parquet:",
-          "-s3Endpoint",
-          rgw.endpoint,
-          ...s3Flags(rgw, "wrongkey"),
-          "-s3SecretKey",
-          "not-the-secret",
-        ]);
-        assert.notEqual(wrong.code, 0);
-        assert.match(wrong.stderr, /bucket probe failed \(SignatureDoesNotMatch\)/);
-        assert.doesNotMatch(wrong.stderr, /not-the-secret/);
-      },
-    );
-
-    await t.step(
-      "daemon: keys, sizes, every row in ClickHouse s3()/file() and DuckDB (hive), the last object at SIGTERM",
-      async () => {
-        await curl(rgw, "PUT", `${rgw.endpoint}/e2e`);
-        // An IPv6 socket whose row we look for.
-        using l6 = Deno.listen({ hostname: "::1", port: 0 });
-        const port6 = (l6.addr as Deno.NetAddr).port;
-        const d = daemon(`s3parquet:${rgw.endpoint}`, "protobufList", [
-          ...s3Flags(rgw, "e2e", ["-s3ParquetFlushBytes", "150000", "-s3FlushInterval", "1h"]),
-          "-hostname",
-          "test host/../x",
-          "-label",
-          "s3-e2e",
-        ]);
-        await morePolls(d, 6);
-        const log = await stopDaemon(d);
-        const rows = collected(log);
-        const objects = await listKeys(rgw, "e2e");
-        assert.ok(objects.length >= 2, `objects: ${JSON.stringify(objects)}\n${log}`);
-        const now = new Date().toISOString();
-        for (const o of objects) {
-          const m = KEY.exec(o.key);
-          assert.ok(m, o.key);
-          assert.equal(m[1], "test_host___x");
-          assert.equal(m[2], now.slice(0, 10));
-          assert.ok(Math.abs(Number(m[4]) - Date.now() / 1000) < 120, o.key);
-          assert.ok(o.size > 1000, `${o.key}: ${o.size} bytes`);
-        }
-        const s3 = await readBack({
-          reader: "chdb-s3",
-          source: `${rgw.endpoint}/e2e/xtcp/**.parquet`,
+    // Every daemon a step starts, killed at the end should a step fail before stopping it.
+    const started: RunningDaemon[] = [];
+    const daemon = (...args: Parameters<typeof startDaemonProcess>) => {
+      const d = startDaemonProcess(...args);
+      started.push(d);
+      return d;
+    };
+    try {
+      const client = (bucket: string, secretKey = rgw.secretKey) =>
+        new S3Client({
+          endpoint: rgw.endpoint,
+          bucket,
+          region: "us-east-1",
           accessKey: rgw.accessKey,
-          secretKey: rgw.secretKey,
-          columns: [
-            ["hostname", "string"],
-            ["label", "string"],
-            ["inet_diag_msg_family", "uint32"],
-            [
-              "inet_diag_msg_socket_source",
-              "bytes",
-            ],
-            ["event_date", "string"],
-          ],
-          order: "record_counter",
+          secretKey,
         });
-        assert.equal(s3.count, rows, log);
-        assert.ok(
-          s3.rows.every((r) =>
-            r[0] === "test host/../x" && r[1] === "s3-e2e" && r[4] === now.slice(0, 10)
-          ),
-        );
-        // ClickHouse saw every object, each of the size S3 lists.
-        assert.deepEqual(
-          s3.extra.map(([path, size]) => `${path}:${size}`).sort(),
-          objects.map((o) => `e2e/${o.key}:${o.size}`).sort(),
-        );
-        const dir = await Deno.makeTempDir();
-        try {
-          await download(rgw, "e2e", dir);
-          const v6 = [
-            ["inet_diag_msg_family", "uint32"],
-            ["inet_diag_msg_socket_source", "bytes"],
-            [
-              "inet_diag_msg_socket_source_port",
-              "uint32",
-            ],
-          ];
-          const file = await readBack({
-            reader: "chdb-file",
-            source: `${dir}/xtcp/**/*.parquet`,
-            columns: v6,
-            order:
-              `inet_diag_msg_socket_source_port, timestamp_ns, inet_diag_msg_family, inet_diag_msg_socket_cookie`,
-          });
-          assert.equal(file.count, rows);
-          const duck = await readBack({
-            reader: "duckdb",
-            source: `${dir}/xtcp/*/*/*/*.parquet`,
-            columns: v6,
-            order:
-              `inet_diag_msg_socket_source_port, timestamp_ns, inet_diag_msg_family, inet_diag_msg_socket_cookie`,
-            hive: true,
-          });
-          assert.equal(duck.count, rows);
-          assert.deepEqual(duck.rows, file.rows);
-          const listener = duck.rows.filter((r) => r[2] === String(port6) && r[0] === "10");
-          assert.ok(listener.length >= 6, `the [::1]:${port6} listener in every poll`);
-          assert.ok(listener.every((r) => r[1] === "00000000000000000000000000000001"));
-          const hours = new Set(objects.map((o) => KEY.exec(o.key)?.[3]));
-          assert.deepEqual(
-            duck.extra.map((r) => r.join(" ")),
-            [...hours].sort().map((h) => `test_host___x ${now.slice(0, 10)} ${Number(h)}`),
+
+      await t.step(
+        "SigV4 client: PUT, a 3-part multipart upload, HEAD bucket; byte-equal through curl; a wrong secret is SignatureDoesNotMatch",
+        async () => {
+          await curl(rgw, "PUT", `${rgw.endpoint}/client`);
+          const c = client("client");
+          await c.headBucket();
+          const small = crypto.getRandomValues(new Uint8Array(1000));
+          await c.putObject("a/b=c/small.bin", small);
+          const big = new Uint8Array(11 << 20);
+          for (let i = 0; i < big.length; i += 65536) {
+            crypto.getRandomValues(big.subarray(i, i + 65536));
+          }
+          assert.equal(await c.putMultipart("a/big.bin", big, 5 << 20), 3);
+          assert.deepEqual(await curl(rgw, "GET", `${rgw.endpoint}/client/a/b=c/small.bin`), small);
+          const back = await curl(rgw, "GET", `${rgw.endpoint}/client/a/big.bin`);
+          assert.equal(back.length, big.length);
+          assert.ok(back.every((b, i) => b === big[i]), "multipart object differs");
+          const keys = (await listKeys(rgw, "client")).map((k) => `${k.key}:${k.size}`).sort();
+          assert.deepEqual(keys, [`a/b=c/small.bin:1000`, `a/big.bin:${big.length}`]);
+          await assert.rejects(
+            client("client", "wrong" + rgw.secretKey).headBucket(),
+            (err: unknown) => {
+              assert.ok(err instanceof S3Error);
+              assert.equal(err.code, "SignatureDoesNotMatch");
+              assert.match(err.message, /HTTP 403 SignatureDoesNotMatch/);
+              return true;
+            },
           );
-        } finally {
-          await Deno.remove(dir, { recursive: true });
-        }
-      },
-    );
-
-    await t.step("RGW stopped mid-run and restarted: no row lost", async () => {
-      await curl(rgw, "PUT", `${rgw.endpoint}/outage`);
-      const httpPort = freePort();
-      const d = daemon(
-        `s3parquet:${rgw.endpoint}`,
-        "protobufList",
-        s3Flags(rgw, "outage", [
-          "-s3ParquetFlushBytes",
-          "100000",
-          "-s3FlushInterval",
-          "1h",
-          "-s3UploadMaxAttempts",
-          "2",
-          "-s3UploadBackoffCap",
-          "200ms",
-          "-promListen",
-          `127.0.0.1:${httpPort}`,
-        ]),
+          await assert.rejects(client("nope").headBucket(), /HTTP 404 NoSuchBucket/);
+        },
       );
-      await morePolls(d, 3);
-      await rgw.stopGateway();
-      const before = (await listKeys(rgw, "outage").catch(() => [])).length;
-      await morePolls(d, 5);
-      assert.match(
-        d.log(),
-        /upload of xtcp\/host=.* failed \(attempt 1 of 2\): .*(refused|Connection)/i,
-      );
-      // Counted by class: nothing listened on the gateway's port.
-      const metrics = (await scrape(httpPort)).text;
-      const counted = (v: string) =>
-        sample(
-          metrics,
-          "xtcp_counts",
-          `function="destS3Parquet",variable="${v}",type="${
-            v === "uploadErrorClass" ? "refused" : "error"
-          }"`,
-        );
-      assert.ok(counted("uploadErrorClass") >= 1, metrics);
-      assert.ok(counted("uploadRetry") >= counted("uploadErrorClass"));
-      await rgw.startGateway();
-      await morePolls(d, 4);
-      const log = await stopDaemon(d);
-      const a = account(log, "s3parquet");
-      assert.equal(a.dropped, 0, log);
-      assert.equal(a.acknowledged, a.handedOver, log);
-      const s3 = await readBack({
-        reader: "chdb-s3",
-        source: `${rgw.endpoint}/outage/xtcp/**.parquet`,
-        accessKey: rgw.accessKey,
-        secretKey: rgw.secretKey,
-        columns: [["record_counter", "uint64"]],
-        order: "record_counter",
-      });
-      assert.equal(s3.count, collected(log), log);
-      assert.ok(s3.extra.length > before);
-    });
 
-    await t.step(
-      "SetS3Upload through gRPC (xtcp2ctl): the interval at once, the threshold from the next object",
-      async () => {
-        await curl(rgw, "PUT", `${rgw.endpoint}/setupload`);
-        const grpcPort = freePort();
-        const d = daemon(`s3parquet:${rgw.endpoint}`, "protobufList", [
-          ...s3Flags(rgw, "setupload", [
+      await t.step(
+        "startup: a missing bucket is fatal (never created), a wrong secret names SignatureDoesNotMatch",
+        async () => {
+          const missing = await xtcp2([
+            "-maxLoops",
+            "1",
+            "-dest",
+            `s3parquet:${rgw.endpoint}`,
+            ...s3Flags(rgw, "missing"),
+          ]);
+          assert.notEqual(missing.code, 0);
+          assert.match(
+            missing.stderr,
+            /bucket "missing" does not exist .*never created.*NoSuchBucket/,
+          );
+          assert.deepEqual(await listKeys(rgw, "client").then((k) => k.length), 2);
+          await assert.rejects(client("missing").headBucket(), /NoSuchBucket/);
+          await curl(rgw, "PUT", `${rgw.endpoint}/wrongkey`);
+          const wrong = await xtcp2([
+            "-maxLoops",
+            "1",
+            "-dest",
+            "s3parquet:",
+            "-s3Endpoint",
+            rgw.endpoint,
+            ...s3Flags(rgw, "wrongkey"),
+            "-s3SecretKey",
+            "not-the-secret",
+          ]);
+          assert.notEqual(wrong.code, 0);
+          assert.match(wrong.stderr, /bucket probe failed \(SignatureDoesNotMatch\)/);
+          assert.doesNotMatch(wrong.stderr, /not-the-secret/);
+          // -s3SkipBucketProbe starts without asking; S3 then refuses each object (404 NoSuchBucket):
+          // dropped after a few tries, counted, never retried forever.
+          const skipped = daemon(`s3parquet:${rgw.endpoint}`, "protobufList", [
+            ...s3Flags(rgw, "missing", ["-s3ParquetFlushBytes", "1", "-s3SkipBucketProbe"]),
+          ]);
+          await morePolls(skipped, 3);
+          const log = await stopDaemon(skipped);
+          assert.match(log, /upload of xtcp\/host=.* failed .*HTTP 404 NoSuchBucket/);
+          const a = account(log, "s3parquet");
+          assert.equal(a.acknowledged, 0, log);
+          assert.equal(a.dropped, a.handedOver, log);
+          assert.ok((a.reasons["rejected"] ?? 0) > 0, log);
+          await assert.rejects(client("missing").headBucket(), /NoSuchBucket/);
+        },
+      );
+
+      await t.step(
+        "daemon: keys, sizes, every row in ClickHouse s3()/file() and DuckDB (hive), the last object at SIGTERM",
+        async () => {
+          await curl(rgw, "PUT", `${rgw.endpoint}/e2e`);
+          // An IPv6 socket whose row we look for.
+          using l6 = Deno.listen({ hostname: "::1", port: 0 });
+          const port6 = (l6.addr as Deno.NetAddr).port;
+          const d = daemon(`s3parquet:${rgw.endpoint}`, "protobufList", [
+            ...s3Flags(rgw, "e2e", ["-s3ParquetFlushBytes", "150000", "-s3FlushInterval", "1h"]),
+            "-hostname",
+            "test host/../x",
+            "-label",
+            "s3-e2e",
+          ]);
+          await morePolls(d, 6);
+          const log = await stopDaemon(d);
+          const rows = collected(log);
+          const objects = await listKeys(rgw, "e2e");
+          assert.ok(objects.length >= 2, `objects: ${JSON.stringify(objects)}\n${log}`);
+          const now = new Date().toISOString();
+          for (const o of objects) {
+            const m = KEY.exec(o.key);
+            assert.ok(m, o.key);
+            assert.equal(m[1], "test_host___x");
+            assert.equal(m[2], now.slice(0, 10));
+            assert.ok(Math.abs(Number(m[4]) - Date.now() / 1000) < 120, o.key);
+            assert.ok(o.size > 1000, `${o.key}: ${o.size} bytes`);
+          }
+          const s3 = await readBack({
+            reader: "chdb-s3",
+            source: `${rgw.endpoint}/e2e/xtcp/**.parquet`,
+            accessKey: rgw.accessKey,
+            secretKey: rgw.secretKey,
+            columns: [
+              ["hostname", "string"],
+              ["label", "string"],
+              ["inet_diag_msg_family", "uint32"],
+              [
+                "inet_diag_msg_socket_source",
+                "bytes",
+              ],
+              ["event_date", "string"],
+            ],
+            order: "record_counter",
+          });
+          assert.equal(s3.count, rows, log);
+          assert.ok(
+            s3.rows.every((r) =>
+              r[0] === "test host/../x" && r[1] === "s3-e2e" && r[4] === now.slice(0, 10)
+            ),
+          );
+          // ClickHouse saw every object, each of the size S3 lists.
+          assert.deepEqual(
+            s3.extra.map(([path, size]) => `${path}:${size}`).sort(),
+            objects.map((o) => `e2e/${o.key}:${o.size}`).sort(),
+          );
+          const dir = await Deno.makeTempDir();
+          try {
+            await download(rgw, "e2e", dir);
+            const v6 = [
+              ["inet_diag_msg_family", "uint32"],
+              ["inet_diag_msg_socket_source", "bytes"],
+              [
+                "inet_diag_msg_socket_source_port",
+                "uint32",
+              ],
+            ];
+            const file = await readBack({
+              reader: "chdb-file",
+              source: `${dir}/xtcp/**/*.parquet`,
+              columns: v6,
+              order:
+                `inet_diag_msg_socket_source_port, timestamp_ns, inet_diag_msg_family, inet_diag_msg_socket_cookie`,
+            });
+            assert.equal(file.count, rows);
+            const duck = await readBack({
+              reader: "duckdb",
+              source: `${dir}/xtcp/*/*/*/*.parquet`,
+              columns: v6,
+              order:
+                `inet_diag_msg_socket_source_port, timestamp_ns, inet_diag_msg_family, inet_diag_msg_socket_cookie`,
+              hive: true,
+            });
+            assert.equal(duck.count, rows);
+            assert.deepEqual(duck.rows, file.rows);
+            const listener = duck.rows.filter((r) => r[2] === String(port6) && r[0] === "10");
+            assert.ok(listener.length >= 6, `the [::1]:${port6} listener in every poll`);
+            assert.ok(listener.every((r) => r[1] === "00000000000000000000000000000001"));
+            const hours = new Set(objects.map((o) => KEY.exec(o.key)?.[3]));
+            assert.deepEqual(
+              duck.extra.map((r) => r.join(" ")),
+              [...hours].sort().map((h) => `test_host___x ${now.slice(0, 10)} ${Number(h)}`),
+            );
+          } finally {
+            await Deno.remove(dir, { recursive: true });
+          }
+        },
+      );
+
+      await t.step("RGW stopped mid-run and restarted: no row lost", async () => {
+        await curl(rgw, "PUT", `${rgw.endpoint}/outage`);
+        const httpPort = freePort();
+        const d = daemon(
+          `s3parquet:${rgw.endpoint}`,
+          "protobufList",
+          s3Flags(rgw, "outage", [
             "-s3ParquetFlushBytes",
-            "100000000",
+            "100000",
             "-s3FlushInterval",
             "1h",
+            "-s3UploadMaxAttempts",
+            "2",
+            "-s3UploadBackoffCap",
+            "200ms",
+            "-promListen",
+            `127.0.0.1:${httpPort}`,
           ]),
-          "-grpcPort",
-          String(grpcPort),
-        ]);
-        // xtcp2ctl, as an operator runs it: the gRPC client in a process of its own.
-        const ctl = async (...args: string[]) => {
-          const out = await new Deno.Command(Deno.execPath(), {
-            args: [
-              "run",
-              "--quiet",
-              "--allow-net",
-              "--allow-read",
-              CTL,
-              ...args,
-              "--port",
-              String(grpcPort),
-              "--target",
-              "127.0.0.1",
-            ],
-            stdout: "piped",
-            stderr: "piped",
-          }).output();
-          assert.ok(out.success, new TextDecoder().decode(out.stderr));
-          return JSON.parse(new TextDecoder().decode(out.stdout));
-        };
+        );
+        await morePolls(d, 3);
+        const before = (await listKeys(rgw, "outage")).length;
+        await rgw.stopGateway();
         try {
-          await morePolls(d, 2);
-          // A small threshold, the interval back at 1 h: the object being built keeps its cap.
-          const set = await ctl(
-            "set-s3-upload",
-            "--threshold-bytes",
-            "1",
-            "--flush-interval",
-            "1h",
+          await morePolls(d, 5);
+          assert.match(
+            d.log(),
+            /upload of xtcp\/host=.* failed \(attempt 1 of 2\): .*(refused|Connection)/i,
           );
-          assert.equal(set.s3ParquetFlushThresholdBytes, 1);
-          await morePolls(d, 3);
-          assert.equal(
-            (await listKeys(rgw, "setupload")).length,
-            0,
-            "the object being built keeps its threshold",
-          );
-          // 1 s: the timer re-arms now, the object is finished within a second or so.
-          const t0 = Date.now();
-          await ctl("set-s3-upload", "--flush-interval", "1s");
-          await until(
-            "the object of the shorter interval",
-            async () => (await listKeys(rgw, "setupload")).length >= 1,
-            5000,
-          );
-          assert.ok(Date.now() - t0 < 4000);
-          // Each later object is finished at its first flush: the new threshold.
-          const after = (await listKeys(rgw, "setupload")).length;
-          await morePolls(d, 3);
-          assert.ok((await listKeys(rgw, "setupload")).length >= after + 3);
-          assert.equal((await ctl("get")).s3FlushInterval, "1s");
+          // Counted by class: nothing listened on the gateway's port.
+          const metrics = (await scrape(httpPort)).text;
+          const counted = (v: string) =>
+            sample(
+              metrics,
+              "xtcp_counts",
+              `function="destS3Parquet",variable="${v}",type="${
+                v === "uploadErrorClass" ? "refused" : "error"
+              }"`,
+            );
+          assert.ok(counted("uploadErrorClass") >= 1, metrics);
+          // The objects waiting (the one being retried at least) are the delivery's backlog.
+          assert.ok(sample(metrics, "xtcp_dest_queue_rows", `dest="s3parquet"`) > 0, metrics);
+          assert.ok(counted("uploadRetry") >= counted("uploadErrorClass"));
         } finally {
-          await stopDaemon(d);
+          await rgw.startGateway();
         }
-      },
-    );
+        await morePolls(d, 4);
+        const log = await stopDaemon(d);
+        const a = account(log, "s3parquet");
+        assert.equal(a.dropped, 0, log);
+        assert.equal(a.acknowledged, a.handedOver, log);
+        const s3 = await readBack({
+          reader: "chdb-s3",
+          source: `${rgw.endpoint}/outage/xtcp/**.parquet`,
+          accessKey: rgw.accessKey,
+          secretKey: rgw.secretKey,
+          columns: [["record_counter", "uint64"]],
+          order: "record_counter",
+        });
+        assert.equal(s3.count, collected(log), log);
+        assert.ok(s3.extra.length > before);
+      });
+
+      await t.step(
+        "SetS3Upload through gRPC (xtcp2ctl): the interval at once, the threshold from the next object",
+        async () => {
+          await curl(rgw, "PUT", `${rgw.endpoint}/setupload`);
+          const grpcPort = freePort();
+          const d = daemon(`s3parquet:${rgw.endpoint}`, "protobufList", [
+            ...s3Flags(rgw, "setupload", [
+              "-s3ParquetFlushBytes",
+              "100000000",
+              "-s3FlushInterval",
+              "1h",
+            ]),
+            "-grpcPort",
+            String(grpcPort),
+          ]);
+          // xtcp2ctl, as an operator runs it: the gRPC client in a process of its own.
+          const ctl = async (...args: string[]) => {
+            const out = await new Deno.Command(Deno.execPath(), {
+              args: [
+                "run",
+                "--quiet",
+                "--allow-net",
+                "--allow-read",
+                CTL,
+                ...args,
+                "--port",
+                String(grpcPort),
+                "--target",
+                "127.0.0.1",
+              ],
+              stdout: "piped",
+              stderr: "piped",
+            }).output();
+            assert.ok(out.success, new TextDecoder().decode(out.stderr));
+            return JSON.parse(new TextDecoder().decode(out.stdout));
+          };
+          try {
+            await morePolls(d, 2);
+            // A small threshold, the interval back at 1 h: the object being built keeps its cap.
+            const set = await ctl(
+              "set-s3-upload",
+              "--threshold-bytes",
+              "1",
+              "--flush-interval",
+              "1h",
+            );
+            assert.equal(set.s3ParquetFlushThresholdBytes, 1);
+            await morePolls(d, 3);
+            assert.equal(
+              (await listKeys(rgw, "setupload")).length,
+              0,
+              "the object being built keeps its threshold",
+            );
+            // 1 s: the timer re-arms now, the object is finished within a second or so.
+            const t0 = Date.now();
+            await ctl("set-s3-upload", "--flush-interval", "1s");
+            await until(
+              "the object of the shorter interval",
+              async () => (await listKeys(rgw, "setupload")).length >= 1,
+              5000,
+            );
+            assert.ok(Date.now() - t0 < 4000);
+            // Each later object is finished at its first flush: the new threshold.
+            const after = (await listKeys(rgw, "setupload")).length;
+            await morePolls(d, 3);
+            assert.ok((await listKeys(rgw, "setupload")).length >= after + 3);
+            assert.equal((await ctl("get")).s3FlushInterval, "1s");
+          } finally {
+            await stopDaemon(d);
+          }
+        },
+      );
+    } finally {
+      for (const d of started) {
+        try {
+          Deno.kill(await d.pid(), "SIGKILL");
+        } catch { /* stopped already */ }
+        await d.child.status;
+      }
+    }
   },
 });

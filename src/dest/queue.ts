@@ -78,8 +78,25 @@ export interface Delivery extends AsyncDisposable {
 }
 
 /**
+ * A destination that takes flushes in place and queues what it makes of them (s3parquet: its
+ * objects): its backlog and room are those of the delivery.
+ */
+export interface QueueingDestination {
+  /** What waits in its queue. */
+  backlog(): Backlog;
+  /** Resolves once its queue has room (only ever waits with the block policy). */
+  room(): Promise<void>;
+}
+
+function isQueueing(d: object): d is QueueingDestination {
+  const q = d as Partial<QueueingDestination>;
+  return typeof q.backlog === "function" && typeof q.room === "function";
+}
+
+/**
  * Delivery to a destination that writes in place: a failed write is counted and logged with
- * its rows (they are lost: such a destination has nothing to retry against).
+ * its rows (they are lost: such a destination has nothing to retry against). One that queues
+ * what it makes ({@link QueueingDestination}) gives its backlog and room.
  */
 export class InPlaceDelivery implements Delivery {
   /** Always true. */
@@ -104,15 +121,15 @@ export class InPlaceDelivery implements Delivery {
       this.log.error(`${this.dest.scheme}: ${rows} rows lost: ${errorMessage(err)}`);
     }
   }
-  /** Always room. */
+  /** Always room, but for a queueing destination whose queue is full (block policy). */
   room(): Promise<void> {
-    return Promise.resolve();
+    return isQueueing(this.dest) ? this.dest.room() : Promise.resolve();
   }
   /** Nothing to mark. */
   beginPoll(): void {}
-  /** Nothing waits. */
-  backlog(): undefined {
-    return undefined;
+  /** Nothing waits, but in a queueing destination's queue. */
+  backlog(): Backlog | undefined {
+    return isQueueing(this.dest) ? this.dest.backlog() : undefined;
   }
   /** Releases the destination. */
   async [Symbol.asyncDispose](): Promise<void> {

@@ -22,7 +22,7 @@ import type {
   S3UploadControl,
   SyncDestination,
 } from "./destination.ts";
-import { deliveryAccount, DeliveryQueue } from "./queue.ts";
+import { type Backlog, deliveryAccount, DeliveryQueue, type QueueingDestination } from "./queue.ts";
 import { S3Client, S3Error, uploadErrorClass } from "./s3.ts";
 import { Spool } from "./spool.ts";
 
@@ -162,7 +162,7 @@ class Uploader {
  * The s3parquet destination. It takes each flush in place (its rows are decoded into the
  * object's columns during the call); the finished objects go through its own delivery queue.
  */
-export class S3ParquetDest implements SyncDestination, S3UploadControl {
+export class S3ParquetDest implements SyncDestination, S3UploadControl, QueueingDestination {
   /** Always "s3parquet". */
   readonly scheme = "s3parquet";
   /** Takes flushes in place. */
@@ -246,15 +246,14 @@ export class S3ParquetDest implements SyncDestination, S3UploadControl {
     return new S3ParquetDest(o, queue, counters, log);
   }
 
-  /** What waits to be uploaded (objects, their rows and bytes), and the object being built. */
-  get pending(): { objects: number; rows: number; bytes: number; building: number } {
-    const b = this.queue.backlog();
-    return {
-      objects: b.envelopes + b.spooled.envelopes,
-      rows: b.rows + b.spooled.rows,
-      bytes: b.bytes + b.spooled.bytes,
-      building: this.object?.rows ?? 0,
-    };
+  /** The objects waiting to be uploaded (in memory and spooled), as the queue counts them. */
+  backlog(): Backlog {
+    return this.queue.backlog();
+  }
+
+  /** Resolves once the object queue has room (only ever waits with the block policy). */
+  room(): Promise<void> {
+    return this.queue.room();
   }
 
   /** Decodes one protobufList flush into the object; finishes it at its size threshold. */
