@@ -207,11 +207,16 @@ export class S3Client {
     const { url, headers } = this.sign(call);
     const what = `${call.method} ${this.where}${call.key ? `/${call.key}` : ""}`;
     try {
-      const body = call.body;
+      // fetch takes bytes of an ArrayBuffer (a view of shared memory is copied).
+      const b = call.body;
+      const body = b &&
+        (b.buffer instanceof ArrayBuffer
+          ? new Uint8Array(b.buffer, b.byteOffset, b.byteLength)
+          : b.slice());
       const res = await fetch(url, {
         method: call.method,
         headers,
-        ...(body ? { body: new Uint8Array(body) } : {}),
+        ...(body ? { body } : {}),
         signal: AbortSignal.timeout(this.timeoutMs),
       });
       const text = call.method === "HEAD" ? (await res.body?.cancel(), "") : await res.text();

@@ -76,13 +76,12 @@ function jitterAround(ms: number, pct: number): number {
 }
 
 /** An object in the queue: u16 key length, the key, the Parquet bytes. */
-function frameObject(key: string, file: Uint8Array): Uint8Array {
+function frameObject(key: string, obj: ParquetObject): Uint8Array {
   const k = new TextEncoder().encode(key);
-  const out = new Uint8Array(2 + k.length + file.length);
+  const out = obj.finish(2 + k.length);
   out[0] = k.length & 0xff;
   out[1] = k.length >>> 8;
   out.set(k, 2);
-  out.set(file, 2 + k.length);
   return out;
 }
 
@@ -299,9 +298,10 @@ export class S3ParquetDest implements SyncDestination, S3UploadControl, Queueing
     const obj = this.object;
     this.object = undefined;
     if (!obj || obj.rows === 0) return;
-    let file: Uint8Array;
+    const key = objectKey(this.o.prefix, this.o.hostname, new Date(), Math.random() * 2 ** 32);
+    let framed: Uint8Array;
     try {
-      file = obj.finish();
+      framed = frameObject(key, obj);
     } catch (err) {
       this.counters.inc(FN, "writerClose", "error");
       this.log.error(
@@ -309,12 +309,11 @@ export class S3ParquetDest implements SyncDestination, S3UploadControl, Queueing
       );
       return;
     }
-    const key = objectKey(this.o.prefix, this.o.hostname, new Date(), Math.random() * 2 ** 32);
     this.counters.inc(FN, "objects", reason);
     this.counters.inc(FN, "uploadRows", "count", obj.rows);
-    this.log.debug(`s3parquet: ${key}: ${obj.rows} rows, ${file.length} bytes (${reason})`);
+    this.log.debug(`s3parquet: ${key}: ${obj.rows} rows, ${framed.length} bytes (${reason})`);
     this.queue.beginPoll();
-    this.queue.deliver(frameObject(key, file), obj.rows, true);
+    this.queue.deliver(framed, obj.rows, true);
   }
 
   /**

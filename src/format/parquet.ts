@@ -161,9 +161,9 @@ class Thrift {
   }
 
   /** A list of structs. */
-  structs<T>(id: number, items: readonly T[], body: (t: this, item: T) => void): this {
+  structs<T>(id: number, items: readonly T[], body: (t: this, item: T, i: number) => void): this {
     this.listHeader(id, items.length, CT_STRUCT);
-    for (const item of items) this.inStruct((t) => body(t, item));
+    items.forEach((item, i) => this.inStruct((t) => body(t, item, i)));
     return this;
   }
 
@@ -399,8 +399,11 @@ export class ParquetWriter {
     this.rows += rows;
   }
 
-  /** The file: what was written, then the footer. The writer is done. */
-  finish(): Uint8Array {
+  /**
+   * The file: what was written, then the footer, after `headroom` bytes left free for the
+   * caller (a header of its own, without another copy of the file). The writer is done.
+   */
+  finish(headroom = 0): Uint8Array {
     const t = new Thrift()
       .i32(1, 1)
       .structs(2, [undefined, ...this.columns], (t, col) => {
@@ -411,9 +414,9 @@ export class ParquetWriter {
         schemaElement(t, col);
       })
       .i64(3, this.rows)
-      .structs(4, this.groups, (t, g) => {
-        t.structs(1, g.chunks, (t, c) => {
-          const col = this.columns[g.chunks.indexOf(c)];
+      .structs(4, this.groups, (t, g, gi) => {
+        t.structs(1, g.chunks, (t, c, ci) => {
+          const col = this.columns[ci];
           if (!col) throw new RangeError("chunk without column");
           t.i64(2, c.offset).struct(3, (t) => {
             t.i32(1, physical(col.kind))
@@ -434,7 +437,7 @@ export class ParquetWriter {
           .i64(3, g.rows)
           .i64(5, g.offset)
           .i64(6, g.compressed)
-          .i32(7, this.groups.indexOf(g));
+          .i32(7, gi);
       })
       .binary(6, this.createdBy)
       // Min and max are ordered as each column's type says (unsigned for UINT_*).
@@ -445,8 +448,8 @@ export class ParquetWriter {
     tail.set(MAGIC, 4);
     this.push(footer);
     this.push(tail);
-    const out = new Uint8Array(this.offset);
-    let p = 0;
+    const out = new Uint8Array(headroom + this.offset);
+    let p = headroom;
     for (const part of this.parts) {
       out.set(part, p);
       p += part.length;

@@ -104,7 +104,11 @@ export class RecordColumns {
   /** Rows held. */
   rows = 0;
   private capacity = 1024;
-  /** Fixed-width columns: 32-bit words (two per 64-bit value, low word first); else undefined. */
+  /**
+   * Fixed-width columns: 32-bit words (two per 64-bit value, low word first), in the platform's
+   * byte order, which is Parquet's little endian on every platform Deno runs on (x86-64,
+   * AArch64); else undefined.
+   */
   private readonly words: (Uint32Array | undefined)[];
   private readonly bytes: (ByteColumn | undefined)[];
   private readonly widths: number[];
@@ -309,9 +313,12 @@ export class ParquetObject {
     this.cols.flushTo(this.writer);
   }
 
-  /** The object's bytes (the last row group written, the footer). */
-  finish(): Uint8Array {
+  /**
+   * The object's bytes (the last row group written, the footer), after `headroom` free bytes
+   * (see {@link ParquetWriter.finish}).
+   */
+  finish(headroom = 0): Uint8Array {
     this.flushGroup();
-    return this.writer.finish();
+    return this.writer.finish(headroom);
   }
 }
