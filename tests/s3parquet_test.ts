@@ -17,7 +17,8 @@ import { ParquetObject, RECORD_COLUMNS } from "../src/format/parquet_records.ts"
 import { FIELDS } from "../src/record/fields.ts";
 import { encodeVarint } from "../src/util/varint.ts";
 import { S3Client, S3Error, uploadErrorClass } from "../src/dest/s3.ts";
-import { objectKey, sanitizeHost } from "../src/dest/s3parquet.ts";
+import { objectKey, S3ParquetDest, sanitizeHost } from "../src/dest/s3parquet.ts";
+import { testDestOptions } from "./support/envelope.ts";
 import {
   account,
   collected,
@@ -421,6 +422,64 @@ Deno.test({
             },
           );
           await assert.rejects(client("nope").headBucket(), /HTTP 404 NoSuchBucket/);
+        },
+      );
+
+      await t.step(
+        "the destination alone: an object above the part size goes up as a multipart upload, every row in it",
+        async () => {
+          await curl(rgw, "PUT", `${rgw.endpoint}/multipart`);
+          const opts = testDestOptions("protobufList");
+          opts.s3 = {
+            endpoint: rgw.endpoint,
+            bucket: "multipart",
+            prefix: "xtcp",
+            region: "us-east-1",
+            accessKey: rgw.accessKey,
+            secretKey: rgw.secretKey,
+            skipBucketProbe: false,
+            hostname: "mp",
+            flushBytes: 64 << 20,
+            thresholdJitterPct: 0,
+            flushIntervalMs: 3_600_000,
+            flushJitterPct: 0,
+            uploadMaxAttempts: 3,
+            uploadBackoffCapMs: 100,
+            codec: "none",
+            queue: {
+              maxBytes: 64 << 20,
+              full: "drop_oldest",
+              retryInitialMs: 100,
+              retryMaxMs: 500,
+              spoolDir: "",
+              spoolMaxBytes: 0,
+              drainMs: 20_000,
+            },
+            partBytes: 5 << 20,
+          };
+          const records = oracleRecords(2000);
+          {
+            await using dest = await S3ParquetDest.open("", opts);
+            // Uncompressed: ~800 bytes a row, 8,000 rows are a 6+ MiB object: two parts.
+            for (let i = 0; i < 4; i++) dest.sendSync(framed(records));
+          } // disposed: the last object finished and uploaded
+          const objects = await listKeys(rgw, "multipart");
+          assert.equal(objects.length, 1);
+          assert.ok((objects[0]?.size ?? 0) > 5 << 20, JSON.stringify(objects));
+          assert.equal(opts.counters.get("destS3Parquet", "upload"), 1);
+          const s3 = await readBack({
+            reader: "chdb-s3",
+            source: `${rgw.endpoint}/multipart/xtcp/**.parquet`,
+            accessKey: rgw.accessKey,
+            secretKey: rgw.secretKey,
+            columns: COLUMNS,
+            order: "record_counter",
+          });
+          assert.equal(s3.count, 8000);
+          const want = records.map(expected).sort(cmpCounter);
+          for (let i = 0; i < s3.rows.length; i += 4) {
+            assert.deepEqual(s3.rows[i], want[i / 4], `row ${i}`);
+          }
         },
       );
 
