@@ -700,7 +700,7 @@ Deno.test({
           const d = daemon(`s3parquet:${rgw.endpoint}`, "protobufList", [
             ...s3Flags(rgw, "setupload", [
               "-s3ParquetFlushBytes",
-              "100000000",
+              "2000000000",
               "-s3FlushInterval",
               "1h",
             ]),
