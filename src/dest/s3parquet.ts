@@ -101,8 +101,20 @@ class Uploader {
     private readonly log: Logger,
   ) {}
 
+  /** Aborted once the queue let go of the uploader (shutdown): no further attempt. */
+  private readonly done = new AbortController();
+
   private sleep(ms: number): Promise<void> {
-    return new Promise((r) => setTimeout(r, ms));
+    const signal = this.done.signal;
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(t);
+        signal.removeEventListener("abort", wake);
+        resolve();
+      };
+      const t = setTimeout(wake, ms);
+      signal.addEventListener("abort", wake);
+    });
   }
 
   /**
@@ -136,6 +148,7 @@ class Uploader {
           }`,
         );
         if (err instanceof S3Error && !err.retriable && err.status !== 403) break;
+        if (this.done.signal.aborted) break;
         if (attempt < this.o.uploadMaxAttempts) {
           const cap = Math.min(this.o.uploadBackoffCapMs, 1000 * 2 ** (attempt - 1));
           await this.sleep(Math.random() * cap);
@@ -152,7 +165,9 @@ class Uploader {
     throw last;
   }
 
+  /** Stops retrying (what is left in the queue was spooled or counted by then). */
   [Symbol.asyncDispose](): Promise<void> {
+    this.done.abort();
     return Promise.resolve();
   }
 }
