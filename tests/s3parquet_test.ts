@@ -532,7 +532,7 @@ Deno.test({
       );
 
       await t.step(
-        "daemon: keys, sizes, every row in ClickHouse s3()/file() and DuckDB (hive), the last object at SIGTERM",
+        "daemon: keys, sizes, every row in ClickHouse s3()/file() and DuckDB (hive)",
         async () => {
           await curl(rgw, "PUT", `${rgw.endpoint}/e2e`);
           // An IPv6 socket whose row we look for.
@@ -627,6 +627,45 @@ Deno.test({
           } finally {
             await Deno.remove(dir, { recursive: true });
           }
+        },
+      );
+
+      await t.step(
+        "SIGTERM finishes the object being built and uploads it before the exit",
+        async () => {
+          await curl(rgw, "PUT", `${rgw.endpoint}/sigterm`);
+          const d = daemon(
+            `s3parquet:${rgw.endpoint}`,
+            "protobufList",
+            s3Flags(rgw, "sigterm", [
+              "-s3ParquetFlushBytes",
+              "2000000000",
+              "-s3FlushInterval",
+              "1h",
+            ]),
+          );
+          await morePolls(d, 3);
+          assert.equal(
+            (await listKeys(rgw, "sigterm")).length,
+            0,
+            "nothing finished before SIGTERM",
+          );
+          const log = await stopDaemon(d);
+          const objects = await listKeys(rgw, "sigterm");
+          assert.equal(objects.length, 1, log);
+          const last = /s3parquet: last object (\S+): (\d+) rows/.exec(log);
+          assert.ok(last, log);
+          assert.equal(objects[0]?.key, last[1]);
+          assert.equal(Number(last[2]), collected(log));
+          const s3 = await readBack({
+            reader: "chdb-s3",
+            source: `${rgw.endpoint}/sigterm/xtcp/**.parquet`,
+            accessKey: rgw.accessKey,
+            secretKey: rgw.secretKey,
+            columns: [["record_counter", "uint64"]],
+            order: "record_counter",
+          });
+          assert.equal(s3.count, collected(log));
         },
       );
 

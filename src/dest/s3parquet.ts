@@ -326,7 +326,9 @@ export class S3ParquetDest implements SyncDestination, S3UploadControl, Queueing
     }
     this.counters.inc(FN, "objects", reason);
     this.counters.inc(FN, "uploadRows", "count", obj.rows);
-    this.log.debug(`s3parquet: ${key}: ${obj.rows} rows, ${framed.length} bytes (${reason})`);
+    const what = `${key}: ${obj.rows} rows, ${framed.length - 2 - key.length} bytes`;
+    if (reason === "shutdown") this.log.info(`s3parquet: last object ${what}`);
+    else this.log.debug(`s3parquet: ${what} (${reason})`);
     this.queue.beginPoll();
     this.queue.deliver(framed, obj.rows, true);
   }
