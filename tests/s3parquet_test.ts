@@ -376,6 +376,16 @@ Deno.test({
   sanitizeOps: false,
   async fn(t) {
     await using rgw = await startRgw();
+    /** ClickHouse's s3() over every object of `bucket`: the `columns` of each row. */
+    const fromS3 = (bucket: string, columns: [string, string][] = [["record_counter", "uint64"]]) =>
+      readBack({
+        reader: "chdb-s3",
+        source: `${rgw.endpoint}/${bucket}/xtcp/**.parquet`,
+        accessKey: rgw.accessKey,
+        secretKey: rgw.secretKey,
+        columns,
+        order: "record_counter",
+      });
     // Every daemon a step starts, killed at the end should a step fail before stopping it.
     const started: RunningDaemon[] = [];
     const daemon = (...args: Parameters<typeof startDaemonProcess>) => {
@@ -467,14 +477,7 @@ Deno.test({
           assert.equal(objects.length, 1);
           assert.ok((objects[0]?.size ?? 0) > 5 << 20, JSON.stringify(objects));
           assert.equal(opts.counters.get("destS3Parquet", "upload"), 1);
-          const s3 = await readBack({
-            reader: "chdb-s3",
-            source: `${rgw.endpoint}/multipart/xtcp/**.parquet`,
-            accessKey: rgw.accessKey,
-            secretKey: rgw.secretKey,
-            columns: COLUMNS,
-            order: "record_counter",
-          });
+          const s3 = await fromS3("multipart", COLUMNS);
           assert.equal(s3.count, 8000);
           const want = records.map(expected).sort(cmpCounter);
           for (let i = 0; i < s3.rows.length; i += 4) {
@@ -559,23 +562,13 @@ Deno.test({
             assert.ok(Math.abs(Number(m[4]) - Date.now() / 1000) < 120, o.key);
             assert.ok(o.size > 1000, `${o.key}: ${o.size} bytes`);
           }
-          const s3 = await readBack({
-            reader: "chdb-s3",
-            source: `${rgw.endpoint}/e2e/xtcp/**.parquet`,
-            accessKey: rgw.accessKey,
-            secretKey: rgw.secretKey,
-            columns: [
-              ["hostname", "string"],
-              ["label", "string"],
-              ["inet_diag_msg_family", "uint32"],
-              [
-                "inet_diag_msg_socket_source",
-                "bytes",
-              ],
-              ["event_date", "string"],
-            ],
-            order: "record_counter",
-          });
+          const s3 = await fromS3("e2e", [
+            ["hostname", "string"],
+            ["label", "string"],
+            ["inet_diag_msg_family", "uint32"],
+            ["inet_diag_msg_socket_source", "bytes"],
+            ["event_date", "string"],
+          ]);
           assert.equal(s3.count, rows, log);
           assert.ok(
             s3.rows.every((r) =>
@@ -657,14 +650,7 @@ Deno.test({
           assert.ok(last, log);
           assert.equal(objects[0]?.key, last[1]);
           assert.equal(Number(last[2]), collected(log));
-          const s3 = await readBack({
-            reader: "chdb-s3",
-            source: `${rgw.endpoint}/sigterm/xtcp/**.parquet`,
-            accessKey: rgw.accessKey,
-            secretKey: rgw.secretKey,
-            columns: [["record_counter", "uint64"]],
-            order: "record_counter",
-          });
+          const s3 = await fromS3("sigterm");
           assert.equal(s3.count, collected(log));
         },
       );
@@ -719,14 +705,7 @@ Deno.test({
         const a = account(log, "s3parquet");
         assert.equal(a.dropped, 0, log);
         assert.equal(a.acknowledged, a.handedOver, log);
-        const s3 = await readBack({
-          reader: "chdb-s3",
-          source: `${rgw.endpoint}/outage/xtcp/**.parquet`,
-          accessKey: rgw.accessKey,
-          secretKey: rgw.secretKey,
-          columns: [["record_counter", "uint64"]],
-          order: "record_counter",
-        });
+        const s3 = await fromS3("outage");
         assert.equal(s3.count, collected(log), log);
         assert.ok(s3.extra.length > before);
       });
