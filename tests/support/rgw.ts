@@ -18,7 +18,10 @@ export function rgwMissing(): string {
     "/usr/bin/ceph-mon",
     "/usr/bin/ceph-osd",
     "/usr/bin/radosgw",
+    "/usr/bin/radosgw-admin",
     "/usr/bin/monmaptool",
+    "/usr/bin/ceph",
+    "/usr/bin/curl",
   ];
   const absent = need.filter((p) => {
     try {
