@@ -34,7 +34,7 @@ export function rgwMissing(): string {
   return absent.length
     ? `Ceph RGW is not installed (${
       absent.join(", ")
-    } missing: apt-get install ceph-mon ceph-osd radosgw)`
+    } missing: apt-get install ceph-mon ceph-osd radosgw curl)`
     : "";
 }
 
