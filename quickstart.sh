@@ -31,7 +31,9 @@ ensure_apt() {
   # suite, QEMU, a static busybox (the VM's userland) and xz (Debian's 6.12 modules are .ko.xz);
   # for the enrichment tests, podman with runc, netavark and iptables (real containers, podman's
   # Docker Engine API; the image is made from the static busybox), lldpd (real LLDP neighbours),
-  # ethtool and pci.ids (what the NIC facts are checked against).
+  # ethtool and pci.ids (what the NIC facts are checked against); for s3parquet, Ceph's monitor,
+  # OSD and RADOS gateway (a real S3, started by the tests on free ports) and curl (an S3 client
+  # that is not ours).
   local missing=()
   command -v ip >/dev/null 2>&1 || missing+=(iproute2)
   command -v ss >/dev/null 2>&1 || missing+=(iproute2)
@@ -55,6 +57,10 @@ ensure_apt() {
   [ -x /usr/sbin/lldpd ] || missing+=(lldpd)
   [ -x /usr/sbin/ethtool ] || missing+=(ethtool)
   [ -f /usr/share/misc/pci.ids ] || missing+=(pci.ids)
+  [ -x /usr/bin/ceph-mon ] || missing+=(ceph-mon)
+  [ -x /usr/bin/ceph-osd ] || missing+=(ceph-osd)
+  [ -x /usr/bin/radosgw ] || missing+=(radosgw)
+  command -v curl >/dev/null 2>&1 || missing+=(curl)
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
       echo "quickstart: missing ${missing[*]}; run as root or install them" >&2

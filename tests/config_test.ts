@@ -86,7 +86,11 @@ Deno.test("every validation rule names the flag, the value and the rule", () => 
     [["-uplinkCount", "3"], /--uplinkCount: "3"/],
     [["-marshal", "bogus"], /--marshal: "bogus": valid marshallers are protobufList/],
     [["-dest", "foo:bar:1"], /unknown destination scheme "foo"/],
-    [["-dest", "s3parquet:b"], /destination s3parquet is not available in this build yet/],
+    [
+      ["-dest", "s3parquet:b"],
+      /s3parquet: needs s3parquet: \(with -s3Endpoint\) or s3parquet:http/,
+    ],
+    [["-s3ParquetCodec", "lz4"], /--s3ParquetCodec: "lz4"/],
     [["-dest", "kafka:h"], /kafka: needs HOST:PORT/],
     [["-dest", "udp:host"], /needs HOST:PORT/],
     [["-marshal", "csv", "-columns", "nope"], /--columns: "nope": unknown column/],

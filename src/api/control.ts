@@ -23,6 +23,11 @@ export interface DaemonControl {
   reconfigure(next: XtcpConfig): Promise<void>;
   /** A new cadence, at once (the next poll starts now); returns the configuration in force. */
   setPollFrequency(frequencyMs: number, timeoutMs: number): XtcpConfig;
+  /**
+   * SetS3Upload: a new staleness interval (at once) and/or size threshold (from the next
+   * object) of the s3parquet destination; returns the configuration in force.
+   */
+  setS3Upload(intervalMs: number | undefined, thresholdBytes: number | undefined): XtcpConfig;
   /** Requests one extra poll. */
   triggerPoll(): void;
   /** Fires `count` polls `intervalMs` apart (the first now); false if a burst already runs. */

@@ -213,7 +213,15 @@ export function serveGrpc(o: GrpcOptions): Promise<http2.Http2Server> {
               Code.FailedPrecondition,
             );
           }
-          throw new ConnectError("s3parquet is not available in this build", Code.Unimplemented);
+          const interval = req.s3FlushInterval
+            ? ms(req.s3FlushInterval, "s3_flush_interval")
+            : undefined;
+          if (interval !== undefined && interval <= 0) {
+            throw new ConnectError("s3_flush_interval must be above 0", Code.InvalidArgument);
+          }
+          const threshold = req.s3ParquetFlushThresholdBytes || undefined;
+          const applied = d.setS3Upload(interval, threshold);
+          return { config: redacted(applied) };
         }),
     });
     router.service(XTCPFlatRecordService, {

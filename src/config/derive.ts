@@ -5,7 +5,8 @@
  * @module
  */
 import type { XtcpConfig } from "../gen/xtcp_config/v1/xtcp_config_pb.ts";
-import type { DestOptions } from "../dest/destination.ts";
+import type { DestOptions, S3ParquetOptions } from "../dest/destination.ts";
+import { PARQUET_CODECS } from "../format/parquet_codec.ts";
 import { FULL_POLICIES, type FullPolicy } from "../dest/queue.ts";
 import { isLocalScheme, parseDest } from "../dest/registry.ts";
 import { decoderMask as maskOfNames, idiagExt } from "../netlink/deserializers.ts";
@@ -113,12 +114,52 @@ export function pollSettings(
   });
 }
 
+/**
+ * The s3parquet options of `cfg`: the defaults resolved (interval max(frequency, 30 m), backoff
+ * cap clamp(frequency / 10, 1 s, 1 h), region us-east-1), the object queue as the delivery
+ * settings say.
+ */
+export function s3Options(cfg: XtcpConfig, hostname: string): S3ParquetOptions {
+  const freq = durationMs(cfg.pollFrequency);
+  const d = deliverySettings(cfg);
+  return {
+    endpoint: cfg.s3Endpoint,
+    bucket: cfg.s3Bucket,
+    prefix: cfg.s3Prefix,
+    region: cfg.s3Region || "us-east-1",
+    accessKey: cfg.s3AccessKey,
+    secretKey: cfg.s3SecretKey,
+    skipBucketProbe: cfg.s3SkipBucketProbe,
+    hostname: cfg.hostname || hostname,
+    flushBytes: cfg.s3ParquetFlushThresholdBytes,
+    thresholdJitterPct: cfg.s3FlushThresholdJitterPct,
+    flushIntervalMs: durationMs(cfg.s3FlushInterval) || Math.max(freq, 30 * 60_000),
+    flushJitterPct: cfg.s3FlushJitterPct,
+    uploadMaxAttempts: cfg.s3UploadMaxAttempts || 10,
+    uploadBackoffCapMs: durationMs(cfg.s3UploadBackoffCap) ||
+      Math.min(3_600_000, Math.max(1000, freq / 10)),
+    codec: PARQUET_CODECS.find((c) => c === cfg.s3ParquetCodec) ?? "zstd",
+    queue: {
+      maxBytes: d.maxBytes,
+      full: d.full,
+      retryInitialMs: d.retryInitialMs,
+      retryMaxMs: d.retryMaxMs,
+      spoolDir: d.spoolDir,
+      spoolMaxBytes: d.spoolMaxBytes,
+      drainMs: d.shutdownDrainMs,
+    },
+  };
+}
+
 /** The options the destination of `cfg` opens with. */
 export function destOptions(
   cfg: XtcpConfig,
-  deps: { counters: Counters; log: Logger; signal?: AbortSignal },
+  deps: { counters: Counters; log: Logger; signal?: AbortSignal; hostname?: string },
 ): DestOptions {
   return {
+    ...(parseDest(cfg.dest).scheme === "s3parquet"
+      ? { s3: s3Options(cfg, deps.hostname ?? "") }
+      : {}),
     marshal: cfg.marshalTo,
     topic: cfg.topic,
     kafkaCompression: cfg.kafkaCompression,

@@ -12,6 +12,7 @@ import {
   type XtcpConfig,
 } from "../gen/xtcp_config/v1/xtcp_config_pb.ts";
 import { MARSHALLER_NAMES } from "../format/marshal.ts";
+import { PARQUET_CODECS } from "../format/parquet_codec.ts";
 import { KAFKA_COMPRESSIONS } from "../dest/destination.ts";
 import { FULL_POLICIES } from "../dest/queue.ts";
 import { parseDest } from "../dest/registry.ts";
@@ -212,7 +213,7 @@ export const FLAGS: readonly FlagSpec[] = [
   str("columns",                   "csvColumns",                   "",                        undefined,                       none,                         "csv/tsv: comma list of field names (proto or lowerCamelCase); empty = all"),
   num("envelopeFlushBytes",        "envelopeFlushThresholdBytes",  "0",                       "ENVELOPE_FLUSH_BYTES",          none,                         "flush an envelope above this many bytes; 0 = 786432"),
   num("envelopeFlushRows",         "envelopeFlushThresholdRows",   "0",                       "ENVELOPE_FLUSH_ROWS",           none,                         "flush an envelope at this many rows; 0 = 10000"),
-  str("dest",                      "dest",                         "stdout",                  "DEST",                          DEST_RULE,                    "destination: null, stdout, stderr, file:PATH, udp:, tcp:HOST:PORT, unix:PATH, unixgram:PATH, http(s)://URL, kafka:, nats:, nsq:, valkey:/redis:, valkey-stream:HOST:PORT"),
+  str("dest",                      "dest",                         "stdout",                  "DEST",                          DEST_RULE,                    "destination: null, stdout, stderr, file:PATH, udp:, tcp:HOST:PORT, unix:PATH, unixgram:PATH, http(s)://URL, kafka:, nats:, nsq:, valkey:/redis:, valkey-stream:HOST:PORT, s3parquet:[URL]"),
   num("destWriteFiles",            "destWriteFiles",               "10",                      "DEST_WRITE_FILES",              range(0, 1000),               "accepted for compatibility"),
   str("topic",                     "topic",                        "xtcp",                    "TOPIC",                         length(1, 40),                "Kafka topic / NATS subject / NSQ topic / Valkey channel"),
   str("kafkaCompression",          "kafkaCompression",             "",                        "KAFKA_COMPRESSION",             oneOf(KAFKA_COMPRESSIONS),    "Kafka compression"),
@@ -227,11 +228,12 @@ export const FLAGS: readonly FlagSpec[] = [
   str("s3SecretKey",               "s3SecretKey",                  "",                        "S3_SECRET_KEY",                 secret("S3_SECRET_KEY_FILE"), "S3 secret key (never printed)"),
   str("s3Region",                  "s3Region",                     "",                        "S3_REGION",                     none,                         "S3 region; empty = us-east-1"),
   bool("s3SkipBucketProbe",        "s3SkipBucketProbe",            "false",                   "S3_SKIP_BUCKET_PROBE",          none,                         "skip the startup bucket probe"),
-  num("s3ParquetFlushBytes",       "s3ParquetFlushThresholdBytes", "0",                       "S3_PARQUET_FLUSH_BYTES",        none,                         "parquet object size cap; 0 = 63 MiB"),
+  num("s3ParquetFlushBytes",       "s3ParquetFlushThresholdBytes", "0",                       "S3_PARQUET_FLUSH_BYTES",        none,                         "parquet object size (uncompressed column bytes); 0 = 63 MiB"),
   dur("s3FlushInterval",           "s3FlushInterval",              "0s",                      "S3_FLUSH_INTERVAL",             none,                         "parquet staleness flush; 0 = max(frequency, 30m)"),
   num("s3FlushJitterPct",          "s3FlushJitterPct",             "20",                      "S3_FLUSH_JITTER_PCT",           PCT,                          "jitter of the staleness timer"),
   num("s3FlushThresholdJitterPct", "s3FlushThresholdJitterPct",    "20",                      "S3_FLUSH_THRESHOLD_JITTER_PCT", PCT,                          "downward jitter of the size cap"),
-  num("s3UploadMaxAttempts",       "s3UploadMaxAttempts",          "10",                      "S3_UPLOAD_MAX_ATTEMPTS",        range(1, 100),                "PUT attempts before an object is dropped"),
+  num("s3UploadMaxAttempts",       "s3UploadMaxAttempts",          "10",                      "S3_UPLOAD_MAX_ATTEMPTS",        range(1, 100),                "PUT attempts of an object before it goes back to the queue"),
+  str("s3ParquetCodec",            "s3ParquetCodec",               "zstd",                    "S3_PARQUET_CODEC",              oneOf(PARQUET_CODECS),        "Parquet page compression: zstd, snappy, gzip, none"),
   dur("s3UploadBackoffCap",        "s3UploadBackoffCap",           "0s",                      "S3_UPLOAD_BACKOFF_CAP",         none,                         "upload backoff cap; 0 = clamp(frequency/10, 1s, 1h)"),
   dur("reconcileFrequency",        "reconcileFrequency",           "6h",                      "RECONCILE_FREQUENCY",           none,                         "background namespace reconcile; 0 = off"),
   bool("reconcileBeforePoll",      "reconcileBeforePoll",          "true",                    "RECONCILE_BEFORE_POLL",         none,                         "reconcile namespaces right before each poll"),

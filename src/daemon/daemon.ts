@@ -11,12 +11,12 @@ import { type XtcpConfig, XtcpConfigSchema } from "../gen/xtcp_config/v1/xtcp_co
 import type { NetnsHome } from "../../ffi/netns.ts";
 import type { DaemonControl } from "../api/control.ts";
 import { deliverySettings, destOptions, pollSettings } from "../config/derive.ts";
-import { type Destination, isSync } from "../dest/destination.ts";
+import { type Destination, hasUploadControl, isSync } from "../dest/destination.ts";
 import {
   type Backlog,
   type Delivery,
+  deliveryAccount,
   DeliveryQueue,
-  DROP_REASONS,
   InPlaceDelivery,
 } from "../dest/queue.ts";
 import { openDestination } from "../dest/registry.ts";
@@ -36,21 +36,6 @@ import { errorMessage, isFatal } from "../util/errors.ts";
 import type { Counters, Logger } from "../util/log.ts";
 import { withTimeout } from "../util/timeout.ts";
 import { VERSION } from "../version.ts";
-
-/**
- * One line accounting for every row handed to the delivery queue since start: acknowledged,
- * dropped (by reason), spooled, or still waiting.
- */
-export function deliveryAccount(scheme: string, c: Counters): string {
-  const rows = (variable: string) => c.get("destQueue", variable, "rows");
-  const reasons = DROP_REASONS.map((r) => [r, rows(`drop_${r}`)] as const).filter(([, n]) => n);
-  const dropped = reasons.reduce((sum, [, n]) => sum + n, 0);
-  return `delivery to ${scheme}: ${rows("enqueued")} rows handed over, ${
-    rows("acked")
-  } acknowledged, ${dropped} dropped${
-    reasons.length ? ` (${reasons.map(([r, n]) => `${r} ${n}`).join(", ")})` : ""
-  }, ${rows("spooled")} spooled`;
-}
 
 /** What a {@link Daemon} is made of. */
 export interface DaemonDeps {
@@ -81,6 +66,7 @@ interface Enrichment {
 
 /** One running poll loop and what it owns. */
 interface Loop {
+  dest: Destination;
   poller: Poller;
   delivery: Delivery;
   capture: CaptureWriter | undefined;
@@ -186,7 +172,7 @@ export class Daemon implements DaemonControl, AsyncDisposable {
     const { counters, log } = this.deps;
     const dest = await openDestination(
       cfg.dest,
-      destOptions(cfg, { counters, log, signal: this.deps.signal }),
+      destOptions(cfg, { counters, log, signal: this.deps.signal, hostname: this.deps.hostname }),
     );
     const framing = marshaller(cfg.marshalTo, cfg.csvColumns).framing;
     const delivery = this.openDelivery(cfg, dest, framing);
@@ -239,7 +225,7 @@ export class Daemon implements DaemonControl, AsyncDisposable {
     if (this.deps.signal.aborted) stop.abort();
     // Before each poll: a fatal reconcile error ends the loop at once (and the daemon with it).
     const running = poller.run(stop.signal, () => this.reconcileNamespaces());
-    this.loop = { poller, delivery, capture, stop, running };
+    this.loop = { dest, poller, delivery, capture, stop, running };
     running.then(
       () => {
         if (!this.reconfiguring) this.ended.resolve();
@@ -467,6 +453,24 @@ export class Daemon implements DaemonControl, AsyncDisposable {
     next.pollTimeout = msToDuration(timeoutMs);
     this.configNow = next;
     this.loop?.poller.setCadence(frequencyMs, timeoutMs);
+    return next;
+  }
+
+  /**
+   * SetS3Upload: a new staleness interval (at once) and/or size threshold (from the next object)
+   * for the s3parquet destination; returns the configuration in force. Throws when the
+   * destination is not s3parquet.
+   */
+  setS3Upload(intervalMs: number | undefined, thresholdBytes: number | undefined): XtcpConfig {
+    const dest = this.loop?.dest;
+    if (!dest || !hasUploadControl(dest)) {
+      throw new Error(`the destination is ${this.configNow.dest}, not s3parquet`);
+    }
+    const next = clone(XtcpConfigSchema, this.configNow);
+    if (intervalMs !== undefined) next.s3FlushInterval = msToDuration(intervalMs);
+    if (thresholdBytes !== undefined) next.s3ParquetFlushThresholdBytes = thresholdBytes;
+    this.configNow = next;
+    dest.setUpload(intervalMs, thresholdBytes);
     return next;
   }
 

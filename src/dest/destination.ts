@@ -5,6 +5,7 @@
  * @module
  */
 import type { Counters, Logger } from "../util/log.ts";
+import type { ParquetCodec } from "../format/parquet_codec.ts";
 
 /**
  * How a flush's bytes are cut: `message` is one self-contained unit (an Envelope, a JSON
@@ -58,11 +59,70 @@ export function isSync(d: Destination): d is SyncDestination {
   return (d as Partial<SyncDestination>).sync === true;
 }
 
+/** A destination whose upload timing the API changes (s3parquet, `SetS3Upload`). */
+export interface S3UploadControl {
+  /** A new staleness interval (at once) and/or size threshold (from the next object). */
+  setUpload(intervalMs: number | undefined, thresholdBytes: number | undefined): void;
+}
+
+/**
+ * Whether `d` takes {@link S3UploadControl.setUpload}.
+ *
+ * @example
+ * ```ts
+ * if (hasUploadControl(dest)) dest.setUpload(60_000, undefined);
+ * ```
+ */
+export function hasUploadControl(d: Destination): d is Destination & S3UploadControl {
+  return typeof (d as Partial<S3UploadControl>).setUpload === "function";
+}
+
 /** Kafka codecs (`--kafkaCompression`); "" and "auto" mean none, as in the original. */
 export const KAFKA_COMPRESSIONS = ["", "auto", "none", "gzip", "snappy", "lz4", "zstd"] as const;
 
 /** A `--kafkaCompression` value. */
 export type KafkaCompression = (typeof KAFKA_COMPRESSIONS)[number];
+
+/** What a full delivery queue does. */
+export const FULL_POLICIES = ["drop_oldest", "drop_newest", "block"] as const;
+
+/** A {@link FULL_POLICIES} value. */
+export type FullPolicy = (typeof FULL_POLICIES)[number];
+
+/** What an s3parquet destination is given (derived from the configuration). */
+export interface S3ParquetOptions {
+  endpoint: string;
+  bucket: string;
+  prefix: string;
+  region: string;
+  accessKey: string;
+  secretKey: string;
+  skipBucketProbe: boolean;
+  /** Hostname in the keys (sanitized here). */
+  hostname: string;
+  /** Size threshold of an object (PLAIN bytes; 0 = 63 MiB), downward jitter in %. */
+  flushBytes: number;
+  thresholdJitterPct: number;
+  /** Staleness interval (ms, > 0) and its jitter in %. */
+  flushIntervalMs: number;
+  flushJitterPct: number;
+  /** PUT attempts of one object per try of the queue, and the cap of the delay between them. */
+  uploadMaxAttempts: number;
+  uploadBackoffCapMs: number;
+  codec: ParquetCodec;
+  /** The delivery queue of objects. */
+  queue: {
+    maxBytes: number;
+    full: FullPolicy;
+    retryInitialMs: number;
+    retryMaxMs: number;
+    spoolDir: string;
+    spoolMaxBytes: number;
+    drainMs: number;
+  };
+  /** Multipart part size (default 16 MiB; tests make it smaller). */
+  partBytes?: number;
+}
 
 /** Options that shape destinations. */
 export interface DestOptions {
@@ -82,6 +142,8 @@ export interface DestOptions {
   fileMaxBytes: number;
   /** file: rotation age. */
   fileMaxAgeMs: number;
+  /** s3parquet: where and how objects are written. */
+  s3?: S3ParquetOptions;
   /** Where sends, errors and drops are counted. */
   counters: Counters;
   /** Where connection events are logged. */

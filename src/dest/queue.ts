@@ -15,21 +15,38 @@
 import { Backoff } from "../util/backoff.ts";
 import { errorMessage, isRefused } from "../util/errors.ts";
 import type { Counters, Logger } from "../util/log.ts";
-import { type Destination, type Framing, isSync, type SyncDestination } from "./destination.ts";
+import {
+  type Destination,
+  type Framing,
+  type FullPolicy,
+  isSync,
+  type SyncDestination,
+} from "./destination.ts";
 import { BufferPool } from "./buffer_pool.ts";
 import type { Spool } from "./spool.ts";
 
-/** What a full queue does. */
-export const FULL_POLICIES = ["drop_oldest", "drop_newest", "block"] as const;
-
-/** A {@link FULL_POLICIES} value. */
-export type FullPolicy = (typeof FULL_POLICIES)[number];
+export { FULL_POLICIES, type FullPolicy } from "./destination.ts";
 
 /** Why envelopes were dropped. */
 export const DROP_REASONS = ["queue_full", "spool_full", "rejected", "shutdown"] as const;
 
 /** A {@link DROP_REASONS} value. */
 export type DropReason = (typeof DROP_REASONS)[number];
+
+/**
+ * One line accounting for every row handed to the delivery queue since start: acknowledged,
+ * dropped (by reason), spooled, or still waiting.
+ */
+export function deliveryAccount(scheme: string, c: Counters): string {
+  const rows = (variable: string) => c.get("destQueue", variable, "rows");
+  const reasons = DROP_REASONS.map((r) => [r, rows(`drop_${r}`)] as const).filter(([, n]) => n);
+  const dropped = reasons.reduce((sum, [, n]) => sum + n, 0);
+  return `delivery to ${scheme}: ${rows("enqueued")} rows handed over, ${
+    rows("acked")
+  } acknowledged, ${dropped} dropped${
+    reasons.length ? ` (${reasons.map(([r, n]) => `${r} ${n}`).join(", ")})` : ""
+  }, ${rows("spooled")} spooled`;
+}
 
 /** What is waiting to be delivered. */
 export interface Backlog {
@@ -62,8 +79,25 @@ export interface Delivery extends AsyncDisposable {
 }
 
 /**
+ * A destination that takes flushes in place and queues what it makes of them (s3parquet: its
+ * objects): its backlog and room are those of the delivery.
+ */
+export interface QueueingDestination {
+  /** What waits in its queue. */
+  backlog(): Backlog;
+  /** Resolves once its queue has room (only ever waits with the block policy). */
+  room(): Promise<void>;
+}
+
+function isQueueing(d: object): d is QueueingDestination {
+  const q = d as Partial<QueueingDestination>;
+  return typeof q.backlog === "function" && typeof q.room === "function";
+}
+
+/**
  * Delivery to a destination that writes in place: a failed write is counted and logged with
- * its rows (they are lost: such a destination has nothing to retry against).
+ * its rows (they are lost: such a destination has nothing to retry against). One that queues
+ * what it makes ({@link QueueingDestination}) gives its backlog and room.
  */
 export class InPlaceDelivery implements Delivery {
   /** Always true. */
@@ -88,15 +122,15 @@ export class InPlaceDelivery implements Delivery {
       this.log.error(`${this.dest.scheme}: ${rows} rows lost: ${errorMessage(err)}`);
     }
   }
-  /** Always room. */
+  /** Always room, but for a queueing destination whose queue is full (block policy). */
   room(): Promise<void> {
-    return Promise.resolve();
+    return isQueueing(this.dest) ? this.dest.room() : Promise.resolve();
   }
   /** Nothing to mark. */
   beginPoll(): void {}
-  /** Nothing waits. */
-  backlog(): undefined {
-    return undefined;
+  /** Nothing waits, but in a queueing destination's queue. */
+  backlog(): Backlog | undefined {
+    return isQueueing(this.dest) ? this.dest.backlog() : undefined;
   }
   /** Releases the destination. */
   async [Symbol.asyncDispose](): Promise<void> {

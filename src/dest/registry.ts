@@ -35,20 +35,24 @@ export const DEST_SCHEMES = [
   "redis",
   "valkey-stream",
   "redis-stream",
+  "s3parquet",
 ] as const;
 
 /** A destination scheme. */
 export type DestScheme = (typeof DEST_SCHEMES)[number];
 
 /** Schemes of the original that this build does not open yet. */
-export const FUTURE_SCHEMES: readonly string[] = ["s3parquet"];
+export const FUTURE_SCHEMES: readonly string[] = [];
 
 const PATH_SCHEMES: readonly string[] = ["file", "unix", "unixgram"];
 
 /** A `--dest` value taken apart. */
 export interface DestSpec {
   scheme: DestScheme;
-  /** Path, HOST:PORT, the whole URL for http and https ("" for null, stdout, stderr). */
+  /**
+   * Path, HOST:PORT, the whole URL for http and https, the endpoint URL for s3parquet ("" for
+   * null, stdout, stderr, and s3parquet with -s3Endpoint).
+   */
   address: string;
 }
 
@@ -64,6 +68,23 @@ function parseUrlDest(scheme: "http" | "https", dest: string): DestSpec {
     throw new RangeError(`${scheme}: needs ${scheme}://HOST[:PORT][/PATH][?QUERY]`);
   }
   return { scheme, address: dest };
+}
+
+/** s3parquet: nothing (the endpoint comes from -s3Endpoint) or an http(s) URL. */
+function parseS3Dest(address: string): DestSpec {
+  if (address === "") return { scheme: "s3parquet", address };
+  let url: URL | undefined;
+  try {
+    url = new URL(address);
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== "http:" && url.protocol !== "https:") || !url.hostname) {
+    throw new RangeError(
+      `s3parquet: needs s3parquet: (with -s3Endpoint) or s3parquet:http(s)://HOST[:PORT], not "${address}"`,
+    );
+  }
+  return { scheme: "s3parquet", address };
 }
 
 function isScheme(s: string): s is DestScheme {
@@ -105,6 +126,7 @@ export function parseDest(dest: string): DestSpec {
   }
   if (scheme === "null" || scheme === "stdout" || scheme === "stderr") return { scheme, address };
   if (scheme === "http" || scheme === "https") return parseUrlDest(scheme, dest);
+  if (scheme === "s3parquet") return parseS3Dest(m[2]);
   if (PATH_SCHEMES.includes(scheme)) {
     if (!address) throw new RangeError(`${scheme}: needs a path`);
     return { scheme, address };
@@ -166,5 +188,7 @@ export async function openDestination(dest: string, opts: DestOptions): Promise<
     case "valkey-stream":
     case "redis-stream":
       return await (await import("./valkey.ts")).ValkeyDest.open(scheme, address, opts);
+    case "s3parquet":
+      return await (await import("./s3parquet.ts")).S3ParquetDest.open(address, opts);
   }
 }
