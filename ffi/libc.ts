@@ -52,6 +52,8 @@ export const MAX_EINTR_RETRIES = 100;
  * and the errno read.
  */
 const SYMBOLS = {
+  /** void _exit(int status) */
+  _exit: { parameters: ["i32"], result: "void" },
   /** int socket(int domain, int type, int protocol) */
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   /** int bind(int sockfd, const struct sockaddr *addr, socklen_t addrlen) */
@@ -261,6 +263,15 @@ export function sysConnect(fd: number, addr: Uint8Array): void {
 export function sysAccept(fd: number, flags = SOCK_CLOEXEC): number {
   const c = lc();
   return check("accept4", c.symbols.accept4(fd, null, null, flags), c.errno[0]);
+}
+
+/**
+ * _exit(2): ends the process at once, without exit handlers or static destructors. For a
+ * process that loaded a library whose destructors race its own threads at exit (libchdb).
+ */
+export function sysExitNow(status: number): never {
+  lc().symbols._exit(status);
+  throw new Error("_exit returned");
 }
 
 /** write(2); returns bytes written. */

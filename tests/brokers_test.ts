@@ -26,7 +26,7 @@ import {
 } from "./support/delivery.ts";
 import { unframe } from "./support/records.ts";
 import { RDKAFKA, startMockKafka } from "./support/kafka_mock.ts";
-import { missing, NATS, REDIS, startServer, stop } from "./support/servers.ts";
+import { missing, NATS, REDIS, redisArgs, startServer, stop } from "./support/servers.ts";
 
 const OUTAGE_MS = 10_000;
 
@@ -267,16 +267,7 @@ Deno.test({
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, new RegExp(`cannot start: valkey 127\\.0\\.0\\.1:${port}: `));
     await using load = await startLoad({ conns: 200, bytes: 10 });
-    const args = [
-      "--bind",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      "--save",
-      "",
-      "--appendonly",
-      "no",
-    ];
+    const args = redisArgs(port);
     let server = await startServer(REDIS, args, /Ready to accept connections/);
     // PUBLISH: one poll reaches a subscriber.
     let published = 0;

@@ -68,7 +68,10 @@ async function readBack(ask: Record<string, unknown>): Promise<ReadBack> {
       stderr: "piped",
     }).output();
     const err = new TextDecoder().decode(out.stderr);
-    assert.ok(out.success, `reader ${ask.reader} failed: ${err}`);
+    assert.ok(
+      out.success,
+      `reader ${ask.reader} failed (exit ${out.code}, signal ${out.signal}, ${out.stdout.length} bytes out): ${err}`,
+    );
     return JSON.parse(new TextDecoder().decode(out.stdout));
   } finally {
     await Deno.remove(scratch, { recursive: true });
@@ -463,7 +466,7 @@ Deno.test({
               retryMaxMs: 500,
               spoolDir: "",
               spoolMaxBytes: 0,
-              drainMs: 20_000,
+              shutdownDrainMs: 20_000,
             },
             partBytes: 5 << 20,
           };

@@ -21,7 +21,7 @@ import { isRefused } from "../src/util/errors.ts";
 import { captureEnvelope, testDestOptions } from "./support/envelope.ts";
 import { unframe } from "./support/records.ts";
 import { freePort, until } from "./support/run.ts";
-import { missing, NATS, REDIS, startServer, stop } from "./support/servers.ts";
+import { missing, NATS, REDIS, redisArgs, startServer, stop } from "./support/servers.ts";
 
 const enc = new TextEncoder();
 
@@ -124,16 +124,7 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     const port = freePort();
-    const args = [
-      "--bind",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      "--save",
-      "",
-      "--appendonly",
-      "no",
-    ];
+    const args = redisArgs(port);
     let server = await startServer(REDIS, args, /Ready to accept connections/);
     const client = new Redis({
       host: "127.0.0.1",

@@ -5,9 +5,9 @@
  * @module
  */
 import type { XtcpConfig } from "../gen/xtcp_config/v1/xtcp_config_pb.ts";
-import type { DestOptions, S3ParquetOptions } from "../dest/destination.ts";
+import type { DeliverySettings, DestOptions, S3ParquetOptions } from "../dest/destination.ts";
 import { PARQUET_CODECS } from "../format/parquet_codec.ts";
-import { FULL_POLICIES, type FullPolicy } from "../dest/queue.ts";
+import { FULL_POLICIES } from "../dest/queue.ts";
 import { isLocalScheme, parseDest } from "../dest/registry.ts";
 import { decoderMask as maskOfNames, idiagExt } from "../netlink/deserializers.ts";
 import { MIN_RECV_BUFFER } from "../netlink/dump.ts";
@@ -139,15 +139,7 @@ export function s3Options(cfg: XtcpConfig, hostname: string): S3ParquetOptions {
     uploadBackoffCapMs: durationMs(cfg.s3UploadBackoffCap) ||
       Math.min(3_600_000, Math.max(1000, freq / 10)),
     codec: PARQUET_CODECS.find((c) => c === cfg.s3ParquetCodec) ?? "zstd",
-    queue: {
-      maxBytes: d.maxBytes,
-      full: d.full,
-      retryInitialMs: d.retryInitialMs,
-      retryMaxMs: d.retryMaxMs,
-      spoolDir: d.spoolDir,
-      spoolMaxBytes: d.spoolMaxBytes,
-      drainMs: d.shutdownDrainMs,
-    },
+    queue: d,
   };
 }
 
@@ -171,20 +163,6 @@ export function destOptions(
     log: deps.log,
     ...(deps.signal ? { signal: deps.signal } : {}),
   };
-}
-
-/** How flushes reach a network destination (see {@link DeliveryQueue}). */
-export interface DeliverySettings {
-  /** Queue size in memory (bytes). */
-  maxBytes: number;
-  full: FullPolicy;
-  retryInitialMs: number;
-  retryMaxMs: number;
-  /** Spool directory ("" = none) and size. */
-  spoolDir: string;
-  spoolMaxBytes: number;
-  /** How long shutdown waits for the queue. */
-  shutdownDrainMs: number;
 }
 
 /** The delivery settings of `cfg` (0 = the defaults: 32 MiB, 1 s to 30 s, 1 GiB, 3 s). */

@@ -89,6 +89,20 @@ export const FULL_POLICIES = ["drop_oldest", "drop_newest", "block"] as const;
 /** A {@link FULL_POLICIES} value. */
 export type FullPolicy = (typeof FULL_POLICIES)[number];
 
+/** How flushes reach a network destination (see the delivery queue, `queue.ts`). */
+export interface DeliverySettings {
+  /** Queue size in memory (bytes). */
+  maxBytes: number;
+  full: FullPolicy;
+  retryInitialMs: number;
+  retryMaxMs: number;
+  /** Spool directory ("" = none) and size. */
+  spoolDir: string;
+  spoolMaxBytes: number;
+  /** How long shutdown waits for the queue. */
+  shutdownDrainMs: number;
+}
+
 /** What an s3parquet destination is given (derived from the configuration). */
 export interface S3ParquetOptions {
   endpoint: string;
@@ -111,15 +125,7 @@ export interface S3ParquetOptions {
   uploadBackoffCapMs: number;
   codec: ParquetCodec;
   /** The delivery queue of objects. */
-  queue: {
-    maxBytes: number;
-    full: FullPolicy;
-    retryInitialMs: number;
-    retryMaxMs: number;
-    spoolDir: string;
-    spoolMaxBytes: number;
-    drainMs: number;
-  };
+  queue: DeliverySettings;
   /** Multipart part size (default 16 MiB; tests make it smaller). */
   partBytes?: number;
 }

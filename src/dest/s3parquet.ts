@@ -351,7 +351,7 @@ export class S3ParquetDest implements SyncDestination, S3UploadControl, Queueing
     if (this.closed) return;
     this.finish("shutdown");
     this.closed = true;
-    await this.queue.close(this.o.queue.drainMs);
+    await this.queue.close(this.o.queue.shutdownDrainMs);
     this.log.info(deliveryAccount(this.scheme, this.counters));
     await this.queue[Symbol.asyncDispose]();
   }

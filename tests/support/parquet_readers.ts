@@ -10,6 +10,7 @@
  * partition columns DuckDB saw, the `_path` and `_size` of each S3 object ClickHouse read).
  */
 import { Chdb } from "../../ffi/chdb.ts";
+import { sysExitNow } from "../../ffi/libc.ts";
 
 interface Ask {
   reader: "chdb-file" | "chdb-s3" | "duckdb";
@@ -62,7 +63,7 @@ if (ask.reader === "duckdb") {
   c.closeSync();
   console.log(JSON.stringify({ count, rows, types, extra }));
 } else {
-  using ch = new Chdb(ask.lib ?? "", ask.scratch ?? "");
+  const ch = new Chdb(ask.lib ?? "", ask.scratch ?? "");
   const src = ask.reader === "chdb-s3"
     ? `s3(${quote(ask.source)}, ${quote(ask.accessKey ?? "")}, ${
       quote(ask.secretKey ?? "")
@@ -78,4 +79,9 @@ if (ask.reader === "duckdb") {
     ? lines(`SELECT _path, any(_size), count() FROM ${src} GROUP BY _path ORDER BY _path`)
     : [];
   console.log(JSON.stringify({ count, rows, types, extra }));
+  // libchdb's static destructors race its thread pools at a normal exit (SIGSEGV after the
+  // output was complete, one exit in three): the output is written (console.log writes at once),
+  // so leave without them.
+  ch[Symbol.dispose]();
+  sysExitNow(0);
 }

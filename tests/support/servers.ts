@@ -57,3 +57,8 @@ export async function stop(child: Deno.ChildProcess): Promise<void> {
   } catch { /* exited */ }
   await child.status;
 }
+
+/** redis-server's arguments: loopback `port`, nothing persisted. */
+export function redisArgs(port: number): string[] {
+  return ["--bind", "127.0.0.1", "--port", String(port), "--save", "", "--appendonly", "no"];
+}
