@@ -28,7 +28,7 @@ import {
  */
 let quieted = false;
 
-function quietKafkajsTimers(): void {
+export function quietKafkajsTimers(): void {
   if (quieted) return;
   quieted = true;
   const emit = process.emitWarning.bind(process);
