@@ -309,6 +309,8 @@ function selectors(expr: string): { name: string; labels: [string, string][] }[]
 const EVENT_COUNTERS: Record<string, [string, string]> = {
   // Any error counter (the errors panel): one of them.
   "*/*/error": ["src/dest/queue.ts", 'inc("Poller", "envelopeFlush", "error")'],
+  // Netlinker or NetlinkerIoUring (a regex in the query): receives that timed out.
+  "*/Timeout/count": ["src/poll/netlink_counts.ts", 'add("Timeout", d.recvTimeouts'],
   "delete/delete/counter": ["src/netns/registry.ts", 'inc("delete", "delete", "counter")'],
   "netNamespaceInstance/open/error": [
     "src/netns/registry.ts",
