@@ -51,6 +51,12 @@ Deno.test("ns, nstest, xtcp2_kafka_client: --help with their tasks' permissions;
     assert.notEqual(bad.code, 0);
     assert.match(bad.stderr, new RegExp(`^${name}: .*bogus`));
   }
+  // ns --once: one pass as JSON lines (the original's profiling flags accepted, with no effect).
+  const once = await run(taskArgv("ns", ["-profile.mode", "cpu", "-pprof=false", "--once"]));
+  assert.equal(once.code, 0, once.stderr);
+  const found = once.stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.ok(found.some((n) => n.name === "default" && n.source === "proc"), once.stdout);
+  for (const n of found) assert.match(String(n.inode), /^\d+$/);
 });
 
 /** One value of the `ns` tool's exposition. */

@@ -26,6 +26,7 @@ mounts of /run/netns and /run/docker/netns), without entering any namespace.
   --once              one pass: print each namespace as a JSON line and exit
   -d N                0 quiet, 1 a line per namespace added or deleted, >10 one per pass  [1]
   -v                  print the version and exit
+  --profile.mode M, --pprof=BOOL   the original's profiling flags: accepted, no effect here
 `;
 
 const SOURCES = ["proc", "bindmount"] as const;
@@ -46,6 +47,9 @@ export async function main(args: string[]): Promise<number> {
       d: { type: "string", default: "1" },
       v: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
+      // The original's Go profiling flags: accepted, no effect here.
+      "profile.mode": { type: "string" },
+      pprof: { type: "string" },
     },
   });
   if (values.help) {
