@@ -16,7 +16,7 @@ const MINIMAL = `${ROOT}src/cmd/xtcp2_minimal.ts`;
 const BROKER_CLIENTS = ["kafkajs", "nats", "ioredis", "snappyjs", "lz4js", "@bokuweb/zstd-wasm"];
 /** Modules that are there for the broker destinations only. */
 const BROKER_MODULES =
-  /\/src\/dest\/(kafka|kafka_codecs|schema_registry|nats|nsq|valkey|reply_conn|brokers)\.ts$/;
+  /\/src\/(dest\/(kafka|kafka_codecs|schema_registry|nats|nsq|valkey|reply_conn|brokers|s3|s3parquet)|format\/parquet(_records)?)\.ts$/;
 
 interface Graph {
   /** npm packages, by name without version. */
@@ -52,7 +52,7 @@ Deno.test("xtcp2_minimal's module graph has no broker destination nor client; th
   // The check sees what it looks for: kafkajs and every broker module are in the full graph.
   assert.ok(full.npm.has("kafkajs"), "kafkajs is missing from the full graph");
   assert.deepEqual(minimal.local.filter((p) => BROKER_MODULES.test(p)), []);
-  for (const m of ["kafka", "nats", "nsq", "valkey", "brokers"]) {
+  for (const m of ["kafka", "nats", "nsq", "valkey", "brokers", "s3parquet"]) {
     assert.ok(
       full.local.some((p) => p.endsWith(`/src/dest/${m}.ts`)),
       `${m}.ts not in the full graph`,
@@ -133,7 +133,7 @@ Deno.test({
       assert.equal(refused.code, 1);
       assert.match(
         new TextDecoder().decode(refused.stderr),
-        /cannot start: destination [a-z-]+ is not in this build \(the minimal one has no broker destinations\): use the full xtcp2/,
+        /cannot start: destination [a-z-]+ is not in this build \(the minimal one has no broker or s3parquet destinations\): use the full xtcp2/,
       );
     }
   },

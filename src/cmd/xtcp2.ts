@@ -1,6 +1,6 @@
 /**
  * `xtcp2`, the full flavor: every destination, the brokers (kafka over kafkajs; nats, nsq,
- * valkey/redis) included, each loaded when its destination opens. `xtcp2_minimal.ts` is the same daemon without
+ * valkey/redis) and s3parquet included, each loaded when its destination opens. `xtcp2_minimal.ts` is the same daemon without
  * them.
  *
  * @module

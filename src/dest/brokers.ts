@@ -1,9 +1,9 @@
 /**
- * The broker destinations (kafka: over kafkajs and its codecs; nats, nsq, valkey/redis: their
- * protocols written here), for registry.ts's `registerDestinations`. Each is loaded only when its
- * destination is opened, so a daemon writing elsewhere starts without them; an entrypoint that
- * does not import this module (`xtcp2_minimal`) has none of them in its module graph or its
- * compiled binary.
+ * The broker and archive destinations (kafka: over kafkajs and its codecs; nats, nsq,
+ * valkey/redis: their protocols written here; s3parquet: the Parquet writer and S3 client written
+ * here), for registry.ts's `registerDestinations`. Each is loaded only when its destination is
+ * opened, so a daemon writing elsewhere starts without them; an entrypoint that does not import
+ * this module (`xtcp2_minimal`) has none of them in its module graph or its compiled binary.
  *
  * @module
  */

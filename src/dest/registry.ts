@@ -1,9 +1,10 @@
 /**
  * Destinations by `--dest` spec: `null`, `stdout`, `stderr`, or `scheme:address` (also
- * `scheme://address`). The broker destinations (kafka: over kafkajs; nats, nsq, valkey/redis:
- * their protocols written here) are not in this module's graph: an entrypoint adds them with
- * {@link registerDestinations} (brokers.ts; the full `xtcp2` does, `xtcp2_minimal` does not), the
- * way the original's build tags add them. Each is loaded only when its destination is opened.
+ * `scheme://address`). The broker and archive destinations (kafka: over kafkajs; nats, nsq,
+ * valkey/redis: their protocols written here; s3parquet: Parquet and S3 written here) are not in
+ * this module's graph: an entrypoint adds them with {@link registerDestinations} (brokers.ts; the
+ * full `xtcp2` does, `xtcp2_minimal` does not), the way the original's build tags add them. Each
+ * is loaded only when its destination is opened.
  *
  * @module
  */
@@ -187,7 +188,7 @@ function openRegistered(scheme: RegisteredScheme, address: string, opts: DestOpt
   const open = registered.get(scheme);
   if (!open) {
     throw new RangeError(
-      `destination ${scheme} is not in this build (the minimal one has no broker destinations): use the full xtcp2`,
+      `destination ${scheme} is not in this build (the minimal one has no broker or s3parquet destinations): use the full xtcp2`,
     );
   }
   return open(scheme, address, opts);
