@@ -167,7 +167,7 @@ export const REGISTERED_SCHEMES = [
 /** A scheme registered by the entrypoint. */
 export type RegisteredScheme = (typeof REGISTERED_SCHEMES)[number];
 
-const registered = new Map<DestScheme, DestOpener>();
+const registered = new Map<RegisteredScheme, DestOpener>();
 
 /**
  * Adds the openers of destinations whose clients this module does not import; an entrypoint
@@ -181,7 +181,7 @@ const registered = new Map<DestScheme, DestOpener>();
 export function registerDestinations(
   openers: Readonly<Record<RegisteredScheme, DestOpener>>,
 ): void {
-  for (const [scheme, open] of Object.entries(openers)) registered.set(scheme as DestScheme, open);
+  for (const scheme of REGISTERED_SCHEMES) registered.set(scheme, openers[scheme]);
 }
 
 function openRegistered(scheme: RegisteredScheme, address: string, opts: DestOptions) {
