@@ -27,7 +27,8 @@ ensure_apt() {
   # (prometheus), real brokers (nats-server, redis-server; the tests start them on free ports,
   # apt does not start them here), librdkafka1
   # (its mock cluster is the Kafka broker of the tests), kcat (a Kafka consumer that is not
-  # ours, reading every codec back), openssl (the https test makes its own CA); for the kernel
+  # ours, reading every codec back), openssl (the https test makes its own CA), systemd
+  # (systemd-analyze verify checks contrib/systemd/xtcp2.service; nothing is started); for the kernel
   # suite, QEMU, a static busybox (the VM's userland) and xz (Debian's 6.12 modules are .ko.xz);
   # for the enrichment tests, podman with runc, netavark and iptables (real containers, podman's
   # Docker Engine API; the image is made from the static busybox), lldpd (real LLDP neighbours),
@@ -47,6 +48,7 @@ ensure_apt() {
   [ -x /usr/bin/promtool ] || missing+=(prometheus)
   [ -x /usr/bin/kcat ] || missing+=(kcat)
   [ -x /usr/bin/openssl ] || missing+=(openssl)
+  [ -x /usr/bin/systemd-analyze ] || missing+=(systemd)
   command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
   dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
   command -v xz >/dev/null 2>&1 || missing+=(xz-utils)

@@ -281,6 +281,12 @@ export function sysWrite(fd: number, buf: Uint8Array): number {
   return check("write", c.symbols.write(fd, buf, len), c.errno[0]);
 }
 
+/** read(2) (blocking); returns bytes read, 0 at end of file. */
+export function sysRead(fd: number, buf: Uint8Array): number {
+  const c = lc();
+  return check("read", c.symbols.read(fd, buf, BigInt(buf.length)), c.errno[0]);
+}
+
 /** A raw system call with up to six integer arguments; throws OsError named `name`. */
 export function sysCall(name: string, nr: number, ...args: (number | bigint)[]): number {
   const a = [...args, 0, 0, 0, 0, 0, 0];

@@ -13,7 +13,8 @@ import assert from "node:assert/strict";
 import { fromBinary } from "@bufbuild/protobuf";
 import { connect as natsConnect } from "nats";
 import { Redis } from "ioredis";
-import { openDestination } from "../src/dest/registry.ts";
+import { BROKER_DESTINATIONS } from "../src/dest/brokers.ts";
+import { openDestination, registerDestinations } from "../src/dest/registry.ts";
 import { parseResp, RespError } from "../src/dest/valkey.ts";
 import { marshaller } from "../src/format/marshal.ts";
 import { EnvelopeSchema } from "../src/gen/xtcp_flat_record/v1/xtcp_flat_record_pb.ts";
@@ -22,6 +23,9 @@ import { captureEnvelope, testDestOptions } from "./support/envelope.ts";
 import { unframe } from "./support/records.ts";
 import { freePort, until } from "./support/run.ts";
 import { missing, NATS, REDIS, redisArgs, startServer, stop } from "./support/servers.ts";
+
+// As the full xtcp2 entrypoint does (the minimal one has no broker destinations).
+registerDestinations(BROKER_DESTINATIONS);
 
 const enc = new TextEncoder();
 

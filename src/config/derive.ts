@@ -155,6 +155,8 @@ export function destOptions(
     marshal: cfg.marshalTo,
     topic: cfg.topic,
     kafkaCompression: cfg.kafkaCompression,
+    kafkaSchemaUrl: cfg.kafkaSchemaUrl,
+    xtcpProtoFile: cfg.xtcpProtoFile,
     sendTimeoutMs: durationMs(cfg.kafkaProduceTimeout),
     httpCaFile: cfg.httpCaFile,
     streamMaxLen: Number(cfg.valkeyStreamMaxLen) || 100,

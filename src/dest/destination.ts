@@ -138,6 +138,10 @@ export interface DestOptions {
   topic: string;
   /** `--kafkaCompression` (kafka: only). */
   kafkaCompression?: string;
+  /** kafka: schema registry URL (`--kafkaSchemaUrl`); the proto is registered when both are set. */
+  kafkaSchemaUrl?: string;
+  /** kafka: the .proto registered with the schema registry (`--xtcpProtoFile`). */
+  xtcpProtoFile?: string;
   /** valkey-stream: XADD MAXLEN ~ this (0 = 100). */
   streamMaxLen?: number;
   /** How long one send may wait for the peer, in ms (`--produceTimeout`; 0 = the default). */

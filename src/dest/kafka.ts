@@ -2,7 +2,8 @@
  * `kafka:HOST:PORT` (kafkajs): each flush is one record (no key) of topic `--topic`, and a send
  * resolves once every in-sync replica acknowledged it (acks all). Fails at startup without the
  * broker; afterwards the client reconnects by itself and a failed produce comes back to the
- * caller to retry.
+ * caller to retry. At startup the proto is registered with the schema registry, when one answers
+ * (schema_registry.ts; never fatal).
  *
  * @module
  */
@@ -11,6 +12,7 @@ import process from "node:process";
 import { CompressionTypes, Kafka, logLevel, type Producer } from "kafkajs";
 import { errorMessage, RefusedError } from "../util/errors.ts";
 import { registerCodec } from "./kafka_codecs.ts";
+import { registerSchema } from "./schema_registry.ts";
 import { withTimeout } from "../util/timeout.ts";
 import {
   type Destination,
@@ -26,7 +28,7 @@ import {
  */
 let quieted = false;
 
-function quietKafkajsTimers(): void {
+export function quietKafkajsTimers(): void {
   if (quieted) return;
   quieted = true;
   const emit = process.emitWarning.bind(process);
@@ -78,6 +80,16 @@ export class KafkaDest implements Destination {
       );
     }
     await registerCodec(codec);
+    if (opts.kafkaSchemaUrl && opts.xtcpProtoFile) {
+      // Informational, as in the original: logged and counted, never fatal.
+      await registerSchema({
+        url: opts.kafkaSchemaUrl,
+        protoFile: opts.xtcpProtoFile,
+        topic: opts.topic,
+        counters: opts.counters,
+        log: opts.log,
+      });
+    }
     const timeoutMs = sendTimeoutMs(opts);
     quietKafkajsTimers();
     const kafka = new Kafka({

@@ -1,7 +1,10 @@
 /**
  * Destinations by `--dest` spec: `null`, `stdout`, `stderr`, or `scheme:address` (also
- * `scheme://address`). Each network destination's module, and kafkajs with Kafka's, is loaded
- * only when its destination is opened: the others start without them.
+ * `scheme://address`). The broker and archive destinations (kafka: over kafkajs; nats, nsq,
+ * valkey/redis: their protocols written here; s3parquet: Parquet and S3 written here) are not in
+ * this module's graph: an entrypoint adds them with {@link registerDestinations} (brokers.ts; the
+ * full `xtcp2` does, `xtcp2_minimal` does not), the way the original's build tags add them. Each
+ * is loaded only when its destination is opened.
  *
  * @module
  */
@@ -142,6 +145,55 @@ export function parseDest(dest: string): DestSpec {
   return { scheme, address };
 }
 
+/** Opens a destination that an entrypoint registered. */
+export type DestOpener = (
+  scheme: DestScheme,
+  address: string,
+  opts: DestOptions,
+) => Promise<Destination>;
+
+/** Schemes whose destination is registered by the entrypoint (brokers.ts). */
+export const REGISTERED_SCHEMES = [
+  "kafka",
+  "nats",
+  "nsq",
+  "valkey",
+  "redis",
+  "valkey-stream",
+  "redis-stream",
+  "s3parquet",
+] as const satisfies readonly DestScheme[];
+
+/** A scheme registered by the entrypoint. */
+export type RegisteredScheme = (typeof REGISTERED_SCHEMES)[number];
+
+const registered = new Map<RegisteredScheme, DestOpener>();
+
+/**
+ * Adds the openers of destinations whose clients this module does not import; an entrypoint
+ * calls it once at startup.
+ *
+ * @example
+ * ```ts
+ * registerDestinations(BROKER_DESTINATIONS); // src/dest/brokers.ts
+ * ```
+ */
+export function registerDestinations(
+  openers: Readonly<Record<RegisteredScheme, DestOpener>>,
+): void {
+  for (const scheme of REGISTERED_SCHEMES) registered.set(scheme, openers[scheme]);
+}
+
+function openRegistered(scheme: RegisteredScheme, address: string, opts: DestOptions) {
+  const open = registered.get(scheme);
+  if (!open) {
+    throw new RangeError(
+      `destination ${scheme} is not in this build (the minimal one has no broker or s3parquet destinations): use the full xtcp2`,
+    );
+  }
+  return open(scheme, address, opts);
+}
+
 /** Whether a destination writes in place without the delivery queue (null, stdio, file). */
 export function isLocalScheme(scheme: DestScheme): boolean {
   return scheme === "null" || scheme === "stdout" || scheme === "stderr" || scheme === "file";
@@ -178,17 +230,13 @@ export async function openDestination(dest: string, opts: DestOptions): Promise<
     case "https":
       return await HttpDest.open(address, opts);
     case "kafka":
-      return await (await import("./kafka.ts")).KafkaDest.open(address, opts);
     case "nats":
-      return await (await import("./nats.ts")).NatsDest.open(address, opts);
     case "nsq":
-      return await (await import("./nsq.ts")).NsqDest.open(address, opts);
     case "valkey":
     case "redis":
     case "valkey-stream":
     case "redis-stream":
-      return await (await import("./valkey.ts")).ValkeyDest.open(scheme, address, opts);
     case "s3parquet":
-      return await (await import("./s3parquet.ts")).S3ParquetDest.open(address, opts);
+      return await openRegistered(scheme, address, opts);
   }
 }

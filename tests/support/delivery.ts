@@ -48,28 +48,58 @@ export function onlyNamespaces(netns = ""): string[] {
   ];
 }
 
-/** A running daemon and its stderr so far. */
-export interface RunningDaemon {
+/** A process started by {@link spawnIsolated}, and its stderr so far. */
+export interface IsolatedProc {
   child: Deno.ChildProcess;
-  /** The daemon's own pid (not that of unshare). */
+  /** The process's own pid (not that of unshare). */
   pid: () => Promise<number>;
   /** Everything it wrote to stderr so far. */
   log: () => string;
   /** Resolves once stderr is closed. */
   drained: Promise<void>;
+}
+
+/** A running daemon and its stderr so far. */
+export interface RunningDaemon extends IsolatedProc {
   /** Its gRPC port and its HTTP (metrics, probes) port, on 127.0.0.1. */
   grpcPort: number;
   httpPort: number;
 }
 
 /** The child processes of `pid`. */
-function children(pid: number): number[] {
+export function children(pid: number): number[] {
   try {
     return Deno.readTextFileSync(`/proc/${pid}/task/${pid}/children`).trim().split(/\s+/)
       .filter((p) => p).map(Number);
   } catch {
     return [];
   }
+}
+
+/**
+ * Starts `argv` (a program and its arguments) seeing only the namespace `netns` besides its own
+ * (see {@link onlyNamespaces}), with stdout ignored and stderr collected.
+ */
+export function spawnIsolated(argv: string[], netns = ""): IsolatedProc {
+  const all = [...onlyNamespaces(netns), ...argv];
+  const child = new Deno.Command(all[0] ?? "", {
+    args: all.slice(1),
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let err = "";
+  const drained = (async () => {
+    for await (const c of child.stderr.pipeThrough(new TextDecoderStream())) err += c;
+  })().catch(() => {});
+  void child.stdout.cancel();
+  let known = 0;
+  const pid = async () => {
+    if (!known) {
+      await until("the process under unshare", () => (known = children(child.pid)[0] ?? 0) > 0);
+    }
+    return known;
+  };
+  return { child, pid, log: () => err, drained };
 }
 
 /**
@@ -84,9 +114,8 @@ export function daemon(
 ): RunningDaemon {
   const grpcPort = freePort();
   const httpPort = freePort();
-  const argv = [
-    ...onlyNamespaces(netns),
-    ...xtcp2Argv([
+  const proc = spawnIsolated(
+    xtcp2Argv([
       "-frequency",
       "1s",
       "-timeout",
@@ -107,29 +136,13 @@ export function daemon(
       `127.0.0.1:${httpPort}`,
       ...extra,
     ]),
-  ];
-  const child = new Deno.Command(argv[0] ?? "", {
-    args: argv.slice(1),
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let err = "";
-  const drained = (async () => {
-    for await (const c of child.stderr.pipeThrough(new TextDecoderStream())) err += c;
-  })().catch(() => {});
-  void child.stdout.cancel();
-  let known = 0;
-  const pid = async () => {
-    if (!known) {
-      await until("the daemon under unshare", () => (known = children(child.pid)[0] ?? 0) > 0);
-    }
-    return known;
-  };
-  return { child, pid, log: () => err, drained, grpcPort, httpPort };
+    netns,
+  );
+  return { ...proc, grpcPort, httpPort };
 }
 
 /** Stops `d` with SIGTERM; asserts it exits 0; returns its whole log. */
-export async function stopDaemon(d: RunningDaemon): Promise<string> {
+export async function stopDaemon(d: IsolatedProc): Promise<string> {
   Deno.kill(await d.pid(), "SIGTERM");
   const status = await d.child.status;
   await d.drained;
