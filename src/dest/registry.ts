@@ -44,9 +44,6 @@ export const DEST_SCHEMES = [
 /** A destination scheme. */
 export type DestScheme = (typeof DEST_SCHEMES)[number];
 
-/** Schemes of the original that this build does not open yet. */
-export const FUTURE_SCHEMES: readonly string[] = [];
-
 const PATH_SCHEMES: readonly string[] = ["file", "unix", "unixgram"];
 
 /** A `--dest` value taken apart. */
@@ -115,13 +112,6 @@ export function parseDest(dest: string): DestSpec {
   }
   const scheme = m[1];
   const address = m[2].replace(/^\/\//, "");
-  if (FUTURE_SCHEMES.includes(scheme)) {
-    throw new RangeError(
-      `destination ${scheme} is not available in this build yet (available: ${
-        DEST_SCHEMES.join(", ")
-      })`,
-    );
-  }
   if (!isScheme(scheme)) {
     throw new RangeError(
       `unknown destination scheme "${scheme}"; valid schemes are ${DEST_SCHEMES.join(", ")}`,
