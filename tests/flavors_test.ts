@@ -138,3 +138,22 @@ Deno.test({
     }
   },
 });
+
+Deno.test("flake.nix: every binary it wraps runs its deno.json task's script with the task's permission flags", () => {
+  const flake = Deno.readTextFileSync(`${ROOT}flake.nix`);
+  const tasks = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).tasks as Record<
+    string,
+    string
+  >;
+  const bins = [...flake.matchAll(/= bin "([^"]+)"\s+"([^"]*)"\s+"([^"]+)";/g)];
+  const names = bins.map((b) => b[1]);
+  for (const want of ["xtcp2", "xtcp2client", "xtcp2ctl", "xtcp2_minimal", "ns", "nstest"]) {
+    assert.ok(names.includes(want), `flake.nix wraps ${want}`);
+  }
+  for (const [, name, flags, script] of bins) {
+    const task = tasks[name ?? ""] ?? tasks[(name ?? "").replace(/_minimal$/, ":minimal")];
+    assert.ok(task, `a deno.json task for ${name}`);
+    assert.equal(`deno run ${flags} ${script}`, task, name);
+    assert.match(flake, new RegExp(`\\b${name} = app ${name};`), `${name} is an app`);
+  }
+});
