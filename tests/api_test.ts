@@ -23,9 +23,18 @@ import type { Transport } from "@connectrpc/connect";
 import { renderTable } from "../src/cmd/xtcp2client.ts";
 import { startLoad } from "./support/loadgen/loadgen.ts";
 import { PROMTOOL, promtoolCheck } from "./support/daemon.ts";
-import { freePort, runTask, spawnXtcp2, taskArgv, until, xtcp2 } from "./support/run.ts";
+import { freePort, runTask, spawnXtcp2, taskArgv, until, xtcp2, xtcp2Argv } from "./support/run.ts";
+import { spawnIsolated } from "./support/delivery.ts";
 
 const dec = new TextDecoder();
+/**
+ * The load's sockets only (its listeners' ports, reserved in its namespace): the daemon's own
+ * namespace, which it always polls, has whatever else runs on the host.
+ */
+const LOAD_ONLY = [
+  "--filter",
+  "(sport >= :20000 and sport <= :20999) or (dport >= :20000 and dport <= :20999)",
+];
 const INTEROP = new URL("./support/grpc_interop.py", import.meta.url).pathname;
 
 /** A daemon started for one test, with its own ports; stopped (SIGTERM) on dispose. */
@@ -46,38 +55,44 @@ interface Running extends AsyncDisposable {
 
 async function startDaemon(
   args: string[],
-  opts: { env?: Record<string, string>; bind?: string } = {},
+  opts: { env?: Record<string, string>; bind?: string; only?: string } = {},
 ): Promise<Running> {
   const grpcPort = freePort();
   const httpPort = freePort();
   const bind = opts.bind ? ["--grpcAddress", opts.bind] : [];
-  const child = spawnXtcp2([
+  const all = [
     "--grpcPort",
     String(grpcPort),
     "--promListen",
     `${opts.bind ?? "127.0.0.1"}:${httpPort}`,
     ...bind,
     ...args,
-  ], { env: opts.env ?? {} });
+  ];
+  // `only`: seeing only that namespace besides its own (other work on the host stays out).
+  const proc = opts.only === undefined ? undefined : spawnIsolated(xtcp2Argv(all), opts.only);
+  const child = proc?.child ?? spawnXtcp2(all, { env: opts.env ?? {} });
   let text = "";
-  const drained = (async () => {
+  const drained = proc?.drained ?? (async () => {
     for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) text += chunk;
   })();
-  const stdout = child.stdout.cancel();
+  const log = () => proc?.log() ?? text;
+  const stdout = proc ? Promise.resolve() : child.stdout.cancel();
   let stopped: Promise<{ code: number; log: string }> | undefined;
   const sessions: Http2SessionManager[] = [];
   const stop = () =>
     stopped ??= (async () => {
       for (const s of sessions) s.abort();
       try {
-        child.kill("SIGTERM");
+        // Under unshare the daemon is its child: signals are not passed on.
+        if (proc) Deno.kill(await proc.pid(), "SIGTERM");
+        else child.kill("SIGTERM");
       } catch {
         // already exited: its status says how
       }
       const { code } = await child.status;
       await drained;
       await stdout;
-      return { code, log: text };
+      return { code, log: log() };
     })();
   const deadline = Date.now() + 20_000;
   for (;;) {
@@ -98,7 +113,7 @@ async function startDaemon(
     child,
     grpcPort,
     httpPort,
-    log: () => text,
+    log,
     transport: (token = "") => {
       const s = new Http2SessionManager(baseUrl({ target: "127.0.0.1", port: String(grpcPort) }));
       sessions.push(s);
@@ -329,7 +344,8 @@ Deno.test({
       "500ms",
       "--dest",
       "null",
-    ]);
+      ...LOAD_ONLY,
+    ], { only: load.netns });
     const get = await interop(d.grpcPort, ["get"]);
     assert.equal(get.code, 0, get.stderr + get.lines.join("\n"));
     const cfg = fromBinary(GetResponseSchema, b64(get.lines[0])).config!;
@@ -606,7 +622,8 @@ Deno.test({
       "500ms",
       "--dest",
       "null",
-    ]);
+      ...LOAD_ONLY,
+    ], { only: load.netns });
     const port = ["--port", String(d.grpcPort), "--target", "127.0.0.1"];
 
     const json = await runTask("xtcp2client", [...port, "--count", "30"]);
