@@ -74,6 +74,11 @@ export function pollSettings(
     envelopeRows: env.rows,
     envelopeBytes: env.bytes,
     reconcileBeforePoll: cfg.reconcileBeforePoll,
+    rows: {
+      changesOnly: cfg.changesOnly,
+      snapshotEvery: cfg.snapshotEvery,
+      socketOwners: cfg.socketOwners,
+    },
     dump: {
       mask,
       ext: idiagExt(mask),
