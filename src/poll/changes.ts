@@ -24,38 +24,12 @@ export const MAX_TRACKED = 1 << 19;
 const LAST_FROM = 44;
 const LAST_TO = 60;
 
-/** Murmur3's 32-bit block mix of `k` into `h`. */
-function mix(h: number, k: number): number {
-  k = Math.imul(k, 0xcc9e2d51);
-  k = (k << 15) | (k >>> 17);
-  h ^= Math.imul(k, 0x1b873593);
-  h = (h << 13) | (h >>> 19);
-  return (Math.imul(h, 5) + 0xe6546b64) | 0;
-}
-
-/** Mixes the bytes `[from, to)` of `view`'s buffer into `h`, leaving out `[skipFrom, skipTo)`. */
-function mixBytes(
-  view: SocketView,
-  h: number,
-  from: number,
-  to: number,
-  skipFrom: number,
-  skipTo: number,
-): number {
-  const dv = view.dv;
-  let p = from;
-  for (; p + 4 <= to; p += 4) {
-    if (p >= skipFrom && p < skipTo) continue;
-    h = mix(h, dv.getUint32(p, true));
-  }
-  const u8 = view.u8;
-  for (; p < to; p++) h = mix(h, u8[p]);
-  return h;
-}
-
 /**
  * The hash of what `view`'s socket looks like, times and countdowns left out (see the module
- * documentation).
+ * documentation): Murmur3's block mix over the header's first word and its queues, then each
+ * attribute's type and length and its payload. 30 bits (a small integer: a larger one returned
+ * from a call is boxed, an allocation per socket). One function with locals only, for the same
+ * reason.
  *
  * @example
  * ```ts
@@ -63,23 +37,43 @@ function mixBytes(
  * ```
  */
 export function contentHash(view: SocketView): number {
-  const m = view.msg;
   const dv = view.dv;
-  let h = mix(0x9747b28c, dv.getUint32(m, true)); // family, state, timer, retransmits
-  h = mix(h, dv.getUint32(m + 56, true)); // rqueue
-  h = mix(h, dv.getUint32(m + 60, true)); // wqueue
+  const u8 = view.u8;
   const off = view.attrOff;
   const len = view.attrLen;
-  for (let t = 1; t < MAX_ATTR_TYPE; t++) {
-    const b = off[t];
+  let h = 0x9747b28c | 0;
+  // t = 0: the header [0, 64) without [4, 56) (ports, addresses, interface, cookie, expires).
+  for (let t = 0; t < MAX_ATTR_TYPE; t++) {
+    const b = t === 0 ? view.msg : off[t];
     if (b < 0) continue;
-    const n = len[t];
-    h = mix(h, (t << 16) | n);
-    h = t === INET_DIAG_INFO
-      ? mixBytes(view, h, b, b + n, b + LAST_FROM, b + LAST_TO)
-      : mixBytes(view, h, b, b + n, 0, 0);
+    const n = t === 0 ? 64 : len[t];
+    const skipFrom = t === 0 ? b + 4 : t === INET_DIAG_INFO ? b + LAST_FROM : -1;
+    const skipTo = t === 0 ? b + 56 : t === INET_DIAG_INFO ? b + LAST_TO : -1;
+    const end = b + n;
+    let p = b - 1; // first the word (type, length)
+    while (p < end) {
+      let k: number;
+      if (p < b) {
+        k = (t << 16) | n;
+        p = b;
+      } else if (p + 4 <= end) {
+        if (p >= skipFrom && p < skipTo) {
+          p += 4;
+          continue;
+        }
+        k = dv.getInt32(p, true);
+        p += 4;
+      } else {
+        k = u8[p++];
+      }
+      k = Math.imul(k, 0xcc9e2d51);
+      k = (k << 15) | (k >>> 17);
+      h ^= Math.imul(k, 0x1b873593);
+      h = (h << 13) | (h >>> 19);
+      h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+    }
   }
-  return (h ^ (h >>> 16)) >>> 0;
+  return (h ^ (h >>> 16)) & 0x3fffffff;
 }
 
 /** Slot of a cookie in a table of `mask + 1` slots. */
@@ -104,7 +98,7 @@ export class SocketChanges {
   // Entries, dense, by index.
   private keyLo = new Uint32Array(0);
   private keyHi = new Uint32Array(0);
-  private hash = new Uint32Array(0);
+  private hash = new Int32Array(0);
   private seen = new Int32Array(0);
   /** 1: written with a hash that is not the socket's (it was left out): changed next time. */
   private stale = new Uint8Array(0);
@@ -149,7 +143,7 @@ export class SocketChanges {
     };
     this.keyLo = grow(this.keyLo, (n) => new Uint32Array(n));
     this.keyHi = grow(this.keyHi, (n) => new Uint32Array(n));
-    this.hash = grow(this.hash, (n) => new Uint32Array(n));
+    this.hash = grow(this.hash, (n) => new Int32Array(n));
     this.seen = grow(this.seen, (n) => new Int32Array(n));
     this.stale = grow(this.stale, (n) => new Uint8Array(n));
     const hdr = new Uint8Array(entries * INET_DIAG_MSG_LEN);
