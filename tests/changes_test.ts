@@ -11,7 +11,7 @@ import { INET_DIAG_INFO } from "../src/netlink/constants.ts";
 import { SocketView } from "../src/netlink/socket_view.ts";
 import { SocketChanges } from "../src/poll/changes.ts";
 import { daemon, morePolls, stopDaemon } from "./support/delivery.ts";
-import { idleConns } from "./support/idle_conns.ts";
+import { type IdleConns, idleConns } from "./support/idle_conns.ts";
 
 const TCP_INFO_LEN = 248;
 
@@ -119,6 +119,20 @@ async function recordsOf(path: string, netns: string): Promise<JsonRec[]> {
   );
 }
 
+/** `fn` with `n` idle connections and the path of a jsonl output file, both removed after. */
+async function withIdle(
+  n: number,
+  fn: (conns: IdleConns, out: string) => Promise<void>,
+): Promise<void> {
+  await using conns = await idleConns(n);
+  const dir = await Deno.makeTempDir({ prefix: "xtcp2-changes-" });
+  try {
+    await fn(conns, `${dir}/out.jsonl`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 /** The records of connection `port` (client port): its client and server sockets. */
 const ofConn = (recs: JsonRec[], port: number) =>
   recs.filter((r) =>
@@ -132,11 +146,8 @@ for (const mode of [[], ["-pipeline"]]) {
     }: idle sockets cost nothing, data rewrites a connection, a reset closes it once`,
     sanitizeResources: false,
     sanitizeOps: false,
-    async fn() {
-      await using conns = await idleConns(4);
-      const dir = await Deno.makeTempDir({ prefix: "xtcp2-changes-" });
-      const out = `${dir}/out.jsonl`;
-      try {
+    fn: () =>
+      withIdle(4, async (conns, out) => {
         const d = daemon(`file:${out}`, "jsonl", ["-changesOnly", ...mode], conns.netns);
         try {
           await morePolls(d, 2);
@@ -169,10 +180,7 @@ for (const mode of [[], ["-pipeline"]]) {
         } finally {
           await stopDaemon(d);
         }
-      } finally {
-        await Deno.remove(dir, { recursive: true });
-      }
-    },
+      }),
   });
 }
 
@@ -180,11 +188,8 @@ Deno.test({
   name: "--changesOnly --snapshotEvery 2: every other poll writes every socket",
   sanitizeResources: false,
   sanitizeOps: false,
-  async fn() {
-    await using conns = await idleConns(2);
-    const dir = await Deno.makeTempDir({ prefix: "xtcp2-changes-" });
-    const out = `${dir}/out.jsonl`;
-    try {
+  fn: () =>
+    withIdle(2, async (conns, out) => {
       const d = daemon(`file:${out}`, "jsonl", [
         "-changesOnly",
         "-snapshotEvery",
@@ -197,8 +202,5 @@ Deno.test({
       assert.equal(status.code, 0, d.log());
       // Polls 1, 3 and 5 are snapshots (loops 0, 2, 4); 2 and 4 write nothing of the idle ones.
       assert.equal((await recordsOf(out, conns.netns)).length, 3 * 5);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
+    }),
 });

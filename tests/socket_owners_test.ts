@@ -12,7 +12,7 @@ import { RecordExtra } from "../src/record/extra.ts";
 import { SocketOwners } from "../src/poll/socket_owners.ts";
 import { onlyNamespaces } from "./support/delivery.ts";
 import { IDLE_CONNS_PY, type IdleHello, ip, newNetns } from "./support/idle_conns.ts";
-import { freePort, xtcp2 } from "./support/run.ts";
+import { freeListenArgs, xtcp2 } from "./support/run.ts";
 
 interface JsonRec {
   netns: string;
@@ -42,25 +42,8 @@ async function onePoll(
       "shift 4",
       'exec "$@"',
     ].join("\n");
-    const r = await xtcp2([
-      "-maxLoops",
-      "1",
-      "-frequency",
-      "10m",
-      "-timeout",
-      "5m",
-      "-pollJitterPct",
-      "0",
-      "-dest",
-      "stdout",
-      "-marshal",
-      "jsonl",
-      "-grpcPort",
-      String(freePort()),
-      "-promListen",
-      `127.0.0.1:${freePort()}`,
-      ...extra,
-    ], {
+    const once = ["-maxLoops", "1", "-pollJitterPct", "0", "-dest", "stdout", "-marshal", "jsonl"];
+    const r = await xtcp2([...once, ...freeListenArgs(), ...extra], {
       prefix: [
         ...onlyNamespaces(netns),
         "sh",
