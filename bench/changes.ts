@@ -16,19 +16,18 @@
  */
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { defaultHome, openNetlinkSocketIn } from "../ffi/netns.ts";
 import { scanSocketFds } from "../ffi/proc_fd.ts";
 import { pollSettings } from "../src/config/derive.ts";
 import { defaultConfig } from "../src/config/load.ts";
 import { NullDest } from "../src/dest/null.ts";
 import { InPlaceDelivery } from "../src/dest/queue.ts";
 import { marshaller } from "../src/format/marshal.ts";
-import { NamespaceRegistry } from "../src/netns/registry.ts";
 import { Poller } from "../src/poll/poller.ts";
 import { msToDuration } from "../src/util/duration.ts";
 import { Counters, Logger } from "../src/util/log.ts";
 import { idleConns } from "../tests/support/idle_conns.ts";
 import { startLoad } from "../tests/support/loadgen/loadgen.ts";
+import { registryOver } from "../tests/support/registry.ts";
 import { machineLine, rewriteReadmeSection } from "./machine.ts";
 
 const { values } = parseArgs({
@@ -74,21 +73,7 @@ await using busy = await idleConns(BUSY_CONNS);
 
 const counters = new Counters();
 const log = new Logger(0);
-using registry = new NamespaceRegistry({
-  home: defaultHome(),
-  selfInode: 0n,
-  rcvTimeoutMs: 10_000,
-  log,
-  counters,
-});
-for (const name of [load.netns, busy.netns]) {
-  const path = `/run/netns/${name}`;
-  const inode = BigInt(Deno.statSync(path).ino ?? 0);
-  registry.states.set(inode, {
-    info: { inode, name, path },
-    socket: openNetlinkSocketIn(path, { rcvTimeoutMs: 10_000 }),
-  });
-}
+using registry = registryOver([load.netns, busy.netns], log, counters);
 
 const cfg = defaultConfig();
 cfg.marshalTo = "protobufList";

@@ -9,9 +9,17 @@
 import assert from "node:assert/strict";
 import { INET_DIAG_INFO } from "../src/netlink/constants.ts";
 import { SocketView } from "../src/netlink/socket_view.ts";
+import { pollSettings } from "../src/config/derive.ts";
+import { defaultConfig } from "../src/config/load.ts";
+import { NullDest } from "../src/dest/null.ts";
+import { InPlaceDelivery } from "../src/dest/queue.ts";
+import { marshaller } from "../src/format/marshal.ts";
 import { SocketChanges } from "../src/poll/changes.ts";
+import { Poller } from "../src/poll/poller.ts";
+import { Counters, Logger } from "../src/util/log.ts";
 import { daemon, morePolls, stopDaemon } from "./support/delivery.ts";
 import { type IdleConns, idleConns } from "./support/idle_conns.ts";
+import { registryOver } from "./support/registry.ts";
 
 const TCP_INFO_LEN = 248;
 
@@ -203,4 +211,35 @@ Deno.test({
       // Polls 1, 3 and 5 are snapshots (loops 0, 2, 4); 2 and 4 write nothing of the idle ones.
       assert.equal((await recordsOf(out, conns.netns)).length, 3 * 5);
     }),
+});
+
+Deno.test({
+  name: "--changesOnly: a namespace's table goes when the namespace does",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await using a = await idleConns(2);
+    await using b = await idleConns(3);
+    const counters = new Counters();
+    const log = new Logger(0);
+    using registry = registryOver([a.netns, b.netns], log, counters);
+    const cfg = defaultConfig();
+    cfg.dest = "null";
+    cfg.changesOnly = true;
+    using poller = new Poller({
+      settings: pollSettings(cfg, { hostname: "h", version: "t" }),
+      registry,
+      delivery: new InPlaceDelivery(new NullDest(), "message", counters, log),
+      marshaller: marshaller(cfg.marshalTo),
+      log,
+      counters,
+    });
+    await poller.pollOnce();
+    assert.deepEqual(poller.changeState, { namespaces: 2, sockets: 5 + 7 });
+    const [first] = [...registry.states.keys()];
+    registry.states.get(first!)?.socket.close();
+    registry.states.delete(first!);
+    await poller.pollOnce();
+    assert.deepEqual(poller.changeState, { namespaces: 1, sockets: 7 });
+  },
 });

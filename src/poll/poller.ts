@@ -217,6 +217,14 @@ export class Poller implements DumpSink, Disposable {
     }
   }
 
+  /**
+   * What `--changesOnly` tracks in this thread: namespaces and sockets (undefined without it; the
+   * pipeline's worker keeps its own).
+   */
+  get changeState(): { namespaces: number; sockets: number } | undefined {
+    return this.settingsNow.rows.changesOnly ? this.rows?.tracked : undefined;
+  }
+
   /** The pipeline, when `pipeline` is on and its worker runs. */
   get pipeline(): Pipeline | undefined {
     return this.pipe;
