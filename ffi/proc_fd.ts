@@ -14,6 +14,18 @@ export interface FdScanStats {
   fds: number;
   /** Links that were sockets. */
   sockets: number;
+  /** The pid to resume after (the walk ran out of time), or 0: it reached the last process. */
+  resumeAfter: number;
+}
+
+/** Where a {@link scanSocketFds} starts and when it stops. */
+export interface FdScanOptions {
+  /** Processes with a pid up to this one are skipped (0: from the first). */
+  after?: number;
+  /** `performance.now()` past which no further process is started (default: none). */
+  deadline?: number;
+  /** procfs root (default `/proc`). */
+  proc?: string;
 }
 
 const encoder = new TextEncoder();
@@ -36,9 +48,10 @@ function socketInode(n: number): number {
 }
 
 /**
- * Calls `onSocket(inode, pid)` for every socket fd of every process visible in `proc` (in
- * ascending pid order, as /proc lists them). Processes and fds that vanish or refuse meanwhile
- * are skipped: the scan never fails for them.
+ * Calls `onSocket(inode, pid)` for every socket fd of the processes of `/proc`, in ascending pid
+ * order, from after `o.after` until `o.deadline` (checked between processes; one process at
+ * least). Processes and fds
+ * that vanish or refuse meanwhile are skipped: the walk never fails for them.
  *
  * @example
  * ```ts
@@ -48,15 +61,24 @@ function socketInode(n: number): number {
  */
 export function scanSocketFds(
   onSocket: (inode: number, pid: number) => void,
-  proc = "/proc",
+  o: FdScanOptions = {},
 ): FdScanStats {
-  const stats: FdScanStats = { processes: 0, fds: 0, sockets: 0 };
+  const proc = o.proc ?? "/proc";
+  const after = o.after ?? 0;
+  const deadline = o.deadline ?? Infinity;
+  const stats: FdScanStats = { processes: 0, fds: 0, sockets: 0, resumeAfter: 0 };
   const s = libc();
   const bufLen = BigInt(linkBuf.length);
-  for (const name of listDir(proc)) {
-    const pid = Number(name);
-    if (!Number.isInteger(pid) || pid <= 0) continue;
-    const dir = `${proc}/${name}/fd`;
+  const pids = listDir(proc).map(Number).filter((p) => Number.isInteger(p) && p > after)
+    .sort((a, b) => a - b);
+  let last = 0; // the last process done: at least one per call
+  for (const pid of pids) {
+    if (last !== 0 && performance.now() > deadline) {
+      stats.resumeAfter = last;
+      break;
+    }
+    last = pid;
+    const dir = `${proc}/${pid}/fd`;
     let fds: string[];
     try {
       fds = listDir(dir);

@@ -67,7 +67,7 @@ async function pipelineRows(dg: Uint8Array, expectSeq: number, expectPid: number
     slots: 4,
     slotSize: 64 * 1024,
     mask: -1,
-    rows: { changesOnly: false, snapshotEvery: 0, socketOwners: false },
+    rows: { changesOnly: false, snapshotEvery: 0, socketOwners: false, socketOwnersBudgetMs: 100 },
     marshal: "protobufList",
     columns: "",
     onEnvelope: (m) => {

@@ -119,14 +119,20 @@ for (const mode of [[], ["-pipeline"]]) {
   });
 }
 
-Deno.test("the owner cache scans only for unknown inodes, at most once per poll", () => {
-  let table = new Map<number, number>([[100, 7], [101, 8]]);
-  let scans = 0;
+/**
+ * An owner cache over a fake process table (pid → socket inodes) whose walks cover `perWalk`
+ * processes each, as a time budget would cut them; `walks()` counts them.
+ */
+function cacheOver(table: Map<number, number[]>, perWalk = Infinity) {
+  let walks = 0;
   const owners = new SocketOwners(
-    (onSocket) => {
-      scans++;
-      for (const [inode, pid] of table) onSocket(inode, pid);
-      return { processes: 2, fds: table.size, sockets: table.size };
+    (onSocket, o) => {
+      walks++;
+      const pids = [...table.keys()].filter((p) => p > (o.after ?? 0)).sort((a, b) => a - b);
+      const now = pids.slice(0, perWalk);
+      for (const pid of now) for (const inode of table.get(pid) ?? []) onSocket(inode, pid);
+      const resumeAfter = now.length < pids.length ? now[now.length - 1] ?? 0 : 0;
+      return { processes: now.length, fds: 0, sockets: 0, resumeAfter };
     },
     (pid) => new TextEncoder().encode(`p${pid}`),
   );
@@ -135,22 +141,52 @@ Deno.test("the owner cache scans only for unknown inodes, at most once per poll"
     x.clear();
     return owners.fill(inode, x) ? x.ownerPid : 0;
   };
+  return { owners, pidOf, x, walks: () => walks };
+}
+
+Deno.test("the owner cache walks /proc only for unknown inodes, at most once per poll", () => {
+  const table = new Map([[7, [100]], [8, [101]]]);
+  const { owners, pidOf, x, walks } = cacheOver(table);
   owners.beginPoll();
   assert.equal(pidOf(100), 7);
   assert.equal(new TextDecoder().decode(x.ownerComm), "p7");
   assert.equal(pidOf(101), 8);
-  assert.equal(pidOf(0), 0, "inode 0: no process holds it, nothing scanned");
-  assert.equal(scans, 1, "one scan answers every inode it found");
+  assert.equal(pidOf(0), 0, "inode 0: no process holds it, nothing walked");
+  assert.equal(walks(), 1, "one walk answers every inode it found");
   owners.beginPoll();
   assert.equal(pidOf(100), 7);
-  assert.equal(scans, 1, "known inodes: no scan");
-  table = new Map([[100, 7], [101, 8], [102, 9]]);
-  assert.equal(pidOf(102), 9, "a new inode: a scan");
-  assert.equal(pidOf(555), 0, "still unknown after this poll's scan: ownerless");
-  assert.equal(scans, 2, "at most one scan per poll");
+  assert.equal(walks(), 1, "known inodes: no walk");
+  table.set(9, [102]);
+  assert.equal(pidOf(102), 9, "a new inode: a walk");
+  assert.equal(pidOf(555), 0);
+  assert.equal(walks(), 2, "at most one walk per poll");
+  owners.beginPoll();
+  assert.equal(pidOf(555), 0, "asked before the walk's cycle began: ownerless now");
+  assert.equal(walks(), 3);
   owners.beginPoll();
   assert.equal(pidOf(555), 0);
-  assert.equal(scans, 2, "an ownerless inode is not scanned for again");
+  assert.equal(walks(), 3, "an ownerless inode is not walked for again");
   assert.equal(pidOf(102), 9);
-  assert.equal(owners.stats.scans, 2);
+  assert.deepEqual([owners.stats.scans, owners.stats.cycles], [3, 3]);
+});
+
+Deno.test("the owner cache: a walk cut by its budget resumes in the next poll", () => {
+  const table = new Map([[1, [10]], [2, [20]], [3, [30]], [4, [40]]]);
+  const { owners, pidOf, walks } = cacheOver(table, 2);
+  owners.beginPoll();
+  assert.equal(pidOf(40), 0, "pids 1 and 2 walked: 40 not found yet");
+  assert.equal(pidOf(20), 2, "found by the same walk");
+  assert.equal(pidOf(999), 0);
+  assert.equal(walks(), 1);
+  owners.beginPoll();
+  table.set(1, [10, 11]); // a socket made behind the running cycle
+  assert.equal(pidOf(40), 4, "pids 3 and 4: the cycle ends");
+  assert.equal(pidOf(11), 0, "asked after the cycle began: not ownerless, not found");
+  assert.equal(walks(), 2);
+  owners.beginPoll();
+  assert.equal(pidOf(999), 0, "a whole cycle missed it: ownerless, no walk");
+  assert.equal(walks(), 2);
+  assert.equal(pidOf(11), 1, "a new cycle finds the late socket");
+  assert.equal(walks(), 3);
+  assert.deepEqual([owners.stats.scans, owners.stats.cycles], [3, 1]);
 });

@@ -78,6 +78,7 @@ export function pollSettings(
       changesOnly: cfg.changesOnly,
       snapshotEvery: cfg.snapshotEvery,
       socketOwners: cfg.socketOwners,
+      socketOwnersBudgetMs: durationMs(cfg.socketOwnersBudget) || 100,
     },
     dump: {
       mask,

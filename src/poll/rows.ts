@@ -18,6 +18,8 @@ export interface RowOptions {
   readonly changesOnly: boolean;
   /** Fill each record's owning process. */
   readonly socketOwners: boolean;
+  /** How long one /proc walk for owners may run (ms; default 100). */
+  readonly socketOwnersBudgetMs?: number;
 }
 
 /** Counts of a {@link RowFilter}, since it was made. */
@@ -76,7 +78,9 @@ export class RowFilter {
     private readonly emit: (view: SocketView, extra: RecordExtra) => void,
     owners?: SocketOwners,
   ) {
-    this.owners = opts.socketOwners ? owners ?? new SocketOwners() : undefined;
+    this.owners = opts.socketOwners
+      ? owners ?? new SocketOwners(undefined, undefined, opts.socketOwnersBudgetMs)
+      : undefined;
   }
 
   /** A new poll; `snapshot`: write every socket of it. */
@@ -143,7 +147,7 @@ export class RowFilter {
 
   /**
    * Adds what happened since the last call to `c`: `Poller/changesOnly/unchanged`, `…/closed`,
-   * `…/untracked`, and `Poller/socketOwners/scans`, `…/fds`, `…/ms`.
+   * `…/untracked`, and `Poller/socketOwners/scans`, `…/cycles`, `…/fds`, `…/ms`.
    */
   account(c: Counters): void {
     const r = this.reported;
@@ -155,6 +159,7 @@ export class RowFilter {
       this.stats.closed,
       untracked,
       o?.scans ?? 0,
+      o?.cycles ?? 0,
       o?.fds ?? 0,
       Math.round(o?.ms ?? 0),
     ];
@@ -163,6 +168,7 @@ export class RowFilter {
       ["changesOnly", "closed"],
       ["changesOnly", "untracked"],
       ["socketOwners", "scans"],
+      ["socketOwners", "cycles"],
       ["socketOwners", "fds"],
       ["socketOwners", "ms"],
     ] as const;

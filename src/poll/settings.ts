@@ -93,6 +93,8 @@ export interface RowSettings {
   readonly snapshotEvery: number;
   /** Owning process of each socket. */
   readonly socketOwners: boolean;
+  /** How long the /proc walk for owners may run in one poll (ms). */
+  readonly socketOwnersBudgetMs: number;
 }
 
 /**

@@ -43,7 +43,7 @@ if (mode === "rows") {
   const owners = new SocketOwners(
     (onSocket) => {
       for (const inode of inodes) onSocket(inode, 1000 + (inode % 50));
-      return { processes: 50, fds: inodes.size, sockets: inodes.size };
+      return { processes: 50, fds: inodes.size, sockets: inodes.size, resumeAfter: 0 };
     },
     () => comm,
   );
