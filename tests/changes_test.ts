@@ -7,8 +7,6 @@
  * a snapshot every N polls writes them all; with and without `--pipeline`.
  */
 import assert from "node:assert/strict";
-import { INET_DIAG_INFO } from "../src/netlink/constants.ts";
-import { SocketView } from "../src/netlink/socket_view.ts";
 import { pollSettings } from "../src/config/derive.ts";
 import { defaultConfig } from "../src/config/load.ts";
 import { NullDest } from "../src/dest/null.ts";
@@ -20,27 +18,13 @@ import { Counters, Logger } from "../src/util/log.ts";
 import { daemon, morePolls, stopDaemon } from "./support/delivery.ts";
 import { type IdleConns, idleConns } from "./support/idle_conns.ts";
 import { registryOver } from "./support/registry.ts";
-
-const TCP_INFO_LEN = 248;
-
-/** A view of one socket: header and tcp_info in a buffer of their own, cookie `cookie`. */
-function socket(cookie: number): SocketView {
-  const u8 = new Uint8Array(72 + TCP_INFO_LEN);
-  const v = new SocketView();
-  v.u8 = u8;
-  v.dv = new DataView(u8.buffer);
-  v.msg = 0;
-  u8[0] = 2;
-  u8[1] = 1; // established
-  v.dv.setUint32(44, cookie, true);
-  v.dv.setUint32(48, 0, true);
-  v.attrOff[INET_DIAG_INFO] = 72;
-  v.attrLen[INET_DIAG_INFO] = TCP_INFO_LEN;
-  return v;
-}
+import { socketView as socket } from "./support/synth.ts";
 
 /** One poll of `views`: which of them changed, and the cookies swept as closed. */
-function poll(t: SocketChanges, views: SocketView[]): { changed: number[]; closed: number[] } {
+function poll(
+  t: SocketChanges,
+  views: ReturnType<typeof socket>[],
+): { changed: number[]; closed: number[] } {
   t.begin();
   const changed = views.filter((v) => t.changed(v)).map((v) => v.dv.getUint32(44, true));
   const closed: number[] = [];

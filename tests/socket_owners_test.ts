@@ -9,10 +9,12 @@
  */
 import assert from "node:assert/strict";
 import { RecordExtra } from "../src/record/extra.ts";
+import { RowFilter } from "../src/poll/rows.ts";
 import { SocketOwners } from "../src/poll/socket_owners.ts";
 import { onlyNamespaces } from "./support/delivery.ts";
 import { IDLE_CONNS_PY, type IdleHello, ip, newNetns } from "./support/idle_conns.ts";
 import { freeListenArgs, xtcp2 } from "./support/run.ts";
+import { socketView } from "./support/synth.ts";
 
 interface JsonRec {
   netns: string;
@@ -189,4 +191,22 @@ Deno.test("the owner cache: a walk cut by its budget resumes in the next poll", 
   assert.equal(pidOf(11), 1, "a new cycle finds the late socket");
   assert.equal(walks(), 3);
   assert.deepEqual([owners.stats.scans, owners.stats.cycles], [3, 1]);
+});
+
+Deno.test("--changesOnly --socketOwners: a record written before its owner was found is due again", () => {
+  const table = new Map([[1, [10]], [2, [20]]]);
+  const { owners } = cacheOver(table, 1);
+  const written: [number, number][] = [];
+  const rows = new RowFilter({ changesOnly: true, socketOwners: true }, () => {}, owners);
+  const a = socketView(1, 20);
+  const poll = () => {
+    rows.beginPoll(false);
+    rows.beginNamespace(1);
+    if (rows.wanted(a)) written.push([a.inode, rows.extraFor(a)?.ownerPid ?? 0]);
+    rows.endNamespace(true);
+  };
+  poll(); // the walk covers pid 1 only
+  poll(); // pid 2: found
+  poll(); // unchanged, owner known: nothing
+  assert.deepEqual(written, [[20, 0], [20, 2]]);
 });

@@ -198,7 +198,10 @@ export class SocketChanges {
     return !known || stale !== 0 || was !== h;
   }
 
-  /** The socket last given to {@link SocketChanges.changed} was not written: changed next time. */
+  /**
+   * The socket last given to {@link SocketChanges.changed} was not written, or not in full (its
+   * owner was not known yet): changed next time.
+   */
   leftOut(): void {
     const e = this.last;
     if (e < 0) return;

@@ -118,13 +118,16 @@ export class RowFilter {
     this.table?.leftOut();
   }
 
-  /** The additions to the record of `view`, or undefined when there are none. */
+  /**
+   * The additions to the record of `view`, or undefined when there are none. A record written
+   * before its owner is known (the walk was cut short) is due again in the next poll.
+   */
   extraFor(view: SocketView): RecordExtra | undefined {
     const o = this.owners;
     if (!o) return undefined;
     const x = this.extra;
     x.clear();
-    o.fill(view.inode, x);
+    if (!o.fill(view.inode, x) && o.pendingLast) this.table?.leftOut();
     return x;
   }
 

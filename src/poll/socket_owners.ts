@@ -87,12 +87,17 @@ export class SocketOwners {
     this.poll++;
   }
 
+  /** Whether the last {@link SocketOwners.fill} found no owner yet (its walk has not ended). */
+  pendingLast = false;
+
   /**
    * Puts the owner of the socket with `inode` into `extra` and returns true, or returns false
-   * when none is known (inode 0: a socket no process holds, such as time-wait). `mayScan` false:
-   * the cache only (a socket already gone).
+   * when none is known (inode 0: a socket no process holds, such as time-wait; or the walk has not
+   * reached it yet: then {@link SocketOwners.pendingLast}). `mayScan` false: the cache only (a
+   * socket already gone).
    */
   fill(inode: number, extra: RecordExtra, mayScan = true): boolean {
+    this.pendingLast = false;
     if (inode === 0) return false;
     let o = this.byInode.get(inode);
     if (o === undefined) {
@@ -102,7 +107,10 @@ export class SocketOwners {
         this.scan();
         o = this.byInode.get(inode);
       }
-      if (o === undefined) return false;
+      if (o === undefined) {
+        this.pendingLast = true;
+        return false;
+      }
     }
     o.seen = this.poll;
     if (o.pid === 0) return false;
