@@ -164,12 +164,12 @@ const lines = [
   "| output | sockets dumped | rows written | bytes | CPU ms | vs full | wall ms |",
   "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
   ...results.map((r) =>
-    `| ${r.label} | ${r.sockets} | ${r.rows} | ${r.bytes} | ${r.cpuMs.toFixed(1)} | ${
-      (r.cpuMs / base.cpuMs).toFixed(2)
-    } | ${r.wallMs.toFixed(1)} |`
+    `| ${r.label} | ${Math.round(r.sockets)} | ${Math.round(r.rows)} | ${Math.round(r.bytes)} | ${
+      r.cpuMs.toFixed(1)
+    } | ${(r.cpuMs / base.cpuMs).toFixed(2)} | ${r.wallMs.toFixed(1)} |`
   ),
   "",
-  `A full scan of /proc/*/fd (what \`--socketOwners\` pays, at most once per poll, when it meets an inode it does not know): ${
+  `A whole walk of /proc/*/fd (what \`--socketOwners\` pays, spread over polls by \`--socketOwnersBudget\`, when polls meet inodes it does not know): ${
     scanMs.toFixed(0)
   } ms for ${scan.fds} fds of ${scan.processes} processes (${
     ((scanMs * 1000) / Math.max(1, scan.fds)).toFixed(1)
