@@ -377,7 +377,13 @@ export class Poller implements DumpSink, Disposable {
     }
     this.rows?.beginPoll(snapshot);
     const states = [...this.deps.registry.states.values()];
-    if (this.rows) this.dropVanished(states, pipe);
+    if (this.rows) {
+      try {
+        this.dropVanished(states, pipe);
+      } catch (err) {
+        this.dropPipeline(err as Error); // its worker stopped consuming
+      }
+    }
     const stamp = s.stamp;
     const dumpMs: number[] = [];
     let failed = 0;
@@ -420,9 +426,14 @@ export class Poller implements DumpSink, Disposable {
         if (pipe?.error) this.dropPipeline(pipe.error);
         failed++;
         this.dumpFailed(st, err);
-      } finally {
-        if (!piped) this.rows?.endNamespace(ok);
-        else if (this.pipe === pipe && !pipe?.error) pipe?.endNamespace(key, ok);
+      }
+      if (!piped) this.rows?.endNamespace(ok);
+      else if (pipe && this.pipe === pipe) {
+        try {
+          pipe.endNamespace(key, ok);
+        } catch (err) {
+          this.dropPipeline(err as Error); // its worker stopped consuming
+        }
       }
       dumpMs.push(performance.now() - d0);
       namespaces++;
