@@ -27,6 +27,7 @@ export { parseDatagram, ParseStats } from "./src/netlink/parse.ts";
 export { pcapFileHeader, pcapPackets, pcapRecord } from "./src/netlink/pcap.ts";
 export { SocketView } from "./src/netlink/socket_view.ts";
 export { EnvelopeWriter, RecordEncoder } from "./src/record/encoder.ts";
+export { RecordExtra } from "./src/record/extra.ts";
 export { FIELDS, type FieldSpec } from "./src/record/fields.ts";
 export { formatIp } from "./src/record/ip.ts";
 export { OutBuf } from "./src/record/out_buf.ts";

@@ -8,6 +8,7 @@ import { XtcpFlatRecordSchema } from "../src/gen/xtcp_flat_record/v1/xtcp_flat_r
 import { parseDatagram, ParseStats } from "../src/netlink/parse.ts";
 import { NETLINK_SOCK_DIAG, pcapPackets } from "../src/netlink/pcap.ts";
 import { SocketView } from "../src/netlink/socket_view.ts";
+import { SocketChanges } from "../src/poll/changes.ts";
 import { EnvelopeWriter } from "../src/record/encoder.ts";
 import { Stamp } from "../src/record/stamp.ts";
 import { recordJson, recordMessage } from "../src/record/values.ts";
@@ -94,6 +95,19 @@ Deno.bench({
     pass((v) => {
       sink += toBinary(XtcpFlatRecordSchema, recordMessage(v, stamp)).length;
     });
+  },
+});
+
+const changes = new SocketChanges();
+Deno.bench({
+  name: `parse + --changesOnly table (hash, lookup; idle: nothing written) x${SOCKETS}`,
+  group: "per-socket",
+  fn() {
+    changes.begin();
+    pass((v) => {
+      if (changes.changed(v)) sink++;
+    });
+    changes.sweep(() => sink++);
   },
 });
 

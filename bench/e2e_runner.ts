@@ -15,7 +15,6 @@
 import process from "node:process";
 import { parseArgs } from "node:util";
 import type { NetlinkSocket } from "../ffi/netlink_socket.ts";
-import { defaultHome, openNetlinkSocketIn } from "../ffi/netns.ts";
 import { decoderMask, pollSettings, recvBufferSize } from "../src/config/derive.ts";
 import { defaultConfig } from "../src/config/load.ts";
 import { Counters, Logger } from "../src/util/log.ts";
@@ -27,10 +26,10 @@ import { idiagExt } from "../src/netlink/deserializers.ts";
 import { parseDatagram, ParseStats } from "../src/netlink/parse.ts";
 import { writeDumpRequest } from "../src/netlink/request.ts";
 import { SocketView } from "../src/netlink/socket_view.ts";
-import { NamespaceRegistry } from "../src/netns/registry.ts";
 import { Poller } from "../src/poll/poller.ts";
 import { EnvelopeWriter } from "../src/record/encoder.ts";
 import { Stamp } from "../src/record/stamp.ts";
+import { registryOver } from "../tests/support/registry.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -93,9 +92,11 @@ cfg.pollTimeout = msToDuration(3_000_000);
 const mask = decoderMask(cfg);
 const ext = idiagExt(mask);
 const bufSize = recvBufferSize(cfg);
-const sockets: NetlinkSocket[] = names.map((n) =>
-  openNetlinkSocketIn(`/run/netns/${n}`, { rcvTimeoutMs: 10_000 })
-);
+const counters = new Counters();
+const log = new Logger(0);
+// The daemon's registry over exactly these namespaces, its sockets shared with the floor.
+const registry = registryOver(names, log, counters);
+const sockets: NetlinkSocket[] = [...registry.states.values()].map((st) => st.socket);
 
 // Floor: request, then receive until NLMSG_DONE, nothing else.
 const recvBuf = new Uint8Array(new ArrayBuffer(bufSize));
@@ -126,22 +127,6 @@ function floorPoll(): void {
 }
 
 // Full: the daemon's Poller over exactly these namespaces.
-const counters = new Counters();
-const log = new Logger(0);
-const registry = new NamespaceRegistry({
-  home: defaultHome(),
-  selfInode: 0n,
-  rcvTimeoutMs: 10_000,
-  log,
-  counters,
-});
-names.forEach((n, i) => {
-  const inode = BigInt(Deno.statSync(`/run/netns/${n}`).ino ?? i);
-  registry.states.set(inode, {
-    info: { inode, name: n, path: `/run/netns/${n}` },
-    socket: sockets[i],
-  });
-});
 const recorded: Uint8Array[] = [];
 let recording = false;
 const nullDest = new NullDest();

@@ -165,7 +165,10 @@ CREATE TABLE IF NOT EXISTS xtcp.xtcp_flat_records_kafka
   bbr_info_cwnd_gain UInt32,
   class_id UInt32,
   sock_opt UInt32,
-  c_group UInt64
+  c_group UInt64,
+  socket_owner_pid UInt32,
+  socket_owner_comm String,
+  closed Bool
 )
 ENGINE = Kafka
 SETTINGS
@@ -337,7 +340,10 @@ CREATE TABLE IF NOT EXISTS xtcp.xtcp_flat_records_v0
   bbr_info_cwnd_gain UInt32,
   class_id UInt32,
   sock_opt UInt32,
-  c_group UInt64
+  c_group UInt64,
+  socket_owner_pid UInt32,
+  socket_owner_comm String,
+  closed Bool
 )
 ENGINE = MergeTree
 ORDER BY (timestamp_ns, hostname, record_counter, netlinker_id, socket_fd)
@@ -527,7 +533,10 @@ CREATE TABLE IF NOT EXISTS xtcp.xtcp_flat_records_http
   bbr_info_cwnd_gain UInt32,
   class_id UInt32,
   sock_opt UInt32,
-  c_group UInt64
+  c_group UInt64,
+  socket_owner_pid UInt32,
+  socket_owner_comm String,
+  closed Bool
 )
 ENGINE = Null;
 

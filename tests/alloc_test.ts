@@ -10,6 +10,7 @@ const PROBE = new URL("./support/alloc_probe.ts", import.meta.url).pathname;
 async function scavenges(
   capture: string,
   passes: number,
+  mode = "plain",
 ): Promise<{ gcs: number; sockets: number }> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: [
@@ -20,6 +21,7 @@ async function scavenges(
       PROBE,
       capture,
       String(passes),
+      mode,
     ],
     stdout: "piped",
     stderr: "inherit",
@@ -32,10 +34,10 @@ async function scavenges(
   };
 }
 
-Deno.test("the hot path allocates nothing per socket (no extra GC over 1M sockets)", async () => {
+async function noExtraGc(mode: string): Promise<void> {
   const capture = ownCaptures()[0].pcap;
-  const idle = await scavenges(capture, 0);
-  const busy = await scavenges(capture, 5000);
+  const idle = await scavenges(capture, 0, mode);
+  const busy = await scavenges(capture, 5000, mode);
   assert.ok(
     busy.sockets - idle.sockets >= 1_000_000,
     `only ${busy.sockets - idle.sockets} sockets`,
@@ -45,4 +47,12 @@ Deno.test("the hot path allocates nothing per socket (no extra GC over 1M socket
     busy.gcs <= idle.gcs + 4,
     `${busy.gcs} collections for ${busy.sockets} sockets vs ${idle.gcs} for ${idle.sockets}`,
   );
-});
+}
+
+Deno.test("the hot path allocates nothing per socket (no extra GC over 1M sockets)", () =>
+  noExtraGc("plain"));
+
+Deno.test(
+  "--changesOnly --socketOwners allocate nothing per socket either (change table, owners, close records)",
+  () => noExtraGc("rows"),
+);

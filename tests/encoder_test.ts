@@ -13,6 +13,7 @@ import { decodeCapture } from "../src/netlink/capture.ts";
 import { parseDatagram, ParseStats } from "../src/netlink/parse.ts";
 import { SocketView } from "../src/netlink/socket_view.ts";
 import { EnvelopeWriter, RecordEncoder } from "../src/record/encoder.ts";
+import { RecordExtra } from "../src/record/extra.ts";
 import { OutBuf } from "../src/record/out_buf.ts";
 import { Stamp } from "../src/record/stamp.ts";
 import { recordMessage } from "../src/record/values.ts";
@@ -38,23 +39,35 @@ const STAMP = new Stamp({
   uplink2_lldp_port_descr: "port 2",
 });
 
+/** The per-socket additions of socket `n`: none, an owner, or an owner and closed, in turn. */
+function extraFor(n: number, extra: RecordExtra): RecordExtra | undefined {
+  if (n % 3 === 0) return undefined;
+  extra.clear();
+  extra.ownerPid = n % 2 ? 1 : 4_000_000 + n; // a one-byte and a four-byte varint
+  extra.ownerComm = new TextEncoder().encode(n % 2 ? "x" : "kworker/u8:0-ev");
+  extra.closed = n % 3 === 2;
+  return extra;
+}
+
 function checkCapture(path: string): number {
   const enc = new RecordEncoder();
+  const extra = new RecordExtra();
   const out = new OutBuf(4096);
   const env = new EnvelopeWriter(4096);
   const expected: ReturnType<typeof recordMessage>[] = [];
   let n = 0;
   decodeCapture(Deno.readFileSync(path), path, -1, (view) => {
     out.pos = 0;
-    enc.encode(view, STAMP, out);
+    const x = extraFor(n, extra);
+    enc.encode(view, STAMP, out, x);
     const fast = fromBinary(XtcpFlatRecordSchema, out.u8.slice(0, out.pos));
-    const slow = recordMessage(view, STAMP);
+    const slow = recordMessage(view, STAMP, x);
     const slowRoundTrip = fromBinary(XtcpFlatRecordSchema, toBinary(XtcpFlatRecordSchema, slow));
     assert.ok(
       equals(XtcpFlatRecordSchema, fast, slowRoundTrip),
       `${path}: socket ${n} (index ${view.index}) differs between the fast and the obvious path`,
     );
-    env.add(view, STAMP);
+    env.add(view, STAMP, x);
     expected.push(slowRoundTrip);
     n++;
   });

@@ -67,6 +67,7 @@ async function pipelineRows(dg: Uint8Array, expectSeq: number, expectPid: number
     slots: 4,
     slotSize: 64 * 1024,
     mask: -1,
+    rows: { changesOnly: false, snapshotEvery: 0, socketOwners: false, socketOwnersBudgetMs: 100 },
     marshal: "protobufList",
     columns: "",
     onEnvelope: (m) => {
@@ -75,8 +76,8 @@ async function pipelineRows(dg: Uint8Array, expectSeq: number, expectPid: number
   });
   try {
     await pipe.ready();
-    pipe.configure(10_000, 1 << 20, 1);
-    pipe.stamp(new Stamp({ netns: "pipeline-meta", hostname: "h" }));
+    pipe.configure(10_000, 1 << 20, 1, false);
+    pipe.stamp(new Stamp({ netns: "pipeline-meta", hostname: "h" }), 1);
     const { u8 } = pipe.acquire();
     u8.set(dg);
     pipe.publish(dg.length, expectSeq, expectPid);

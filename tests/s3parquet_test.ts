@@ -111,6 +111,9 @@ function oracleRecords(n: number): XtcpFlatRecord[] {
         case "enum":
           r[f.json] = i % 8;
           break;
+        case "bool":
+          r[f.json] = i % 2 === 1;
+          break;
         case "string":
           r[f.json] = i % 7 === 3 ? "" : `${f.name.slice(0, 6)}-${i}`;
           break;
@@ -162,6 +165,7 @@ function expected(r: XtcpFlatRecord): string[] {
   const cells = FIELDS.map((f) => {
     const x = v[f.json];
     if (x instanceof Uint8Array) return hex(x);
+    if (typeof x === "boolean") return x ? "1" : "0"; // an INT32 column
     return String(x ?? 0);
   });
   const ts = r.timestampNs;

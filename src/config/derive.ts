@@ -74,6 +74,12 @@ export function pollSettings(
     envelopeRows: env.rows,
     envelopeBytes: env.bytes,
     reconcileBeforePoll: cfg.reconcileBeforePoll,
+    rows: {
+      changesOnly: cfg.changesOnly,
+      snapshotEvery: cfg.snapshotEvery,
+      socketOwners: cfg.socketOwners,
+      socketOwnersBudgetMs: durationMs(cfg.socketOwnersBudget) || 100,
+    },
     dump: {
       mask,
       ext: idiagExt(mask),

@@ -46,7 +46,7 @@ function protoText(r: XtcpFlatRecord, indent: string): string {
   for (const s of SPECS) {
     const v = value(r, s);
     if (
-      v === undefined || (!s.optional && (v === 0 || v === 0n || v === "" ||
+      v === undefined || (!s.optional && (v === 0 || v === 0n || v === "" || v === false ||
         (v instanceof Uint8Array && v.length === 0)))
     ) continue;
     let text: string;
@@ -86,6 +86,9 @@ class MsgPack {
     else if (b.length < 256) this.parts.push(0xd9, b.length);
     else (this.parts.push(0xda), this.u(b.length, 2));
     for (const x of b) this.parts.push(x);
+  }
+  bool(b: boolean): void {
+    this.parts.push(b ? 0xc3 : 0xc2);
   }
   bin(b: Uint8Array): void {
     this.parts.push(0xc4, b.length);
@@ -162,7 +165,7 @@ const MARSHALLERS: Record<MarshallerName, (columns: string) => Marshaller> = {
       for (const r of rs) {
         const set = SPECS.filter((s) => {
           const v = value(r, s);
-          return v !== undefined && v !== 0 && v !== 0n && v !== "" &&
+          return v !== undefined && v !== 0 && v !== 0n && v !== "" && v !== false &&
             !(v instanceof Uint8Array && v.length === 0);
         });
         m.map(set.length);
@@ -171,6 +174,7 @@ const MARSHALLERS: Record<MarshallerName, (columns: string) => Marshaller> = {
           const v = value(r, s);
           if (typeof v === "string") m.str(v);
           else if (v instanceof Uint8Array) m.bin(v);
+          else if (typeof v === "boolean") m.bool(v);
           else if (s.type === "int64") m.int(v as bigint);
           else m.uint(v as number | bigint);
         }

@@ -2,7 +2,7 @@
  * XtcpFlatRecord as Parquet: every field of the record (snake_case proto names, in field-number
  * order) plus `event_date` (the UTC date of timestamp_ns, `YYYY-MM-DD`). uint32 → INT32 (UINT_32),
  * uint64 → INT64 (UINT_64, read as UInt64 by ClickHouse, UBIGINT by DuckDB), int64 → INT64,
- * enums → INT32, strings → BYTE_ARRAY (UTF8), addresses → BYTE_ARRAY. Every column is REQUIRED:
+ * enums and bools (0, 1) → INT32, strings → BYTE_ARRAY (UTF8), addresses → BYTE_ARRAY. Every column is REQUIRED:
  * a field the row does not carry is 0 or empty, as proto3 reads it.
  *
  * {@link RecordColumns} decodes protobufList flushes straight into per-column PLAIN buffers:
@@ -21,6 +21,7 @@ const KIND: Record<ProtoType, ColumnKind> = {
   uint64: "uint64",
   int64: "int64",
   enum: "int32",
+  bool: "int32",
   string: "string",
   bytes: "bytes",
 };

@@ -15,7 +15,7 @@
  */
 import type { DatagramPipe, DumpSink } from "../netlink/dump.ts";
 import type { StampBytes } from "../record/stamp.ts";
-import type { PipelineSettings } from "./settings.ts";
+import type { PipelineSettings, RowSettings } from "./settings.ts";
 
 /** Slot kinds. */
 export const SLOT_DATA = 1;
@@ -24,6 +24,10 @@ export const SLOT_CHECKPOINT = 3;
 export const SLOT_ROLLBACK = 4;
 export const SLOT_END_POLL = 5;
 export const SLOT_CONFIG = 6;
+/** A namespace's dump ended: arg1 1 (it succeeded) or 0, arg2 its key. */
+export const SLOT_NS_END = 7;
+/** A namespace vanished: arg2 its key. */
+export const SLOT_NS_DROP = 8;
 
 /** Control words. */
 export const HEAD = 0;
@@ -74,6 +78,7 @@ export interface PipelineInit extends PipelineSettings {
   slots: number;
   slotSize: number;
   mask: number;
+  rows: RowSettings;
 }
 
 /** Options of {@link Pipeline}. */
@@ -81,6 +86,8 @@ export interface PipelineOptions extends PipelineSettings {
   slots: number;
   slotSize: number;
   mask: number;
+  /** `--changesOnly`, `--socketOwners`: the worker filters and fills the rows. */
+  rows: RowSettings;
   /** Each envelope the worker flushed (marshalled bytes and/or the bare envelope). */
   onEnvelope: (m: Extract<WorkerReply, { t: "envelope" }>) => void;
   /** What the worker's counters grew by, once per poll. */
@@ -143,6 +150,7 @@ export class Pipeline implements DatagramPipe, DumpSink {
       slots: o.slots,
       slotSize: o.slotSize,
       mask: o.mask,
+      rows: o.rows,
       marshal: o.marshal,
       columns: o.columns,
       ...(o.workerDest ? { workerDest: o.workerDest } : {}),
@@ -221,22 +229,38 @@ export class Pipeline implements DatagramPipe, DumpSink {
     this.emit(SLOT_ROLLBACK, 0, 0, 0);
   }
 
-  /** The metadata every following record carries. */
-  stamp(s: StampBytes): void {
+  /** The metadata every following record carries: the dump of namespace `key` starts. */
+  stamp(s: StampBytes, key: number): void {
     const i = this.slot();
     if (s.head.length + s.tail.length > this.o.slotSize) {
       throw new RangeError(`Stamp too large for a pipeline slot: ${s.head.length + s.tail.length}`);
     }
     this.u8[i].set(s.head, 0);
     this.u8[i].set(s.tail, s.head.length);
-    this.emit(SLOT_STAMP, s.head.length + s.tail.length, s.head.length, 0);
+    this.emit(SLOT_STAMP, s.head.length + s.tail.length, s.head.length, key);
   }
 
-  /** Envelope limits and sampling for the coming poll. */
-  configure(maxRows: number, maxBytes: number, modulus: number): void {
+  /** The dump of namespace `key` ended (`ok`: it succeeded: close records are due). */
+  endNamespace(key: number, ok: boolean): void {
+    this.slot();
+    this.emit(SLOT_NS_END, 0, ok ? 1 : 0, key);
+  }
+
+  /** Namespace `key` vanished: its state goes. */
+  dropNamespace(key: number): void {
+    this.slot();
+    this.emit(SLOT_NS_DROP, 0, 0, key);
+  }
+
+  /**
+   * Envelope limits and sampling for the coming poll, which is a snapshot (every socket written
+   * under `--changesOnly`) or not.
+   */
+  configure(maxRows: number, maxBytes: number, modulus: number, snapshot: boolean): void {
     const i = this.slot();
     this.dv[i].setInt32(0, modulus, true);
-    this.emit(SLOT_CONFIG, 4, maxRows, maxBytes);
+    this.dv[i].setInt32(4, snapshot ? 1 : 0, true);
+    this.emit(SLOT_CONFIG, 8, maxRows, maxBytes);
   }
 
   /** Ends the poll: the worker flushes what is left; resolves with its account of the poll. */

@@ -14,6 +14,7 @@ import { parseDatagram, ParseStats } from "../netlink/parse.ts";
 import { NetlinkCounts } from "./netlink_counts.ts";
 import { SocketView } from "../netlink/socket_view.ts";
 import { EnvelopeWriter } from "../record/encoder.ts";
+import type { RecordExtra } from "../record/extra.ts";
 import type { StampBytes } from "../record/stamp.ts";
 import { errorMessage } from "../util/errors.ts";
 import { Counters, Logger } from "../util/log.ts";
@@ -27,6 +28,8 @@ import {
   SLOT_CONFIG,
   SLOT_DATA,
   SLOT_END_POLL,
+  SLOT_NS_DROP,
+  SLOT_NS_END,
   SLOT_ROLLBACK,
   SLOT_STAMP,
   STOP,
@@ -34,6 +37,7 @@ import {
   WANT_ENVELOPES,
   type WorkerReply,
 } from "./pipeline.ts";
+import { RowFilter } from "./rows.ts";
 
 function reply(m: WorkerReply, transfer: Transferable[] = []): void {
   self.postMessage(m, transfer);
@@ -124,12 +128,23 @@ async function run(init: PipelineInit): Promise<void> {
     }
     env.reset();
   };
-  const onSocket = (v: SocketView) => {
-    if (modulus > 1 && (modulusCount++ % modulus) !== 1) return;
-    env.add(v, stamp);
+  const addRow = (v: SocketView, extra: RecordExtra | undefined) => {
+    env.add(v, stamp, extra);
     counts.appended++;
     if (env.rows >= maxRows) flush("rows_cap");
     else if (env.byteLength > maxBytes) flush("size_cap");
+  };
+  const rowOpts = init.rows;
+  const rows = rowOpts.changesOnly || rowOpts.socketOwners
+    ? new RowFilter(rowOpts, addRow)
+    : undefined;
+  const onSocket = (v: SocketView) => {
+    if (rows !== undefined && !rows.wanted(v)) return;
+    if (modulus > 1 && (modulusCount++ % modulus) !== 1) {
+      rows?.leftOut();
+      return;
+    }
+    addRow(v, rows?.extraFor(v));
   };
 
   reply({ t: "ready" });
@@ -169,6 +184,13 @@ async function run(init: PipelineInit): Promise<void> {
         break;
       case SLOT_STAMP:
         stamp = { head: u8.slice(0, a1), tail: u8.slice(a1, len) };
+        rows?.beginNamespace(a2);
+        break;
+      case SLOT_NS_END:
+        rows?.endNamespace(a1 === 1);
+        break;
+      case SLOT_NS_DROP:
+        rows?.drop(a2);
         break;
       case SLOT_CHECKPOINT:
         mark = env.mark();
@@ -177,16 +199,19 @@ async function run(init: PipelineInit): Promise<void> {
       case SLOT_ROLLBACK:
         if (flushes === flushesAtMark) env.rollback(mark);
         else env.reset(); // rows already flushed arrive twice; counted on the main thread
+        rows?.rollback();
         break;
       case SLOT_CONFIG:
         maxRows = a1;
         maxBytes = a2;
         modulus = dv.getInt32(0, true);
         modulusCount = 0;
+        rows?.beginPoll(dv.getInt32(4, true) === 1);
         break;
       case SLOT_END_POLL: {
         flush(REASONS[a1] ?? "poll_end");
         counts.decoded(stats);
+        rows?.account(counters);
         reply({
           t: "polled",
           id: a2,

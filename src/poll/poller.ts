@@ -16,12 +16,14 @@ import { Dumper, type DumpSink, type NetlinkTransport } from "../netlink/dump.ts
 import { NetlinkError } from "../netlink/errors.ts";
 import type { SocketView } from "../netlink/socket_view.ts";
 import { EnvelopeWriter } from "../record/encoder.ts";
+import type { RecordExtra } from "../record/extra.ts";
 import { Stamp, type StampValue } from "../record/stamp.ts";
 import type { Backlog, Delivery } from "../dest/queue.ts";
 import type { Marshaller } from "../format/marshal.ts";
 import type { NamespaceRegistry, NsState } from "../netns/registry.ts";
 import { errorMessage, isFatal, releaseAfter, type Suppressing } from "../util/errors.ts";
 import type { Counters, Logger } from "../util/log.ts";
+import { RowFilter } from "./rows.ts";
 import { freezeSettings, type PollSettings } from "./settings.ts";
 
 /** What one poll did. */
@@ -57,6 +59,11 @@ function backlogText(b: Backlog | undefined, flushes: number): string {
 
 /** Why an envelope was flushed (the original's counter names). */
 export type FlushReason = "poll_end" | "poll_timeout" | "rows_cap" | "size_cap" | "shutdown";
+
+/** The key of a namespace in the row filter and the pipeline's messages (its inode, 32 bits). */
+function nsKey(st: NsState): number {
+  return Number(st.info.inode & 0xffffffffn);
+}
 
 /** Wall-clock time in ns (microsecond resolution). */
 export function nowNs(): bigint {
@@ -119,11 +126,19 @@ export class Poller implements DumpSink, Disposable {
   /** The original's Netlinker/Deserialize counters of each dumper (one per receiving path). */
   private readonly counts: NetlinkCounts;
   private readonly pipedCounts: NetlinkCounts;
+  /** `--changesOnly`, `--socketOwners` (undefined without either). */
+  private readonly rows: RowFilter | undefined;
+  /** Namespaces whose dumps the row filter (or the pipeline's) has seen. */
+  private readonly nsKeys = new Set<number>();
 
   /** @param deps what the poller works with */
   constructor(private readonly deps: PollerDeps) {
     const s = deps.settings;
     this.settingsNow = s;
+    const r = s.rows;
+    this.rows = r.changesOnly || r.socketOwners
+      ? new RowFilter(r, (view, extra) => this.addRow(view, extra))
+      : undefined;
     const dumping = {
       ...s.dump,
       ...(deps.onDatagram ? { onDatagram: deps.onDatagram } : {}),
@@ -136,6 +151,7 @@ export class Poller implements DumpSink, Disposable {
         slots: 16,
         slotSize: s.dump.bufferSize,
         mask: s.dump.mask,
+        rows: s.rows,
         ...s.pipeline,
         onEnvelope: (m) => this.fromWorker(m),
         onCounters: (deltas) => deps.counters.addAll(deltas),
@@ -201,6 +217,14 @@ export class Poller implements DumpSink, Disposable {
     }
   }
 
+  /**
+   * What `--changesOnly` tracks in this thread: namespaces and sockets (undefined without it; the
+   * pipeline's worker keeps its own).
+   */
+  get changeState(): { namespaces: number; sockets: number } | undefined {
+    return this.settingsNow.rows.changesOnly ? this.rows?.tracked : undefined;
+  }
+
   /** The pipeline, when `pipeline` is on and its worker runs. */
   get pipeline(): Pipeline | undefined {
     return this.pipe;
@@ -214,9 +238,18 @@ export class Poller implements DumpSink, Disposable {
   // DumpSink
   /** @internal */
   onSocket(view: SocketView): void {
+    const rows = this.rows;
+    if (rows !== undefined && !rows.wanted(view)) return;
     const modulus = this.modulus;
-    if (modulus > 1 && (this.modulusCount++ % modulus) !== 1) return;
-    this.env.add(view, this.stamp);
+    if (modulus > 1 && (this.modulusCount++ % modulus) !== 1) {
+      rows?.leftOut();
+      return;
+    }
+    this.addRow(view, rows?.extraFor(view));
+  }
+
+  private addRow(view: SocketView, extra: RecordExtra | undefined): void {
+    this.env.add(view, this.stamp, extra);
     this.counts.appended++;
     if (this.env.rows >= this.maxRows) this.flush("rows_cap");
     else if (this.env.byteLength > this.maxBytes) this.flush("size_cap");
@@ -228,6 +261,7 @@ export class Poller implements DumpSink, Disposable {
   }
   /** @internal */
   rollback(): void {
+    this.rows?.rollback();
     if (this.flushCount === this.flushesAtMark) {
       this.env.rollback(this.mark);
     } else {
@@ -335,11 +369,21 @@ export class Poller implements DumpSink, Disposable {
       }
     }
     const pipe = this.pipe;
+    const r = s.rows;
+    const snapshot = r.changesOnly && r.snapshotEvery > 0 && this.loops % r.snapshotEvery === 0;
     if (pipe) {
       pipe.wantEnvelopes(this.deps.wantEnvelopes?.() ?? false);
-      pipe.configure(this.maxRows, this.maxBytes, this.modulus);
+      pipe.configure(this.maxRows, this.maxBytes, this.modulus, snapshot);
     }
+    this.rows?.beginPoll(snapshot);
     const states = [...this.deps.registry.states.values()];
+    if (this.rows) {
+      try {
+        this.dropVanished(states, pipe);
+      } catch (err) {
+        this.dropPipeline(err as Error); // its worker stopped consuming
+      }
+    }
     const stamp = s.stamp;
     const dumpMs: number[] = [];
     let failed = 0;
@@ -365,17 +409,31 @@ export class Poller implements DumpSink, Disposable {
         ...this.deps.stampFields?.(st),
       });
       const d0 = performance.now();
+      const key = nsKey(st);
+      if (this.rows) this.nsKeys.add(key);
+      const piped = pipe !== undefined && this.pipedDumper !== undefined;
+      let ok = false;
       try {
         if (pipe && this.pipedDumper) {
-          pipe.stamp(this.stamp);
+          pipe.stamp(this.stamp, key);
           sockets += this.pipedDumper.dump(this.transport(st.socket), pipe);
         } else {
+          this.rows?.beginNamespace(key);
           sockets += this.dumper.dump(this.transport(st.socket), this);
         }
+        ok = true;
       } catch (err) {
         if (pipe?.error) this.dropPipeline(pipe.error);
         failed++;
         this.dumpFailed(st, err);
+      }
+      if (!piped) this.rows?.endNamespace(ok);
+      else if (pipe && this.pipe === pipe) {
+        try {
+          pipe.endNamespace(key, ok);
+        } catch (err) {
+          this.dropPipeline(err as Error); // its worker stopped consuming
+        }
       }
       dumpMs.push(performance.now() - d0);
       namespaces++;
@@ -402,6 +460,7 @@ export class Poller implements DumpSink, Disposable {
     this.counts.received(this.dumper, uring);
     this.counts.decoded(this.dumper.stats);
     if (this.pipedDumper) this.pipedCounts.received(this.pipedDumper, uring);
+    this.rows?.account(c);
     this.loops++;
     c.inc("Poller", "pollingLoops");
     const summary: PollSummary = {
@@ -427,6 +486,17 @@ export class Poller implements DumpSink, Disposable {
     // With the block policy, a full delivery queue makes the next poll wait.
     await this.deps.delivery.room();
     return summary;
+  }
+
+  /** Forgets the row state of namespaces that are gone (here and in the pipeline's worker). */
+  private dropVanished(states: NsState[], pipe: Pipeline | undefined): void {
+    const live = new Set(states.map(nsKey));
+    for (const key of this.nsKeys) {
+      if (live.has(key)) continue;
+      this.rows?.drop(key);
+      pipe?.dropNamespace(key);
+      this.nsKeys.delete(key);
+    }
   }
 
   /** Requests an extra poll as soon as possible (coalesced with a pending one). */

@@ -81,6 +81,20 @@ export interface PollSettings {
   readonly uring?: UringSettings;
   /** Present with `--pipeline`. */
   readonly pipeline?: PipelineSettings;
+  /** `--changesOnly`, `--socketOwners`. */
+  readonly rows: RowSettings;
+}
+
+/** Which sockets become records, and what is added to them. */
+export interface RowSettings {
+  /** Only new and changed sockets, and one closed record per socket gone. */
+  readonly changesOnly: boolean;
+  /** With `changesOnly`: every socket every this many polls (0 = the first poll only). */
+  readonly snapshotEvery: number;
+  /** Owning process of each socket. */
+  readonly socketOwners: boolean;
+  /** How long the /proc walk for owners may run in one poll (ms). */
+  readonly socketOwnersBudgetMs: number;
 }
 
 /**

@@ -28,6 +28,9 @@ function columnType(f: FieldSpec, stored: boolean): string {
     case "bytes":
       t = "String";
       break;
+    case "bool":
+      t = "Bool";
+      break;
     case "enum":
       t = `Enum8(${CONGESTION_ALGORITHM_NAMES.map((n, i) => `'${n}' = ${i}`).join(", ")})`;
       break;

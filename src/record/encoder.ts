@@ -8,6 +8,7 @@
 import { INET_DIAG_CONG } from "../netlink/constants.ts";
 import type { SocketView } from "../netlink/socket_view.ts";
 import { encodeKernelFields } from "./encoder_gen.ts";
+import { encodeExtra, type RecordExtra } from "./extra.ts";
 import { varint32 } from "../util/varint.ts";
 import { ROW_TAG } from "./envelope.ts";
 import { OutBuf } from "./out_buf.ts";
@@ -27,10 +28,14 @@ const KERNEL_BYTES_BOUND = 2048;
  * ```
  */
 export class RecordEncoder {
-  /** Appends one encoded XtcpFlatRecord for `view` (stamped with `stamp`) to `out`. */
-  encode(view: SocketView, stamp: StampBytes, out: OutBuf): void {
+  /**
+   * Appends one encoded XtcpFlatRecord for `view` (stamped with `stamp`, with the per-socket
+   * additions of `extra`) to `out`.
+   */
+  encode(view: SocketView, stamp: StampBytes, out: OutBuf, extra?: RecordExtra): void {
     const congLen = view.attrOff[INET_DIAG_CONG] >= 0 ? view.attrLen[INET_DIAG_CONG] : 0;
-    out.ensure(stamp.head.length + stamp.tail.length + KERNEL_BYTES_BOUND + congLen);
+    const extraLen = extra ? extra.maxBytes : 0;
+    out.ensure(stamp.head.length + stamp.tail.length + KERNEL_BYTES_BOUND + congLen + extraLen);
     const o = out.u8;
     let p = copy(o, out.pos, stamp.head);
     if (view.index !== 0) {
@@ -49,6 +54,7 @@ export class RecordEncoder {
       out.dv,
       p,
     );
+    if (extra) out.pos = encodeExtra(extra, o, out.pos);
   }
 }
 
@@ -114,14 +120,14 @@ export class EnvelopeWriter {
     this.rows = mark.rows;
   }
 
-  /** Appends one row for `view`. */
-  add(view: SocketView, stamp: StampBytes): void {
+  /** Appends one row for `view` (with the per-socket additions of `extra`). */
+  add(view: SocketView, stamp: StampBytes, extra?: RecordExtra): void {
     const out = this.out;
     out.ensure(3);
     const tagAt = out.pos;
     out.u8[tagAt] = ROW_TAG;
     out.pos = tagAt + 3; // 2 bytes reserved for the row length: enough below 16 KiB
-    this.encoder.encode(view, stamp, out);
+    this.encoder.encode(view, stamp, out, extra);
     const bodyAt = tagAt + 3;
     const len = out.pos - bodyAt;
     const u8 = out.u8;

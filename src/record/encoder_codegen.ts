@@ -157,7 +157,7 @@ const PARAMS: [string, string][] = [
  * `encodeKernelFields` calling them in order.
  */
 export function encoderSource(): string {
-  const kernel = F.FIELDS.filter((s) => s.src !== F.SRC_META);
+  const kernel = F.FIELDS.filter((s) => s.src >= F.SRC_MSG);
   const groups: number[] = [];
   for (const s of kernel) if (!groups.includes(s.src)) groups.push(s.src);
   const fns: string[] = [];

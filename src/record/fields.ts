@@ -23,7 +23,7 @@ import {
 } from "../netlink/constants.ts";
 
 /** Protobuf scalar type of a field. */
-export type ProtoType = "uint32" | "uint64" | "int64" | "string" | "bytes" | "enum";
+export type ProtoType = "uint32" | "uint64" | "int64" | "string" | "bytes" | "enum" | "bool";
 
 /** How a kernel value is read from its payload. */
 export const READ_META = 0;
@@ -52,6 +52,8 @@ export const READ_CONG_ENUM = 12;
 export const SRC_META = -1;
 /** Source of a field: the 72-byte inet_diag_msg header. */
 export const SRC_MSG = 0;
+/** Source of a field: the daemon, per socket (`RecordExtra` of extra.ts: owner, closed). */
+export const SRC_EXTRA = -2;
 
 /** One field of XtcpFlatRecord. */
 export interface FieldSpec {
@@ -294,6 +296,11 @@ f("dctcp_info_ab_tot", 1805, "uint32", INET_DIAG_DCTCPINFO, 12, READ_U32);
 f("class_id", 2001, "uint32", INET_DIAG_CLASS_ID, 0, READ_U32);
 f("sock_opt", 2002, "uint32", INET_DIAG_SOCKOPT, 0, READ_U16);
 f("c_group", 2103, "uint64", INET_DIAG_CGROUP_ID, 0, READ_U64);
+
+// Per socket, from the daemon (2200+).
+f("socket_owner_pid", 2200, "uint32", SRC_EXTRA, 0, READ_META);
+f("socket_owner_comm", 2201, "string", SRC_EXTRA, 0, READ_META);
+f("closed", 2210, "bool", SRC_EXTRA, 0, READ_META);
 
 /** Every field of XtcpFlatRecord, in field-number order. */
 export const FIELDS: readonly FieldSpec[] = specs.sort((a, b) => a.number - b.number);

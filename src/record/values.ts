@@ -30,9 +30,11 @@ import {
   READ_U32,
   READ_U64,
   READ_U8,
+  SRC_EXTRA,
   SRC_META,
   SRC_MSG,
 } from "./fields.ts";
+import type { RecordExtra } from "./extra.ts";
 import type { Stamp, StampValue } from "./stamp.ts";
 
 /** A decoded field value. 64-bit fields are bigint. */
@@ -101,6 +103,20 @@ function metaValue(view: SocketView, stamp: Stamp, spec: FieldSpec): StampValue 
   return stamp.values.get(spec.name);
 }
 
+/** A per-socket addition's value (`closed` as 0 or 1). */
+function extraValue(extra: RecordExtra | undefined, spec: FieldSpec): FieldValue | undefined {
+  if (!extra) return undefined;
+  switch (spec.name) {
+    case "socket_owner_pid":
+      return extra.ownerPid;
+    case "socket_owner_comm":
+      return asciiName(extra.ownerComm, 0, extra.ownerComm.length);
+    case "closed":
+      return extra.closed ? 1 : 0;
+  }
+  throw new TypeError(`Field ${spec.name} is not a per-socket addition`);
+}
+
 /** Whether a value is the proto3 default (omitted on the wire unless the field is optional). */
 function isDefault(v: FieldValue | undefined): boolean {
   return v === undefined || v === 0 || v === 0n || v === "" ||
@@ -109,14 +125,23 @@ function isDefault(v: FieldValue | undefined): boolean {
 
 /**
  * Every present field of the record for `view` as `[spec, value]` pairs, in field-number order.
- * Kernel fields are present when the kernel sent them, zeros included; metadata fields when they
- * are not the default.
+ * Kernel fields are present when the kernel sent them, zeros included; metadata fields and the
+ * per-socket additions of `extra` when they are not the default (`closed` is 1 when true).
  */
-export function recordEntries(view: SocketView, stamp: Stamp): [FieldSpec, FieldValue][] {
+export function recordEntries(
+  view: SocketView,
+  stamp: Stamp,
+  extra?: RecordExtra,
+): [FieldSpec, FieldValue][] {
   const out: [FieldSpec, FieldValue][] = [];
   for (const spec of FIELDS) {
-    const v = spec.src === SRC_META ? metaValue(view, stamp, spec) : kernelValue(view, spec);
-    if (spec.src === SRC_META ? isDefault(v) : v === undefined) continue;
+    const daemon = spec.src === SRC_META || spec.src === SRC_EXTRA;
+    const v = spec.src === SRC_META
+      ? metaValue(view, stamp, spec)
+      : spec.src === SRC_EXTRA
+      ? extraValue(extra, spec)
+      : kernelValue(view, spec);
+    if (daemon ? isDefault(v) : v === undefined) continue;
     out.push([spec, toFieldValue(spec, v as FieldValue)]);
   }
   return out;
@@ -133,11 +158,19 @@ function toFieldValue(spec: FieldSpec, v: FieldValue): FieldValue {
  * The record as a `@bufbuild/protobuf` message, built the obvious way (`create` with every field
  * value). Used as the oracle of the fast encoder.
  */
-export function recordMessage(view: SocketView, stamp: Stamp): XtcpFlatRecord {
-  const init: Record<string, FieldValue> = {};
-  for (const [spec, v] of recordEntries(view, stamp)) {
+export function recordMessage(
+  view: SocketView,
+  stamp: Stamp,
+  extra?: RecordExtra,
+): XtcpFlatRecord {
+  const init: Record<string, FieldValue | boolean> = {};
+  for (const [spec, v] of recordEntries(view, stamp, extra)) {
     if (!spec.optional && isDefault(v)) continue;
-    init[spec.json] = spec.type === "int64" ? BigInt.asIntN(64, v as bigint) : v;
+    init[spec.json] = spec.type === "int64"
+      ? BigInt.asIntN(64, v as bigint)
+      : spec.type === "bool"
+      ? v === 1
+      : v;
   }
   return create(XtcpFlatRecordSchema, init as MessageInitShape<typeof XtcpFlatRecordSchema>);
 }
@@ -165,11 +198,12 @@ export function base64(b: Uint8Array): string {
  * 64-bit values decimal strings, bytes base64, the enum its name. Fields the kernel did not send
  * are absent; kernel fields it sent are written even when 0.
  */
-export function recordJson(view: SocketView, stamp: Stamp): string {
+export function recordJson(view: SocketView, stamp: Stamp, extra?: RecordExtra): string {
   const parts: string[] = [];
-  for (const [spec, v] of recordEntries(view, stamp)) {
+  for (const [spec, v] of recordEntries(view, stamp, extra)) {
     let text: string;
-    if (typeof v === "bigint") text = `"${spec.type === "int64" ? BigInt.asIntN(64, v) : v}"`;
+    if (spec.type === "bool") text = v === 1 ? "true" : "false";
+    else if (typeof v === "bigint") text = `"${spec.type === "int64" ? BigInt.asIntN(64, v) : v}"`;
     else if (typeof v === "string") text = JSON.stringify(v);
     else if (v instanceof Uint8Array) text = `"${base64(v)}"`;
     else if (spec.type === "enum") text = `"${CONGESTION_ALGORITHM_NAMES[v] ?? v}"`;

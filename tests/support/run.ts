@@ -77,6 +77,11 @@ export function freePort(): number {
   return port;
 }
 
+/** `-grpcPort` and `-promListen` on free loopback ports (never the defaults). */
+export function freeListenArgs(): string[] {
+  return ["-grpcPort", String(freePort()), "-promListen", `127.0.0.1:${freePort()}`];
+}
+
 /** Waits until `cond` holds (checked every 100 ms); throws naming `what` after `ms`. */
 export async function until(
   what: string,

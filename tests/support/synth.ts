@@ -3,6 +3,8 @@
  *
  * @module
  */
+import { INET_DIAG_INFO } from "../../src/netlink/constants.ts";
+import { SocketView } from "../../src/netlink/socket_view.ts";
 
 /** One synthetic socket message. */
 export interface SynthSocket {
@@ -58,4 +60,26 @@ export function defaultHeader(): Uint8Array {
   h.set([127, 0, 0, 1], 24);
   h[68] = 42;
   return h;
+}
+
+/** Length of the synthetic tcp_info of {@link socketView}. */
+const TCP_INFO_LEN = 248;
+
+/**
+ * A view of one established IPv4 socket with cookie `cookie` and inode `inode`: its header and a
+ * zeroed tcp_info (at 72) in a buffer of their own, to change byte by byte.
+ */
+export function socketView(cookie: number, inode = 0): SocketView {
+  const u8 = new Uint8Array(72 + TCP_INFO_LEN);
+  const v = new SocketView();
+  v.u8 = u8;
+  v.dv = new DataView(u8.buffer);
+  v.msg = 0;
+  u8[0] = 2;
+  u8[1] = 1; // established
+  v.dv.setUint32(44, cookie, true);
+  v.dv.setUint32(68, inode, true);
+  v.attrOff[INET_DIAG_INFO] = 72;
+  v.attrLen[INET_DIAG_INFO] = TCP_INFO_LEN;
+  return v;
 }
