@@ -16,7 +16,7 @@ import { Redis } from "ioredis";
 import { EnvelopeSchema } from "../src/gen/xtcp_flat_record/v1/xtcp_flat_record_pb.ts";
 import { readVarint } from "../src/util/varint.ts";
 import { startLoad } from "./support/loadgen/loadgen.ts";
-import { freePort, until, xtcp2 } from "./support/run.ts";
+import { freeListenArgs, freePort, until, xtcp2 } from "./support/run.ts";
 import {
   collected,
   daemon as isolated,
@@ -141,7 +141,13 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     const port = freePort();
-    const refused = await xtcp2(["-maxLoops", "1", "-dest", `nats:127.0.0.1:${port}`]);
+    const refused = await xtcp2([
+      ...freeListenArgs(),
+      "-maxLoops",
+      "1",
+      "-dest",
+      `nats:127.0.0.1:${port}`,
+    ]);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, new RegExp(`cannot start: nats 127\\.0\\.0\\.1:${port}: `));
     await using load = await startLoad({ conns: 200, bytes: 10 });
@@ -263,7 +269,13 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     const port = freePort();
-    const refused = await xtcp2(["-maxLoops", "1", "-dest", `valkey:127.0.0.1:${port}`]);
+    const refused = await xtcp2([
+      ...freeListenArgs(),
+      "-maxLoops",
+      "1",
+      "-dest",
+      `valkey:127.0.0.1:${port}`,
+    ]);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, new RegExp(`cannot start: valkey 127\\.0\\.0\\.1:${port}: `));
     await using load = await startLoad({ conns: 200, bytes: 10 });
@@ -336,7 +348,13 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     const { Kafka, logLevel } = await import("kafkajs");
-    const refused = await xtcp2(["-maxLoops", "1", "-dest", `kafka:127.0.0.1:${freePort()}`]);
+    const refused = await xtcp2([
+      ...freeListenArgs(),
+      "-maxLoops",
+      "1",
+      "-dest",
+      `kafka:127.0.0.1:${freePort()}`,
+    ]);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /cannot start: kafka 127\.0\.0\.1:\d+: /);
     const bogus = await xtcp2([
@@ -491,7 +509,13 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const refused = await xtcp2(["-maxLoops", "1", "-dest", `nsq:127.0.0.1:${freePort()}`]);
+    const refused = await xtcp2([
+      ...freeListenArgs(),
+      "-maxLoops",
+      "1",
+      "-dest",
+      `nsq:127.0.0.1:${freePort()}`,
+    ]);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /cannot start: nsq 127\.0\.0\.1:\d+: /);
     await using load = await startLoad({ conns: 200, bytes: 10 });
