@@ -156,6 +156,8 @@ export function parseDatagram(
   stats.datagrams++;
   view.u8 = u8;
   view.dv = dv;
+  view.datagram++;
+  view.end = end;
   let off = start;
   let index = 0;
   let status = 0;

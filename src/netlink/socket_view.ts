@@ -17,6 +17,10 @@ export class SocketView {
   msg = 0;
   /** Index of the message within its datagram (the record's `record_counter`). */
   index = 0;
+  /** Datagrams walked with this view (changes with each datagram, even in the same buffer). */
+  datagram = 0;
+  /** End of the datagram in `u8` (its messages lie in `[0, end)`). */
+  end = 0;
   /** Payload offset of each attribute type, or -1 when absent. */
   readonly attrOff: Int32Array = new Int32Array(MAX_ATTR_TYPE).fill(-1);
   /** Payload length of each attribute type (valid where `attrOff` ≥ 0). */

@@ -1,13 +1,13 @@
 /**
  * The fast record encoder: writes `XtcpFlatRecord` wire bytes straight from the netlink receive
- * buffer into an output buffer, through code generated from the field table (encoder_gen.ts). No per-socket
- * objects: values are read with DataView into locals, 64-bit counters as two 32-bit halves.
+ * buffer into an output buffer: the metadata stamp's bytes copied, the kernel fields written by a
+ * WebAssembly function assembled from the field table (encoder_wasm.ts). No per-socket objects.
  *
  * @module
  */
 import { INET_DIAG_CONG } from "../netlink/constants.ts";
 import type { SocketView } from "../netlink/socket_view.ts";
-import { encodeKernelFields } from "./encoder_gen.ts";
+import { WasmKernelEncoder } from "./encoder_wasm.ts";
 import { varint32 } from "../util/varint.ts";
 import { ROW_TAG } from "./envelope.ts";
 import { OutBuf } from "./out_buf.ts";
@@ -27,6 +27,8 @@ const KERNEL_BYTES_BOUND = 2048;
  * ```
  */
 export class RecordEncoder {
+  private readonly kernel = new WasmKernelEncoder();
+
   /** Appends one encoded XtcpFlatRecord for `view` (stamped with `stamp`) to `out`. */
   encode(view: SocketView, stamp: StampBytes, out: OutBuf): void {
     const congLen = view.attrOff[INET_DIAG_CONG] >= 0 ? view.attrLen[INET_DIAG_CONG] : 0;
@@ -38,17 +40,13 @@ export class RecordEncoder {
       o[p + 1] = 0x03;
       p = varint32(o, p + 2, view.index);
     }
-    p = copy(o, p, stamp.tail);
-    out.pos = encodeKernelFields(
-      view.u8,
-      view.dv,
-      view.msg,
-      view.attrOff,
-      view.attrLen,
-      o,
-      out.dv,
-      p,
-    );
+    out.pos = copy(o, p, stamp.tail);
+    this.kernel.encodeInto(view, out, KERNEL_BYTES_BOUND + congLen);
+  }
+
+  /** An output buffer the kernel fields are written into in place (no copy). */
+  outBuf(capacity: number): OutBuf {
+    return this.kernel.outBuf(capacity);
   }
 }
 
@@ -87,7 +85,7 @@ export class EnvelopeWriter {
 
   /** @param capacity initial buffer size */
   constructor(capacity = 1 << 20, encoder = new RecordEncoder()) {
-    this.out = new OutBuf(capacity);
+    this.out = encoder.outBuf(capacity);
     this.encoder = encoder;
     this.reset();
   }
