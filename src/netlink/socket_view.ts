@@ -22,9 +22,21 @@ export class SocketView {
   /** End of the datagram in `u8` (its messages lie in `[0, end)`). */
   end = 0;
   /** Payload offset of each attribute type, or -1 when absent. */
-  readonly attrOff: Int32Array = new Int32Array(MAX_ATTR_TYPE).fill(-1);
+  readonly attrOff: Int32Array;
   /** Payload length of each attribute type (valid where `attrOff` ≥ 0). */
-  readonly attrLen: Int32Array = new Int32Array(MAX_ATTR_TYPE);
+  readonly attrLen: Int32Array;
+
+  /**
+   * @param table where to keep the attribute table (MAX_ATTR_TYPE entries each; e.g. in the
+   * memory of the encoder that reads it), default: arrays of its own
+   */
+  constructor(table?: { attrOff: Int32Array; attrLen: Int32Array }) {
+    this.attrOff = (table?.attrOff ?? new Int32Array(MAX_ATTR_TYPE)).fill(-1);
+    this.attrLen = table?.attrLen ?? new Int32Array(MAX_ATTR_TYPE);
+    if (this.attrOff.length < MAX_ATTR_TYPE || this.attrLen.length < MAX_ATTR_TYPE) {
+      throw new RangeError(`An attribute table needs ${MAX_ATTR_TYPE} entries`);
+    }
+  }
 
   /** idiag_family: 2 or 10. */
   get family(): number {

@@ -6,7 +6,7 @@
  * @module
  */
 import { INET_DIAG_CONG } from "../netlink/constants.ts";
-import type { SocketView } from "../netlink/socket_view.ts";
+import { SocketView } from "../netlink/socket_view.ts";
 import { WasmKernelEncoder } from "./encoder_wasm.ts";
 import { varint32 } from "../util/varint.ts";
 import { ROW_TAG } from "./envelope.ts";
@@ -48,6 +48,15 @@ export class RecordEncoder {
   outBuf(capacity: number): OutBuf {
     return this.kernel.outBuf(capacity);
   }
+
+  /**
+   * A receive buffer of `bytes` and a socket view that the encoder reads in place, for a
+   * dumper's `source` option (netlink/dump.ts), once per encoder.
+   */
+  source(bytes: number): { recv: Uint8Array; view: SocketView } {
+    const p = this.kernel.pin(bytes);
+    return { recv: p.recv, view: new SocketView(p) };
+  }
 }
 
 /** Copies `b` into `o` at `p` (a loop: cheaper than `set` for a few dozen bytes). */
@@ -88,6 +97,11 @@ export class EnvelopeWriter {
     this.out = encoder.outBuf(capacity);
     this.encoder = encoder;
     this.reset();
+  }
+
+  /** See {@link RecordEncoder.source}: where a dumper receives for this writer to read in place. */
+  source(bytes: number): { recv: Uint8Array; view: SocketView } {
+    return this.encoder.source(bytes);
   }
 
   /** Empties the envelope. */

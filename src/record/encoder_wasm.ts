@@ -6,8 +6,8 @@
  * same bytes at about twice the cost per socket (570 against 345 ns per socket with parsing, on
  * a 20,000-socket loopback dump).
  *
- * Memory of an instance: the attribute table (`attrOff` then `attrLen`, i32 × 32 each) at 0, a
- * copy of the datagram being encoded, then the output (see {@link WasmKernelEncoder}).
+ * Memories of an instance: the source (the attribute table, `attrOff` then `attrLen`, i32 × 32
+ * each, at 0; then the datagram) and the output (see {@link WasmKernelEncoder}).
  *
  * @module
  */
@@ -82,8 +82,10 @@ function sleb(n: number): number[] {
 const get = (l: number) => [GET, l];
 const set = (l: number) => [SET, l];
 const i32 = (n: number) => [I32_CONST, ...sleb(n)];
-/** A load or store: the address is on the stack; `off` is folded into the instruction. */
+/** A load from memory 0 (source, table): the address is on the stack, `off` folded in. */
 const mem = (op: number, off: number) => [op, 0, ...uleb(off)];
+/** A store to memory 1 (the output): a memarg with bit 6 set names the memory. */
+const out = (op: number, off: number) => [op, 0x40, 1, ...uleb(off)];
 const incP = (by: number) => [...get(P), ...i32(by), ADD, ...set(P)];
 
 /** `v` (i32) as a varint at `p`, then `p` past it. */
@@ -103,7 +105,7 @@ const VARINT32 = [
   AND,
   ...i32(0x80),
   OR,
-  ...mem(STORE8, 0),
+  ...out(STORE8, 0),
   ...incP(1),
   ...get(V),
   ...i32(7),
@@ -115,7 +117,7 @@ const VARINT32 = [
   END,
   ...get(P),
   ...get(V),
-  ...mem(STORE8, 0),
+  ...out(STORE8, 0),
   ...incP(1),
 ];
 
@@ -139,7 +141,7 @@ const VARINT64 = [
   I64_CONST,
   ...sleb(0x80),
   I64_OR,
-  ...mem(I64_STORE8, 0),
+  ...out(I64_STORE8, 0),
   ...incP(1),
   ...get(W),
   I64_CONST,
@@ -152,7 +154,7 @@ const VARINT64 = [
   END,
   ...get(P),
   ...get(W),
-  ...mem(I64_STORE8, 0),
+  ...out(I64_STORE8, 0),
   ...incP(1),
 ];
 
@@ -161,10 +163,10 @@ function writeTag(s: F.FieldSpec): number[] {
   const t = tagBytes(s);
   const value = t.reduce((acc, b, i) => acc + b * 2 ** (8 * i), 0);
   const store = t.length === 1
-    ? [...get(P), ...i32(value), ...mem(STORE8, 0)]
+    ? [...get(P), ...i32(value), ...out(STORE8, 0)]
     : t.length === 2
-    ? [...get(P), ...i32(value), ...mem(STORE16, 0)]
-    : [...get(P), ...i32(value | 0), ...mem(I32_STORE, 0)];
+    ? [...get(P), ...i32(value), ...out(STORE16, 0)]
+    : [...get(P), ...i32(value | 0), ...out(I32_STORE, 0)];
   return [...store, ...incP(t.length)];
 }
 
@@ -296,7 +298,7 @@ const ASCII_BYTES = [
   I32_LT_U,
   AND,
   SELECT,
-  ...mem(STORE8, 0),
+  ...out(STORE8, 0),
   ...incP(1),
   ...get(V),
   ...i32(1),
@@ -353,15 +355,15 @@ function field(s: F.FieldSpec): number[] {
         ...writeTag(s),
         ...get(P),
         ...i32(16),
-        ...mem(STORE8, 0),
+        ...out(STORE8, 0),
         ...get(P),
         ...get(B),
         ...mem(I64_LOAD, o),
-        ...mem(I64_STORE, 1),
+        ...out(I64_STORE, 1),
         ...get(P),
         ...get(B),
         ...mem(I64_LOAD, o + 8),
-        ...mem(I64_STORE, 9),
+        ...out(I64_STORE, 9),
         ...incP(17),
       ];
     case F.READ_CSTR: {
@@ -415,7 +417,10 @@ function section(id: number, content: number[]): number[] {
 }
 const name = (s: string) => [...uleb(s.length), ...new TextEncoder().encode(s)];
 
-/** The module's bytes: `encode(delta, msg, out) → out'`, memory imported as `e.m`. */
+/**
+ * The module's bytes: `encode(delta, msg, out) → out'`, the source memory imported as `e.m`,
+ * the output memory as `e.o` (multi-memory).
+ */
 export function encoderWasm(): Uint8Array<ArrayBuffer> {
   const code = body();
   const locals = [2, 8, I32, 1, I64]; // 8 i32 (b, n, v, k, c0…c3), 1 i64 (w)
@@ -430,7 +435,19 @@ export function encoderWasm(): Uint8Array<ArrayBuffer> {
     0,
     0,
     ...section(1, [1, 0x60, 3, I32, I32, I32, 1, I32]),
-    ...section(2, [1, ...name("e"), ...name("m"), 0x02, 0x00, 1]),
+    ...section(2, [
+      2,
+      ...name("e"),
+      ...name("m"),
+      0x02,
+      0x00,
+      1,
+      ...name("e"),
+      ...name("o"),
+      0x02,
+      0x00,
+      1,
+    ]),
     ...section(3, [1, 0]),
     ...section(7, [1, ...name("encode"), 0x00, 0]),
     ...section(10, [1, ...uleb(fn.length), ...fn]),
@@ -440,30 +457,26 @@ export function encoderWasm(): Uint8Array<ArrayBuffer> {
 let compiled: WebAssembly.Module | undefined;
 
 const PAGE = 65536;
-/** The attribute table's size (attrOff then attrLen). */
+/** The attribute table's size (attrOff then attrLen), at 0 of the source memory. */
 const TABLE_BYTES = 8 * C.MAX_ATTR_TYPE;
 
 /**
- * An output buffer in the memory of a {@link WasmKernelEncoder}, where its function writes the
- * kernel fields in place. Grows with the memory (its views are replaced, as OutBuf's are).
+ * An output buffer in the output memory of a {@link WasmKernelEncoder}, where its function
+ * writes the kernel fields in place. Grows with the memory (its views are replaced, as OutBuf's
+ * are).
  */
 export class WasmOutBuf extends OutBuf {
   /** @internal */
-  constructor(private readonly owner: WasmKernelEncoder, capacity: number) {
+  constructor(private readonly memory: WebAssembly.Memory, capacity: number) {
     super(0);
     this.at(capacity);
   }
 
-  /** Where the buffer starts in the memory. */
-  get base(): number {
-    return this.owner.outAt;
-  }
-
-  /** @internal Points the views at `capacity` bytes from the owner's output region. */
+  /** @internal Points the views at the first `capacity` bytes of the memory (grown to fit). */
   at(capacity: number): void {
-    this.owner.reserve(this.owner.outAt + capacity);
-    this.u8 = new Uint8Array(this.owner.memory.buffer, this.owner.outAt, capacity);
-    this.dv = new DataView(this.owner.memory.buffer, this.owner.outAt, capacity);
+    grow(this.memory, capacity);
+    this.u8 = new Uint8Array(this.memory.buffer, 0, capacity);
+    this.dv = new DataView(this.memory.buffer, 0, capacity);
   }
 
   override ensure(n: number): void {
@@ -475,86 +488,113 @@ export class WasmOutBuf extends OutBuf {
   }
 }
 
+/** Grows `m` to at least `bytes`; whether it grew (every view of it is then stale). */
+function grow(m: WebAssembly.Memory, bytes: number): boolean {
+  const have = m.buffer.byteLength;
+  if (bytes <= have) return false;
+  m.grow(Math.ceil((bytes - have) / PAGE));
+  return true;
+}
+
+/** A receive buffer and a socket view whose bytes and attribute table the function reads in place. */
+export interface PinnedSource {
+  /** Where the dumper receives. */
+  recv: Uint8Array;
+  /** The attribute table (the view's attrOff and attrLen). */
+  attrOff: Int32Array;
+  attrLen: Int32Array;
+}
+
 /**
- * One instance of the function, with its memory: the attribute table at 0, a copy of the
- * source datagram from {@link TABLE_BYTES}, then the output ({@link WasmOutBuf}).
+ * One instance of the function, with its two memories: the source (the attribute table at 0,
+ * then the datagram) and the output ({@link WasmOutBuf}, then scratch room for other buffers).
+ * A datagram is read in place when it lies in the source memory ({@link WasmKernelEncoder.pin}:
+ * the dumper receives there), else it is copied in, once, at the first of its sockets.
  */
 export class WasmKernelEncoder {
-  /** The instance's memory. */
-  readonly memory: WebAssembly.Memory;
-  /** Where the output region starts (moves up when a larger datagram needs room). */
-  outAt = TABLE_BYTES + PAGE;
+  private readonly src: WebAssembly.Memory;
+  private readonly dst: WebAssembly.Memory;
   private readonly fn: (delta: number, msg: number, out: number) => number;
-  private u8: Uint8Array;
+  private srcU8: Uint8Array;
   private table: Int32Array;
   private out: WasmOutBuf | undefined;
+  private pinned: PinnedSource | undefined;
   private lastSrc: Uint8Array | undefined;
   private lastDatagram = -1;
 
   constructor() {
     compiled ??= new WebAssembly.Module(encoderWasm());
-    this.memory = new WebAssembly.Memory({ initial: 2 });
-    const inst = new WebAssembly.Instance(compiled, { e: { m: this.memory } });
+    this.src = new WebAssembly.Memory({ initial: 2 });
+    this.dst = new WebAssembly.Memory({ initial: 1 });
+    const inst = new WebAssembly.Instance(compiled, { e: { m: this.src, o: this.dst } });
     this.fn = inst.exports.encode as (delta: number, msg: number, out: number) => number;
-    this.u8 = new Uint8Array(this.memory.buffer);
-    this.table = new Int32Array(this.memory.buffer, 0, 2 * C.MAX_ATTR_TYPE);
+    this.srcU8 = new Uint8Array(this.src.buffer);
+    this.table = new Int32Array(this.src.buffer, 0, 2 * C.MAX_ATTR_TYPE);
   }
 
-  /** The output buffer in this memory (one per encoder: the same one each call). */
+  /** The output buffer in the output memory (one per encoder: the same one each call). */
   outBuf(capacity: number): WasmOutBuf {
-    this.out ??= new WasmOutBuf(this, capacity);
+    this.out ??= new WasmOutBuf(this.dst, capacity);
     return this.out;
   }
 
-  /** Grows the memory to at least `bytes` (every view of it is then replaced). */
-  reserve(bytes: number): void {
-    const have = this.memory.buffer.byteLength;
-    if (bytes <= have) return;
-    this.memory.grow(Math.ceil((bytes - have) / PAGE));
-    this.u8 = new Uint8Array(this.memory.buffer);
-    this.table = new Int32Array(this.memory.buffer, 0, 2 * C.MAX_ATTR_TYPE);
-    this.out?.at(this.out.u8.length);
+  /**
+   * A receive buffer of `bytes` and an attribute table in the source memory, read in place (no
+   * copy); the memory never grows after (datagrams from elsewhere are copied past the buffer).
+   * Once per encoder.
+   */
+  pin(bytes: number): PinnedSource {
+    if (this.pinned) throw new Error("The encoder's source memory is already pinned");
+    const at = TABLE_BYTES;
+    // Room for the buffer, and as much again for a copy of a datagram from elsewhere.
+    this.sourceRoom(at + 2 * bytes + 16);
+    this.pinned = {
+      recv: new Uint8Array(this.src.buffer, at, bytes),
+      attrOff: new Int32Array(this.src.buffer, 0, C.MAX_ATTR_TYPE),
+      attrLen: new Int32Array(this.src.buffer, 4 * C.MAX_ATTR_TYPE, C.MAX_ATTR_TYPE),
+    };
+    return this.pinned;
   }
 
-  /**
-   * Copies the view's datagram in (once: at the first of its sockets; the output region moves
-   * up when it needs more room) and its attribute table.
-   */
-  private load(view: SocketView): void {
+  private sourceRoom(bytes: number): void {
+    if (!grow(this.src, bytes)) return;
+    if (this.pinned) throw new Error("Pinned source memory cannot grow");
+    this.srcU8 = new Uint8Array(this.src.buffer);
+    this.table = new Int32Array(this.src.buffer, 0, 2 * C.MAX_ATTR_TYPE);
+  }
+
+  /** Where the function reads the view's datagram (copied in first when it lies elsewhere). */
+  private load(view: SocketView): number {
+    if (view.attrOff !== this.pinned?.attrOff) {
+      this.table.set(view.attrOff, 0);
+      this.table.set(view.attrLen, C.MAX_ATTR_TYPE);
+    }
     const src = view.u8;
+    if (src === this.pinned?.recv) return TABLE_BYTES;
+    // Past the pinned buffer, if any.
+    const at = TABLE_BYTES + (this.pinned?.recv.length ?? 0);
     if (src !== this.lastSrc || view.datagram !== this.lastDatagram) {
       const n = view.end;
-      if (TABLE_BYTES + n + 16 > this.outAt) this.moveOut(TABLE_BYTES + n + 16);
-      this.u8.set(n === src.length ? src : src.subarray(0, n), TABLE_BYTES);
+      this.sourceRoom(at + n + 16);
+      this.srcU8.set(n === src.length ? src : src.subarray(0, n), at);
       this.lastSrc = src;
       this.lastDatagram = view.datagram;
     }
-    this.table.set(view.attrOff, 0);
-    this.table.set(view.attrLen, C.MAX_ATTR_TYPE);
+    return at;
   }
 
   /** Writes the kernel fields of `view` into `out` at its position (any OutBuf). */
   encodeInto(view: SocketView, out: OutBuf, room: number): void {
-    this.load(view);
+    const delta = this.load(view);
     if (out === this.out) {
-      out.pos = this.fn(TABLE_BYTES, view.msg, this.outAt + out.pos) - this.outAt;
+      out.pos = this.fn(delta, view.msg, out.pos);
       return;
     }
-    // Another buffer: through scratch room past the output region, then copied.
-    const scratch = this.outAt + (this.out?.u8.length ?? 0);
-    this.reserve(scratch + room);
-    const end = this.fn(TABLE_BYTES, view.msg, scratch);
-    out.u8.set(this.u8.subarray(scratch, end), out.pos);
-    out.pos += end - scratch;
-  }
-
-  /** Moves the output region up to `outAt` (a datagram larger than the room before it). */
-  private moveOut(outAt: number): void {
-    const to = Math.ceil(outAt / PAGE) * PAGE;
-    const len = this.out?.u8.length ?? 0;
-    this.reserve(to + len);
-    this.u8.copyWithin(to, this.outAt, this.outAt + len);
-    this.outAt = to;
-    this.out?.at(len);
+    // Another buffer: through scratch room past the output buffer, then copied.
+    const scratch = this.out?.u8.length ?? 0;
+    if (grow(this.dst, scratch + room)) this.out?.at(this.out.u8.length);
+    const end = this.fn(delta, view.msg, scratch);
+    out.u8.set(new Uint8Array(this.dst.buffer, scratch, end - scratch), out.pos);
+    out.pos = end - scratch + out.pos;
   }
 }
