@@ -145,26 +145,37 @@ Deno.test("the WebAssembly encoder: every congestion name, odd bytes, short stru
     { attrs: [[22, Uint8Array.of(0xff, 0x7f)], [4, Uint8Array.of()]] },
   ] as { attrs: [number, Uint8Array][] }[];
   const dg = buildDatagram(sockets);
-  let n = 0;
-  parseDatagram(
-    view,
-    dg,
-    new DataView(dg.buffer),
-    0,
-    dg.length,
-    { mask: -1, expectSeq: -1, expectPid: -1 },
-    stats,
-    (v) => {
-      out.pos = 0;
-      enc.encode(v, STAMP, out);
-      const fast = fromBinary(XtcpFlatRecordSchema, out.u8.slice(0, out.pos));
-      const slow = fromBinary(
-        XtcpFlatRecordSchema,
-        toBinary(XtcpFlatRecordSchema, recordMessage(v, STAMP)),
-      );
-      assert.ok(equals(XtcpFlatRecordSchema, fast, slow), `socket ${n} differs`);
-      n++;
-    },
-  );
-  assert.equal(n, sockets.length);
+  // A stamp too large for the function's room (its bytes are then written from JavaScript).
+  const big = STAMP.with({ label: "l".repeat(9000) });
+  for (const stamp of [STAMP, big]) {
+    const env = new EnvelopeWriter(64);
+    const expected: ReturnType<typeof recordMessage>[] = [];
+    let n = 0;
+    parseDatagram(
+      view,
+      dg,
+      new DataView(dg.buffer),
+      0,
+      dg.length,
+      { mask: -1, expectSeq: -1, expectPid: -1 },
+      stats,
+      (v) => {
+        out.pos = 0;
+        enc.encode(v, stamp, out);
+        const fast = fromBinary(XtcpFlatRecordSchema, out.u8.slice(0, out.pos));
+        const slow = recordMessage(v, stamp);
+        const slowRoundTrip = fromBinary(
+          XtcpFlatRecordSchema,
+          toBinary(XtcpFlatRecordSchema, slow),
+        );
+        assert.ok(equals(XtcpFlatRecordSchema, fast, slowRoundTrip), `socket ${n} differs`);
+        env.add(v, stamp);
+        expected.push(slowRoundTrip);
+        n++;
+      },
+    );
+    assert.equal(n, sockets.length);
+    const e = fromBinary(EnvelopeSchema, env.envelope());
+    assert.ok(equals(EnvelopeSchema, e, create(EnvelopeSchema, { row: expected })));
+  }
 });

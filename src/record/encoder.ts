@@ -1,14 +1,14 @@
 /**
  * The fast record encoder: writes `XtcpFlatRecord` wire bytes straight from the netlink receive
- * buffer into an output buffer: the metadata stamp's bytes copied, the kernel fields written by a
- * WebAssembly function assembled from the field table (encoder_wasm.ts). No per-socket objects.
+ * buffer into an output buffer, through a WebAssembly function assembled from the field table
+ * (encoder_wasm.ts) that copies the metadata stamp's bytes and writes the kernel fields. No
+ * per-socket objects.
  *
  * @module
  */
 import { INET_DIAG_CONG } from "../netlink/constants.ts";
 import { SocketView } from "../netlink/socket_view.ts";
 import { WasmKernelEncoder } from "./encoder_wasm.ts";
-import { varint32 } from "../util/varint.ts";
 import { ROW_TAG } from "./envelope.ts";
 import { OutBuf } from "./out_buf.ts";
 import type { StampBytes } from "./stamp.ts";
@@ -32,16 +32,9 @@ export class RecordEncoder {
   /** Appends one encoded XtcpFlatRecord for `view` (stamped with `stamp`) to `out`. */
   encode(view: SocketView, stamp: StampBytes, out: OutBuf): void {
     const congLen = view.attrOff[INET_DIAG_CONG] >= 0 ? view.attrLen[INET_DIAG_CONG] : 0;
-    out.ensure(stamp.head.length + stamp.tail.length + KERNEL_BYTES_BOUND + congLen);
-    const o = out.u8;
-    let p = copy(o, out.pos, stamp.head);
-    if (view.index !== 0) {
-      o[p] = 0xe0; // record_counter (60): tag e0 03
-      o[p + 1] = 0x03;
-      p = varint32(o, p + 2, view.index);
-    }
-    out.pos = copy(o, p, stamp.tail);
-    this.kernel.encodeInto(view, out, KERNEL_BYTES_BOUND + congLen);
+    const room = stamp.head.length + stamp.tail.length + KERNEL_BYTES_BOUND + congLen;
+    out.ensure(room);
+    this.kernel.encodeInto(view, stamp, out, room);
   }
 
   /** An output buffer the kernel fields are written into in place (no copy). */
@@ -57,17 +50,6 @@ export class RecordEncoder {
     const p = this.kernel.pin(bytes);
     return { recv: p.recv, view: new SocketView(p) };
   }
-}
-
-/** Copies `b` into `o` at `p` (a loop: cheaper than `set` for a few dozen bytes). */
-function copy(o: Uint8Array, p: number, b: Uint8Array): number {
-  const n = b.length;
-  if (n > 64) {
-    o.set(b, p);
-    return p + n;
-  }
-  for (let i = 0; i < n; i++) o[p + i] = b[i];
-  return p + n;
 }
 
 /** A position in an {@link EnvelopeWriter}, from {@link EnvelopeWriter.mark}. */

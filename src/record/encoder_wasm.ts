@@ -15,6 +15,8 @@ import * as F from "./fields.ts";
 import * as C from "../netlink/constants.ts";
 import type { SocketView } from "../netlink/socket_view.ts";
 import { OutBuf } from "./out_buf.ts";
+import type { StampBytes } from "./stamp.ts";
+import { varint32 } from "../util/varint.ts";
 
 /** The tag of field `s` as varint bytes. */
 export function tagBytes(s: F.FieldSpec): number[] {
@@ -51,9 +53,13 @@ const I64_EQZ = 0x50, I64_LE_U = 0x58;
 const ADD = 0x6a, AND = 0x71, OR = 0x72, SHL = 0x74, SHR_U = 0x76;
 const I64_AND = 0x83, I64_OR = 0x84, I64_SHR_U = 0x88, I64_CONST = 0x42, SELECT = 0x1b;
 
-// Locals: the parameters delta (source offset in memory), m (inet_diag_msg), p (output); then
-// b (payload), n (its length), v, k, c0…c3, and w (i64).
-const DELTA = 0, M = 1, P = 2, B = 3, N = 4, V = 5, K = 6, C0 = 7, W = 11;
+// Locals: the parameters delta (source offset in memory), m (inet_diag_msg), p (output), index
+// (record_counter), the stamp's offset and its head's and tail's lengths; then b (payload), n
+// (its length), v, k, c0…c3, and w (i64).
+const DELTA = 0, M = 1, P = 2, INDEX = 3, STAMP = 4, HEAD = 5, TAIL = 6;
+const B = 7, N = 8, V = 9, K = 10, C0 = 11, W = 15;
+/** memory.copy from the source memory to the output memory. */
+const COPY_IN = [0xfc, 10, 1, 0];
 
 function uleb(n: number): number[] {
   const out: number[] = [];
@@ -376,7 +382,38 @@ function field(s: F.FieldSpec): number[] {
 
 /** The function's body: every group in the order of {@link kernelGroups}. */
 function body(): number[] {
-  const code: number[] = [];
+  // The stamp's head, record_counter (60) when not 0, the stamp's tail.
+  const code: number[] = [
+    ...get(P),
+    ...get(STAMP),
+    ...get(HEAD),
+    ...COPY_IN,
+    ...get(P),
+    ...get(HEAD),
+    ADD,
+    ...set(P),
+    ...get(INDEX),
+    IF,
+    VOID,
+    ...get(P),
+    ...i32(0x03e0),
+    ...out(STORE16, 0),
+    ...incP(2),
+    ...get(INDEX),
+    ...set(V),
+    ...VARINT32,
+    END,
+    ...get(P),
+    ...get(STAMP),
+    ...get(HEAD),
+    ADD,
+    ...get(TAIL),
+    ...COPY_IN,
+    ...get(P),
+    ...get(TAIL),
+    ADD,
+    ...set(P),
+  ];
   for (const { src, fields } of kernelGroups()) {
     const inner: number[] = [];
     for (const s of fields) {
@@ -418,7 +455,8 @@ function section(id: number, content: number[]): number[] {
 const name = (s: string) => [...uleb(s.length), ...new TextEncoder().encode(s)];
 
 /**
- * The module's bytes: `encode(delta, msg, out) → out'`, the source memory imported as `e.m`,
+ * The module's bytes: `encode(delta, msg, out, index, stamp, headLen, tailLen) → out'` (the
+ * stamp's bytes at `stamp` of the source memory), the source memory imported as `e.m`,
  * the output memory as `e.o` (multi-memory).
  */
 export function encoderWasm(): Uint8Array<ArrayBuffer> {
@@ -434,7 +472,7 @@ export function encoderWasm(): Uint8Array<ArrayBuffer> {
     0,
     0,
     0,
-    ...section(1, [1, 0x60, 3, I32, I32, I32, 1, I32]),
+    ...section(1, [1, 0x60, 7, I32, I32, I32, I32, I32, I32, I32, 1, I32]),
     ...section(2, [
       2,
       ...name("e"),
@@ -459,6 +497,11 @@ let compiled: WebAssembly.Module | undefined;
 const PAGE = 65536;
 /** The attribute table's size (attrOff then attrLen), at 0 of the source memory. */
 const TABLE_BYTES = 8 * C.MAX_ATTR_TYPE;
+/** Where the stamp's bytes are in the source memory, and their room. */
+const STAMP_AT = TABLE_BYTES;
+const STAMP_ROOM = 8192;
+/** Where datagrams are in the source memory. */
+const SOURCE_AT = STAMP_AT + STAMP_ROOM;
 
 /**
  * An output buffer in the output memory of a {@link WasmKernelEncoder}, where its function
@@ -507,27 +550,31 @@ export interface PinnedSource {
 
 /**
  * One instance of the function, with its two memories: the source (the attribute table at 0,
- * then the datagram) and the output ({@link WasmOutBuf}, then scratch room for other buffers).
- * A datagram is read in place when it lies in the source memory ({@link WasmKernelEncoder.pin}:
- * the dumper receives there), else it is copied in, once, at the first of its sockets.
+ * the stamp's bytes, then the datagram) and the output ({@link WasmOutBuf}, then scratch room
+ * for other buffers). A datagram is read in place when it lies in the source memory
+ * ({@link WasmKernelEncoder.pin}: the dumper receives there), else it is copied in, once, at the
+ * first of its sockets.
  */
 export class WasmKernelEncoder {
   private readonly src: WebAssembly.Memory;
   private readonly dst: WebAssembly.Memory;
-  private readonly fn: (delta: number, msg: number, out: number) => number;
+  private readonly fn: Encode;
   private srcU8: Uint8Array;
   private table: Int32Array;
   private out: WasmOutBuf | undefined;
   private pinned: PinnedSource | undefined;
   private lastSrc: Uint8Array | undefined;
   private lastDatagram = -1;
+  private lastStamp: StampBytes | undefined;
+  /** Whether the last stamp is in the source memory (else its bytes are written here). */
+  private stampIn = false;
 
   constructor() {
     compiled ??= new WebAssembly.Module(encoderWasm());
     this.src = new WebAssembly.Memory({ initial: 2 });
     this.dst = new WebAssembly.Memory({ initial: 1 });
     const inst = new WebAssembly.Instance(compiled, { e: { m: this.src, o: this.dst } });
-    this.fn = inst.exports.encode as (delta: number, msg: number, out: number) => number;
+    this.fn = inst.exports.encode as Encode;
     this.srcU8 = new Uint8Array(this.src.buffer);
     this.table = new Int32Array(this.src.buffer, 0, 2 * C.MAX_ATTR_TYPE);
   }
@@ -545,11 +592,10 @@ export class WasmKernelEncoder {
    */
   pin(bytes: number): PinnedSource {
     if (this.pinned) throw new Error("The encoder's source memory is already pinned");
-    const at = TABLE_BYTES;
     // Room for the buffer, and as much again for a copy of a datagram from elsewhere.
-    this.sourceRoom(at + 2 * bytes + 16);
+    this.sourceRoom(SOURCE_AT + 2 * bytes + 16);
     this.pinned = {
-      recv: new Uint8Array(this.src.buffer, at, bytes),
+      recv: new Uint8Array(this.src.buffer, SOURCE_AT, bytes),
       attrOff: new Int32Array(this.src.buffer, 0, C.MAX_ATTR_TYPE),
       attrLen: new Int32Array(this.src.buffer, 4 * C.MAX_ATTR_TYPE, C.MAX_ATTR_TYPE),
     };
@@ -561,6 +607,7 @@ export class WasmKernelEncoder {
     if (this.pinned) throw new Error("Pinned source memory cannot grow");
     this.srcU8 = new Uint8Array(this.src.buffer);
     this.table = new Int32Array(this.src.buffer, 0, 2 * C.MAX_ATTR_TYPE);
+    this.lastSrc = undefined;
   }
 
   /** Where the function reads the view's datagram (copied in first when it lies elsewhere). */
@@ -570,9 +617,9 @@ export class WasmKernelEncoder {
       this.table.set(view.attrLen, C.MAX_ATTR_TYPE);
     }
     const src = view.u8;
-    if (src === this.pinned?.recv) return TABLE_BYTES;
+    if (src === this.pinned?.recv) return SOURCE_AT;
     // Past the pinned buffer, if any.
-    const at = TABLE_BYTES + (this.pinned?.recv.length ?? 0);
+    const at = SOURCE_AT + (this.pinned?.recv.length ?? 0);
     if (src !== this.lastSrc || view.datagram !== this.lastDatagram) {
       const n = view.end;
       this.sourceRoom(at + n + 16);
@@ -583,18 +630,58 @@ export class WasmKernelEncoder {
     return at;
   }
 
-  /** Writes the kernel fields of `view` into `out` at its position (any OutBuf). */
-  encodeInto(view: SocketView, out: OutBuf, room: number): void {
+  /**
+   * Writes the record of `view` (the stamp's bytes, record_counter, the kernel fields) into
+   * `out` at its position (any OutBuf; `room`: bytes it needs, ensured by the caller).
+   */
+  encodeInto(view: SocketView, stamp: StampBytes, out: OutBuf, room: number): void {
     const delta = this.load(view);
+    if (stamp !== this.lastStamp) {
+      this.lastStamp = stamp;
+      this.stampIn = stamp.head.length + stamp.tail.length <= STAMP_ROOM;
+      if (this.stampIn) {
+        this.srcU8.set(stamp.head, STAMP_AT);
+        this.srcU8.set(stamp.tail, STAMP_AT + stamp.head.length);
+      }
+    }
+    let p = out.pos;
+    let index = view.index;
+    let head = stamp.head.length;
+    let tail = stamp.tail.length;
+    if (!this.stampIn) {
+      // A stamp too large for its room (kilobytes of labels): written here, the rest in there.
+      const o = out.u8;
+      o.set(stamp.head, p);
+      p += head;
+      if (index !== 0) {
+        o[p] = 0xe0; // record_counter (60): tag e0 03
+        o[p + 1] = 0x03;
+        p = varint32(o, p + 2, index);
+      }
+      o.set(stamp.tail, p);
+      p += tail;
+      index = head = tail = 0;
+    }
     if (out === this.out) {
-      out.pos = this.fn(delta, view.msg, out.pos);
+      out.pos = this.fn(delta, view.msg, p, index, STAMP_AT, head, tail);
       return;
     }
     // Another buffer: through scratch room past the output buffer, then copied.
     const scratch = this.out?.u8.length ?? 0;
     if (grow(this.dst, scratch + room)) this.out?.at(this.out.u8.length);
-    const end = this.fn(delta, view.msg, scratch);
-    out.u8.set(new Uint8Array(this.dst.buffer, scratch, end - scratch), out.pos);
-    out.pos = end - scratch + out.pos;
+    const end = this.fn(delta, view.msg, scratch, index, STAMP_AT, head, tail);
+    out.u8.set(new Uint8Array(this.dst.buffer, scratch, end - scratch), p);
+    out.pos = p + end - scratch;
   }
 }
+
+/** The function's signature (see {@link encoderWasm}). */
+type Encode = (
+  delta: number,
+  msg: number,
+  out: number,
+  index: number,
+  stamp: number,
+  headLen: number,
+  tailLen: number,
+) => number;
