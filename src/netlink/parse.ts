@@ -113,13 +113,16 @@ export function locateAttributes(
 ): void {
   const attrOff = view.attrOff;
   const attrLen = view.attrLen;
-  attrOff.fill(-1);
+  // Clear only what the last message set (cheaper than a fill of every type).
+  for (let was = view.present; was !== 0; was &= was - 1) attrOff[31 - Math.clz32(was & -was)] = -1;
+  let present = 0;
   let off = start;
   while (end - off >= RTA_HDRLEN) {
     const rlen = dv.getUint16(off, true);
     const type = dv.getUint16(off + 2, true) & 0x3fff; // drop NLA_F_NESTED / NLA_F_NET_BYTEORDER
     if (rlen < RTA_HDRLEN || rlen > end - off) {
       stats.attrErrors++;
+      view.present = present;
       return;
     }
     if (type < MAX_ATTR_TYPE && (mask & (1 << type)) !== 0) {
@@ -127,11 +130,13 @@ export function locateAttributes(
       if (plen < NOMINAL_ATTR_LEN[type]) stats.attrShort++;
       attrOff[type] = off + RTA_HDRLEN;
       attrLen[type] = plen;
+      present |= 1 << type;
     } else {
       stats.attrSkipped++;
     }
     off += (rlen + 3) & ~3;
   }
+  view.present = present;
   if (off < end) stats.attrErrors++; // 1–3 stray bytes that cannot hold an attribute header
 }
 

@@ -25,6 +25,8 @@ export class SocketView {
   readonly attrOff: Int32Array;
   /** Payload length of each attribute type (valid where `attrOff` ≥ 0). */
   readonly attrLen: Int32Array;
+  /** Bit N set: `attrOff[N]` was set by the last locate (it clears only these). */
+  present = 0;
 
   /**
    * @param table where to keep the attribute table (MAX_ATTR_TYPE entries each; e.g. in the

@@ -58,8 +58,8 @@ const I64_AND = 0x83, I64_OR = 0x84, I64_SHR_U = 0x88, I64_CONST = 0x42, SELECT 
 // (its length), v, k, c0…c3, and w (i64).
 const DELTA = 0, M = 1, P = 2, INDEX = 3, STAMP = 4, HEAD = 5, TAIL = 6;
 const B = 7, N = 8, V = 9, K = 10, C0 = 11, W = 15;
-/** memory.copy from the source memory to the output memory. */
-const COPY_IN = [0xfc, 10, 1, 0];
+/** memory.copy from the source memory (1) to the output memory (0). */
+const COPY_IN = [0xfc, 10, 0, 1];
 
 function uleb(n: number): number[] {
   const out: number[] = [];
@@ -88,10 +88,13 @@ function sleb(n: number): number[] {
 const get = (l: number) => [GET, l];
 const set = (l: number) => [SET, l];
 const i32 = (n: number) => [I32_CONST, ...sleb(n)];
-/** A load from memory 0 (source, table): the address is on the stack, `off` folded in. */
-const mem = (op: number, off: number) => [op, 0, ...uleb(off)];
-/** A store to memory 1 (the output): a memarg with bit 6 set names the memory. */
-const out = (op: number, off: number) => [op, 0x40, 1, ...uleb(off)];
+/**
+ * A load from memory 1 (source, table; a memarg with bit 6 set names the memory): the address
+ * is on the stack, `off` folded in.
+ */
+const mem = (op: number, off: number) => [op, 0x40, 1, ...uleb(off)];
+/** A store to memory 0 (the output: the stores outnumber the loads, memory 0 is the cheaper). */
+const out = (op: number, off: number) => [op, 0, ...uleb(off)];
 const incP = (by: number) => [...get(P), ...i32(by), ADD, ...set(P)];
 
 /** `v` (i32) as a varint at `p`, then `p` past it. */
@@ -476,12 +479,12 @@ export function encoderWasm(): Uint8Array<ArrayBuffer> {
     ...section(2, [
       2,
       ...name("e"),
-      ...name("m"),
+      ...name("o"),
       0x02,
       0x00,
       1,
       ...name("e"),
-      ...name("o"),
+      ...name("m"),
       0x02,
       0x00,
       1,
