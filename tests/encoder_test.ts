@@ -10,6 +10,7 @@ import {
   XtcpFlatRecordSchema,
 } from "../src/gen/xtcp_flat_record/v1/xtcp_flat_record_pb.ts";
 import { decodeCapture } from "../src/netlink/capture.ts";
+import { NETLINK_SOCK_DIAG, pcapPackets } from "../src/netlink/pcap.ts";
 import { parseDatagram, ParseStats } from "../src/netlink/parse.ts";
 import { SocketView } from "../src/netlink/socket_view.ts";
 import { EnvelopeWriter, RecordEncoder } from "../src/record/encoder.ts";
@@ -178,4 +179,66 @@ Deno.test("the WebAssembly encoder: every congestion name, odd bytes, short stru
     const e = fromBinary(EnvelopeSchema, env.envelope());
     assert.ok(equals(EnvelopeSchema, e, create(EnvelopeSchema, { row: expected })));
   }
+});
+
+/** Each sock_diag datagram of a capture, as its own bytes. */
+function datagrams(path: string): Uint8Array[] {
+  const bytes = Deno.readFileSync(path);
+  return [...pcapPackets(bytes, path)]
+    .filter((p) => p.protocol === NETLINK_SOCK_DIAG)
+    .map((p) => bytes.slice(p.offset, p.end));
+}
+
+Deno.test("received in place (the poller's way) equals the plain path: records and parse counters, damaged datagrams too", () => {
+  const inPlace = new EnvelopeWriter(4096);
+  const { recv, view: pinned } = inPlace.source(1 << 16);
+  const plain = new EnvelopeWriter(4096);
+  const view = new SocketView();
+  const recvDv = new DataView(recv.buffer, recv.byteOffset, recv.length);
+  const opts = { mask: -1, expectSeq: -1, expectPid: -1 };
+  const paths = [...allSharedPcaps(), ...ownCaptures().map((c) => c.pcap)];
+  let sockets = 0;
+  let damaged = 0;
+  for (const path of paths) {
+    for (const dg of datagrams(path)) {
+      if (dg.length > recv.length) continue;
+      // The datagram as captured, then with attribute bytes broken in a few places.
+      const variants = [dg];
+      for (let k = 1; k <= 3; k++) {
+        const bad = dg.slice();
+        for (let i = 16 + 72 + k * 7; i < bad.length; i += 97 * k) bad[i] ^= 0x5a << (k - 1);
+        variants.push(bad);
+      }
+      for (const v of variants) {
+        recv.set(v);
+        const a = new ParseStats();
+        const b = new ParseStats();
+        inPlace.reset();
+        plain.reset();
+        const run = (
+          w: EnvelopeWriter,
+          sv: SocketView,
+          u8: Uint8Array,
+          dv: DataView,
+          st: ParseStats,
+        ) => {
+          try {
+            parseDatagram(sv, u8, dv, 0, v.length, opts, st, (x) => w.add(x, STAMP));
+            return "ok";
+          } catch (err) {
+            return (err as Error).message;
+          }
+        };
+        const ra = run(inPlace, pinned, recv, recvDv, a);
+        const rb = run(plain, view, v, new DataView(v.buffer), b);
+        assert.equal(ra, rb, path);
+        assert.deepEqual({ ...a }, { ...b }, `${path}: parse counters differ`);
+        assert.deepEqual(inPlace.envelope(), plain.envelope(), `${path}: records differ`);
+        sockets += a.sockets;
+        if (a.attrErrors + a.attrShort > 0) damaged++;
+      }
+    }
+  }
+  assert.ok(sockets > 1000, `only ${sockets} sockets`);
+  assert.ok(damaged > 10, `only ${damaged} damaged datagrams`);
 });

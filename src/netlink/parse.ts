@@ -206,7 +206,15 @@ export function parseDatagram(
             const msg = off + NLMSG_HDRLEN;
             view.msg = msg;
             view.index = index++;
-            locateAttributes(view, dv, msg + INET_DIAG_MSG_LEN, off + len, opts.mask, stats);
+            const locate = view.locate;
+            if (locate) {
+              const r = locate(msg + INET_DIAG_MSG_LEN, off + len, opts.mask);
+              stats.attrErrors += r & 3;
+              stats.attrShort += (r >>> 2) & 0x3f;
+              stats.attrSkipped += r >>> 8;
+            } else {
+              locateAttributes(view, dv, msg + INET_DIAG_MSG_LEN, off + len, opts.mask, stats);
+            }
             onSocket(view);
           }
         }

@@ -7,6 +7,13 @@
  */
 import { MAX_ATTR_TYPE } from "./constants.ts";
 
+/**
+ * Locates the attributes of the message payload `[start, end)` of the view's buffer into its
+ * table (as parse.ts locateAttributes does); returns what it counted: attrErrors | attrShort << 2
+ * | attrSkipped << 8.
+ */
+export type AttributeLocator = (start: number, end: number, mask: number) => number;
+
 /** One inet_diag message in a buffer. Fields are valid until the next message is decoded. */
 export class SocketView {
   /** The buffer holding the message. */
@@ -27,14 +34,20 @@ export class SocketView {
   readonly attrLen: Int32Array;
   /** Bit N set: `attrOff[N]` was set by the last locate (it clears only these). */
   present = 0;
+  /** Locates attributes in place of parse.ts locateAttributes (the encoder's, in its memory). */
+  readonly locate: AttributeLocator | undefined;
 
   /**
    * @param table where to keep the attribute table (MAX_ATTR_TYPE entries each; e.g. in the
-   * memory of the encoder that reads it), default: arrays of its own
+   * memory of the encoder that reads it), default: arrays of its own; and what fills it (the
+   * views's buffer must be the one `locate` reads), default: locateAttributes
    */
-  constructor(table?: { attrOff: Int32Array; attrLen: Int32Array }) {
+  constructor(
+    table?: { attrOff: Int32Array; attrLen: Int32Array; locate?: AttributeLocator },
+  ) {
     this.attrOff = (table?.attrOff ?? new Int32Array(MAX_ATTR_TYPE)).fill(-1);
     this.attrLen = table?.attrLen ?? new Int32Array(MAX_ATTR_TYPE);
+    this.locate = table?.locate;
     if (this.attrOff.length < MAX_ATTR_TYPE || this.attrLen.length < MAX_ATTR_TYPE) {
       throw new RangeError(`An attribute table needs ${MAX_ATTR_TYPE} entries`);
     }

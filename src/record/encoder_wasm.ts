@@ -13,7 +13,8 @@
  */
 import * as F from "./fields.ts";
 import * as C from "../netlink/constants.ts";
-import type { SocketView } from "../netlink/socket_view.ts";
+import { NOMINAL_ATTR_LEN } from "../netlink/parse.ts";
+import type { AttributeLocator, SocketView } from "../netlink/socket_view.ts";
 import { OutBuf } from "./out_buf.ts";
 import type { StampBytes } from "./stamp.ts";
 import { varint32 } from "../util/varint.ts";
@@ -93,6 +94,8 @@ const i32 = (n: number) => [I32_CONST, ...sleb(n)];
  * is on the stack, `off` folded in.
  */
 const mem = (op: number, off: number) => [op, 0x40, 1, ...uleb(off)];
+/** i32.store, into the source memory (the locate function's table). */
+const I32_STORE_SRC = I32_STORE;
 /** A store to memory 0 (the output: the stores outnumber the loads, memory 0 is the cheaper). */
 const out = (op: number, off: number) => [op, 0, ...uleb(off)];
 const incP = (by: number) => [...get(P), ...i32(by), ADD, ...set(P)];
@@ -452,6 +455,134 @@ function body(): number[] {
   return [...code, ...get(P), END];
 }
 
+/**
+ * The body of `locate(delta, start, end, mask) → counts`: parse.ts locateAttributes over the
+ * source memory, into the table at 0 (cleared first); returns attrErrors | attrShort << 2 |
+ * attrSkipped << 8.
+ */
+function locateBody(): number[] {
+  const [D, S, E, MASK, OFF, RLEN, TYPE, ERR, SHORT, SKIP] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+  const MEMORY_FILL_SRC = [0xfc, 11, 1];
+  const at = (l: number) => [...get(D), ...get(l), ADD];
+  const pack = [...get(ERR), ...get(SHORT), ...i32(2), SHL, OR, ...get(SKIP), ...i32(8), SHL, OR];
+  return [
+    ...i32(0),
+    ...i32(0xff),
+    ...i32(4 * C.MAX_ATTR_TYPE),
+    ...MEMORY_FILL_SRC,
+    ...get(S),
+    ...set(OFF),
+    BLOCK,
+    VOID,
+    LOOP,
+    VOID,
+    // while (end - off >= 4)
+    ...get(E),
+    ...get(OFF),
+    0x6b, // i32.sub
+    ...i32(4),
+    I32_LT_S,
+    BR_IF,
+    1,
+    ...at(OFF),
+    ...mem(LOAD16, 0),
+    ...set(RLEN),
+    ...at(OFF),
+    ...mem(LOAD16, 2),
+    ...i32(0x3fff),
+    AND,
+    ...set(TYPE),
+    // a bad length ends the walk
+    ...get(RLEN),
+    ...i32(4),
+    I32_LT_U,
+    ...get(RLEN),
+    ...get(E),
+    ...get(OFF),
+    0x6b,
+    0x4b, // i32.gt_u
+    OR,
+    IF,
+    VOID,
+    ...get(ERR),
+    ...i32(1),
+    ADD,
+    ...set(ERR),
+    ...pack,
+    0x0f, // return
+    END,
+    ...get(TYPE),
+    ...i32(C.MAX_ATTR_TYPE),
+    I32_LT_U,
+    IF,
+    I32,
+    ...get(MASK),
+    ...get(TYPE),
+    SHR_U,
+    ...i32(1),
+    AND,
+    ELSE,
+    ...i32(0),
+    END,
+    IF,
+    VOID,
+    // plen = rlen - 4; short when below the struct's nominal size
+    ...get(RLEN),
+    ...i32(4),
+    0x6b,
+    ...get(TYPE),
+    ...i32(2),
+    SHL,
+    ...mem(I32_LOAD, NOMINAL_AT),
+    I32_LT_S,
+    ...get(SHORT),
+    ADD,
+    ...set(SHORT),
+    ...get(TYPE),
+    ...i32(2),
+    SHL,
+    ...get(OFF),
+    ...i32(4),
+    ADD,
+    ...mem(I32_STORE_SRC, 0),
+    ...get(TYPE),
+    ...i32(2),
+    SHL,
+    ...get(RLEN),
+    ...i32(4),
+    0x6b,
+    ...mem(I32_STORE_SRC, 4 * C.MAX_ATTR_TYPE),
+    ELSE,
+    ...get(SKIP),
+    ...i32(1),
+    ADD,
+    ...set(SKIP),
+    END,
+    // off += (rlen + 3) & ~3
+    ...get(OFF),
+    ...get(RLEN),
+    ...i32(3),
+    ADD,
+    ...i32(-4),
+    AND,
+    ADD,
+    ...set(OFF),
+    BR,
+    0,
+    END,
+    END,
+    // 1–3 stray bytes
+    ...get(ERR),
+    ...get(OFF),
+    ...get(E),
+    I32_LT_S,
+    ADD,
+    ...set(ERR),
+    ...pack,
+    END,
+  ];
+}
+
 function section(id: number, content: number[]): number[] {
   return [id, ...uleb(content.length), ...content];
 }
@@ -463,9 +594,9 @@ const name = (s: string) => [...uleb(s.length), ...new TextEncoder().encode(s)];
  * the output memory as `e.o` (multi-memory).
  */
 export function encoderWasm(): Uint8Array<ArrayBuffer> {
-  const code = body();
   const locals = [2, 8, I32, 1, I64]; // 8 i32 (b, n, v, k, c0…c3), 1 i64 (w)
-  const fn = [...locals, ...code];
+  const fn = [...locals, ...body()];
+  const loc = [1, 6, I32, ...locateBody()]; // off, rlen, type, errors, short, skipped
   return new Uint8Array([
     0x00,
     0x61,
@@ -475,7 +606,28 @@ export function encoderWasm(): Uint8Array<ArrayBuffer> {
     0,
     0,
     0,
-    ...section(1, [1, 0x60, 7, I32, I32, I32, I32, I32, I32, I32, 1, I32]),
+    ...section(1, [
+      2,
+      0x60,
+      7,
+      I32,
+      I32,
+      I32,
+      I32,
+      I32,
+      I32,
+      I32,
+      1,
+      I32,
+      0x60,
+      4,
+      I32,
+      I32,
+      I32,
+      I32,
+      1,
+      I32,
+    ]),
     ...section(2, [
       2,
       ...name("e"),
@@ -489,9 +641,9 @@ export function encoderWasm(): Uint8Array<ArrayBuffer> {
       0x00,
       1,
     ]),
-    ...section(3, [1, 0]),
-    ...section(7, [1, ...name("encode"), 0x00, 0]),
-    ...section(10, [1, ...uleb(fn.length), ...fn]),
+    ...section(3, [2, 0, 1]),
+    ...section(7, [2, ...name("encode"), 0x00, 0, ...name("locate"), 0x00, 1]),
+    ...section(10, [2, ...uleb(fn.length), ...fn, ...uleb(loc.length), ...loc]),
   ]);
 }
 
@@ -500,8 +652,10 @@ let compiled: WebAssembly.Module | undefined;
 const PAGE = 65536;
 /** The attribute table's size (attrOff then attrLen), at 0 of the source memory. */
 const TABLE_BYTES = 8 * C.MAX_ATTR_TYPE;
+/** parse.ts NOMINAL_ATTR_LEN, for the locate function, after the table. */
+const NOMINAL_AT = TABLE_BYTES;
 /** Where the stamp's bytes are in the source memory, and their room. */
-const STAMP_AT = TABLE_BYTES;
+const STAMP_AT = NOMINAL_AT + 4 * C.MAX_ATTR_TYPE;
 const STAMP_ROOM = 8192;
 /** Where datagrams are in the source memory. */
 const SOURCE_AT = STAMP_AT + STAMP_ROOM;
@@ -549,7 +703,12 @@ export interface PinnedSource {
   /** The attribute table (the view's attrOff and attrLen). */
   attrOff: Int32Array;
   attrLen: Int32Array;
+  /** Locates a message's attributes of the receive buffer into the table (SocketView.locate). */
+  locate: AttributeLocator;
 }
+
+/** The locate function's signature (see {@link locateBody}). */
+type Locate = (delta: number, start: number, end: number, mask: number) => number;
 
 /**
  * One instance of the function, with its two memories: the source (the attribute table at 0,
@@ -562,6 +721,7 @@ export class WasmKernelEncoder {
   private readonly src: WebAssembly.Memory;
   private readonly dst: WebAssembly.Memory;
   private readonly fn: Encode;
+  private readonly locateFn: Locate;
   private srcU8: Uint8Array;
   private table: Int32Array;
   private out: WasmOutBuf | undefined;
@@ -578,6 +738,8 @@ export class WasmKernelEncoder {
     this.dst = new WebAssembly.Memory({ initial: 1 });
     const inst = new WebAssembly.Instance(compiled, { e: { m: this.src, o: this.dst } });
     this.fn = inst.exports.encode as Encode;
+    this.locateFn = inst.exports.locate as Locate;
+    new Int32Array(this.src.buffer, NOMINAL_AT, C.MAX_ATTR_TYPE).set(NOMINAL_ATTR_LEN);
     this.srcU8 = new Uint8Array(this.src.buffer);
     this.table = new Int32Array(this.src.buffer, 0, 2 * C.MAX_ATTR_TYPE);
   }
@@ -597,10 +759,12 @@ export class WasmKernelEncoder {
     if (this.pinned) throw new Error("The encoder's source memory is already pinned");
     // Room for the buffer, and as much again for a copy of a datagram from elsewhere.
     this.sourceRoom(SOURCE_AT + 2 * bytes + 16);
+    const locate = this.locateFn;
     this.pinned = {
       recv: new Uint8Array(this.src.buffer, SOURCE_AT, bytes),
       attrOff: new Int32Array(this.src.buffer, 0, C.MAX_ATTR_TYPE),
       attrLen: new Int32Array(this.src.buffer, 4 * C.MAX_ATTR_TYPE, C.MAX_ATTR_TYPE),
+      locate: (start, end, mask) => locate(SOURCE_AT, start, end, mask),
     };
     return this.pinned;
   }
