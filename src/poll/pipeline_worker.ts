@@ -11,7 +11,7 @@ import { isSync, type SyncDestination } from "../dest/destination.ts";
 import { openDestination } from "../dest/registry.ts";
 import { marshaller } from "../format/marshal.ts";
 import { parseDatagram, ParseStats } from "../netlink/parse.ts";
-import { SocketView } from "../netlink/socket_view.ts";
+import type { SocketView } from "../netlink/socket_view.ts";
 import { EnvelopeWriter } from "../record/encoder.ts";
 import type { StampBytes } from "../record/stamp.ts";
 import { errorMessage } from "../util/errors.ts";
@@ -74,7 +74,9 @@ async function run(init: PipelineInit): Promise<void> {
   const m = marshaller(init.marshal, init.columns);
   await using dest = await openWorkerDest(init, counters, log);
   const env = new EnvelopeWriter(1 << 20);
-  const view = new SocketView();
+  // Each datagram is copied into the encoder's own memory, where it reads it in place.
+  const { recv, view } = env.source(init.slotSize);
+  const recvDv = new DataView(recv.buffer, recv.byteOffset, recv.length);
   const stats = new ParseStats();
   let stamp: StampBytes = { head: new Uint8Array(0), tail: new Uint8Array(0) };
   let maxRows = 10_000;
@@ -149,10 +151,11 @@ async function run(init: PipelineInit): Promise<void> {
     switch (kind) {
       case SLOT_DATA:
         try {
+          recv.set(len === u8.length ? u8 : u8.subarray(0, len));
           parseDatagram(
             view,
-            u8,
-            dv,
+            recv,
+            recvDv,
             0,
             len,
             { mask: init.mask, expectSeq: a1, expectPid: a2 },
