@@ -110,13 +110,13 @@ async function* lineIterator(s: ReadableStream<Uint8Array>): AsyncGenerator<stri
   }
 }
 
-/** V8 --trace-gc lines: [isolate ms, pause ms]. */
-function gcEvents(trace: string): { at: number; pause: number }[] {
+/** V8 --trace-gc lines: isolate ms, pause ms, kind (Scavenge, Mark-Compact, …). */
+function gcEvents(trace: string): { at: number; pause: number; kind: string }[] {
   const out = [];
   for (const line of trace.split("\n")) {
     const m = /\s(\d+) ms: ([A-Za-z -]+?)[ (].*?MB, (?:pooled: [\d.]+ MB, )?([\d.]+) \/ [\d.]+ ms.*/
       .exec(line);
-    if (m) out.push({ at: Number(m[1]), pause: Number(m[3]) });
+    if (m) out.push({ at: Number(m[1]), pause: Number(m[3]), kind: m[2]!.trim() });
   }
   return out;
 }
@@ -133,6 +133,8 @@ interface DaemonResult {
   v8WorkersMs: number[];
   bytes: number;
   gcMaxMs: number;
+  /** Its kind. */
+  gcMaxKind: string;
   gcInPolls: number;
   hwmMb: number;
   idleRssMb: number;
@@ -226,6 +228,7 @@ async function measureCase(
         v8WorkersMs: [],
         bytes: 0,
         gcMaxMs: 0,
+        gcMaxKind: "",
         gcInPolls: 0,
         hwmMb: 0,
         idleRssMb: 0,
@@ -266,7 +269,10 @@ async function measureCase(
         const t = d.startedAt + e.at;
         if (windows.some(([a, b]) => t >= a - 150 && t <= b + 5)) {
           r.gcInPolls++;
-          r.gcMaxMs = Math.max(r.gcMaxMs, e.pause);
+          if (e.pause > r.gcMaxMs) {
+            r.gcMaxMs = e.pause;
+            r.gcMaxKind = e.kind;
+          }
         }
       }
       if (r.overlaps) {
@@ -367,7 +373,7 @@ const detail = [
   "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
 ];
 const memory = [
-  "| case | path | decode + encode ns/socket (replay) | GCs in polls | longest GC pause in a poll, ms | peak RSS MB | idle RSS (between polls) MB | MB/poll |",
+  "| case | path | parse + encode ns/socket (replay, with a copy of each datagram) | GCs in polls | longest GC pause in a poll, ms | peak RSS MB | idle RSS (between polls) MB | MB/poll |",
   "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
 ];
 let gcMax = 0;
@@ -395,7 +401,9 @@ const caseRows = (r: CaseResult, table = "") => {
     memory.push(
       `| ${label} | daemon${d.label ? ` ${d.label}` : ""} | ${f0(r.replayNs)} | ${d.gcInPolls} | ${
         f1(d.gcMaxMs)
-      } | ${f0(d.hwmMb)} | ${f0(d.idleRssMb)} | ${f1(d.bytes / 1e6)} |`,
+      }${d.gcMaxKind ? ` (${d.gcMaxKind})` : ""} | ${f0(d.hwmMb)} | ${f0(d.idleRssMb)} | ${
+        f1(d.bytes / 1e6)
+      } |`,
     );
   }
   if (r.ss) row("`ss -tinHO`", r.ss);

@@ -7,7 +7,8 @@
  * - `one`: the one-walk compat request (TCPDIAG_GETSOCK, AF_UNSPEC) per namespace;
  * - `two`: the two v2 requests (AF_INET, then AF_INET6) per namespace;
  * - `replay`: one dump of the first namespace recorded, then parse + encode (protobufList
- *   rows, as the daemon writes them) of it from memory, ns per socket.
+ *   rows, as the daemon writes them) of it from memory, each datagram copied into the encoder's
+ *   receive buffer first (where the daemon's kernel writes it), ns per socket.
  *
  * Wall time (performance.now) and CPU time (getrusage of the process: user + sys, which
  * includes the kernel's work inside sendmsg and recvmsg), summed over the namespaces, with the
@@ -26,7 +27,7 @@ import { idiagExt } from "../src/netlink/deserializers.ts";
 import { Dumper, type DumpSink } from "../src/netlink/dump.ts";
 import { parseDatagram, ParseStats } from "../src/netlink/parse.ts";
 import { writeCompatDumpRequest, writeDumpRequest } from "../src/netlink/request.ts";
-import { SocketView } from "../src/netlink/socket_view.ts";
+import type { SocketView } from "../src/netlink/socket_view.ts";
 import { EnvelopeWriter } from "../src/record/encoder.ts";
 import { Stamp } from "../src/record/stamp.ts";
 
@@ -101,11 +102,12 @@ function replay(): { sockets: number; nsPerSocket: number } {
     bufferSize: bufSize,
     onDatagram: (b, out) => void (out || recorded.push(b.slice())),
   }).dump(sockets[0]!, sink);
-  const view = new SocketView();
   const stats = new ParseStats();
   const stamp = new Stamp({ hostname: "bench-host", netns: names[0], timestamp_ns: 1n });
   const env = new EnvelopeWriter(1 << 22);
-  const dvs = recorded.map((b) => new DataView(b.buffer));
+  // As the poller does: each datagram in the encoder's receive buffer (copied there first).
+  const { recv, view } = env.source(bufSize);
+  const recvDv = new DataView(recv.buffer, recv.byteOffset, recv.length);
   let n = 0;
   const onSocket = (v: SocketView) => {
     n++;
@@ -114,9 +116,9 @@ function replay(): { sockets: number; nsPerSocket: number } {
   };
   const popts = { mask, expectSeq: -1, expectPid: -1 };
   const pass = () => {
-    for (let i = 0; i < recorded.length; i++) {
-      const b = recorded[i]!;
-      parseDatagram(view, b, dvs[i]!, 0, b.length, popts, stats, onSocket);
+    for (const b of recorded) {
+      recv.set(b);
+      parseDatagram(view, recv, recvDv, 0, b.length, popts, stats, onSocket);
     }
   };
   for (let i = 0; i < 3; i++) pass();
