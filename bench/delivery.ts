@@ -32,6 +32,7 @@
  */
 import { parseArgs } from "node:util";
 import { startLoad } from "../tests/support/loadgen/loadgen.ts";
+import { CLK_TCK, DaemonRun, median } from "./daemon_run.ts";
 import { machineLine, rewriteReadmeSection } from "./machine.ts";
 
 const { values } = parseArgs({
@@ -72,89 +73,6 @@ const NATS_PORT = 65101;
 const REDIS_PORT = 65102;
 const GRPC_PORT = 65103;
 const PROM_PORT = 65104;
-
-const MAIN = new URL("../src/cmd/xtcp2.ts", import.meta.url).pathname;
-
-/** The permission flags of the `xtcp2` task in deno.json: `deno run <these> src/cmd/xtcp2.ts`. */
-function taskFlags(): string[] {
-  const cfg = JSON.parse(Deno.readTextFileSync(new URL("../deno.json", import.meta.url))) as {
-    tasks: Record<string, string>;
-  };
-  const task = cfg.tasks.xtcp2;
-  const words = task?.split(/\s+/) ?? [];
-  const from = words.indexOf("run");
-  const to = words.indexOf("src/cmd/xtcp2.ts");
-  if (from < 0 || to < from) throw new Error(`deno.json: unexpected xtcp2 task: ${task}`);
-  return words.slice(from + 1, to);
-}
-const FLAGS = taskFlags();
-
-async function output(cmd: string, args: string[]): Promise<string> {
-  const r = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
-  if (!r.success) {
-    throw new Error(`${cmd} ${args.join(" ")}: ${new TextDecoder().decode(r.stderr).trim()}`);
-  }
-  return new TextDecoder().decode(r.stdout);
-}
-
-const CLK_TCK = Number((await output("getconf", ["CLK_TCK"])).trim()) || 100;
-
-/** What /proc says about a process at one moment. */
-interface ProcSample {
-  /** utime + stime of every thread, dead ones included, in ms (resolution 1000 / CLK_TCK). */
-  cpuMs: number;
-  /** utime alone. */
-  userMs: number;
-  /** utime + stime of V8's worker threads alive now (concurrent GC work, mostly). */
-  v8WorkersMs: number;
-  rssKb: number;
-  hwmKb: number;
-}
-
-/** Reads /proc/<pid>/stat and status (through `cat`: Deno reads /proc only with --allow-all). */
-async function procSample(pid: number): Promise<ProcSample> {
-  const text = await output("sh", [
-    "-c",
-    'cat "/proc/$1/stat" "/proc/$1/status"; cat "/proc/$1"/task/*/stat',
-    "sh",
-    String(pid),
-  ]);
-  const ms = (ticks: number) => (ticks * 1000) / CLK_TCK;
-  // After the ")" that ends the name comes field 3 (state); utime and stime are fields 14, 15.
-  const times = (stat: string) => {
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return { user: Number(f[14 - 3]), sys: Number(f[15 - 3]) };
-  };
-  const [proc = "", ...rest] = text.split("\n");
-  const p = times(proc);
-  let v8 = 0;
-  for (const line of rest) {
-    if (!line.includes("(V8 ")) continue; // "V8 DefaultWorke" (the name is cut at 15 bytes)
-    const t = times(line);
-    v8 += t.user + t.sys;
-  }
-  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(text)?.[1]);
-  return {
-    cpuMs: ms(p.user + p.sys),
-    userMs: ms(p.user),
-    v8WorkersMs: ms(v8),
-    rssKb: kb("VmRSS"),
-    hwmKb: kb("VmHWM"),
-  };
-}
-
-/** One poll's summary line. */
-interface PollLine {
-  n: number;
-  namespaces: number;
-  sockets: number;
-  bytes: number;
-  flushes: number;
-  ms: number;
-}
-
-const POLL_RE =
-  /^xtcp2: poll (\d+): (\d+) namespaces, (\d+) sockets, (\d+) bytes in (\d+) flushes, ([\d.]+) ms/;
 
 /** A server process in the load's namespace, ready once `ready` shows in its output. */
 async function startServer(
@@ -216,131 +134,9 @@ const startRedis = (netns: string) =>
     /Ready to accept connections/,
   );
 
-/** The daemon, in the namespace `netns` (alone there: see the module doc), and what it logs. */
-class DaemonRun {
-  /** Poll lines by poll number. */
-  readonly polls = new Map<number, PollLine>();
-  /** /proc samples taken half-way after poll n, by n. */
-  readonly samples = new Map<number, ProcSample>();
-  log = "";
-  private readonly reading: Promise<void>;
-  private sampling: Promise<unknown> = Promise.resolve();
-
-  private constructor(readonly child: Deno.ChildProcess, readonly pid: number) {
-    this.reading = (async () => {
-      let rest = "";
-      for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-        this.log += chunk;
-        rest += chunk;
-        const lines = rest.split("\n");
-        rest = lines.pop() ?? "";
-        for (const line of lines) this.line(line);
-      }
-    })().catch(() => {});
-    void child.stdout.cancel();
-  }
-
-  private line(line: string): void {
-    const m = POLL_RE.exec(line);
-    if (!m) return;
-    const p: PollLine = {
-      n: Number(m[1]),
-      namespaces: Number(m[2]),
-      sockets: Number(m[3]),
-      bytes: Number(m[4]),
-      flushes: Number(m[5]),
-      ms: Number(m[6]),
-    };
-    this.polls.set(p.n, p);
-    // Half-way to the next poll: this poll's delivery is done, the next has not started.
-    const at = new Promise((r) => setTimeout(r, FREQUENCY_MS / 2))
-      .then(() => procSample(this.pid))
-      .then((s) => void this.samples.set(p.n, s), () => {});
-    this.sampling = Promise.all([this.sampling, at]);
-  }
-
-  /** Starts the daemon with `args` after the task's flags. */
-  static async start(netns: string, args: string[]): Promise<DaemonRun> {
-    const hide = "mount -t tmpfs xtcp2-bench /run/netns && " +
-      "{ [ ! -d /run/docker/netns ] || mount -t tmpfs xtcp2-bench /run/docker/netns; } && " +
-      'exec "$@"';
-    const child = new Deno.Command("nsenter", {
-      args: [
-        `--net=/run/netns/${netns}`,
-        "unshare",
-        "--mount",
-        "--pid",
-        "--fork",
-        "--mount-proc",
-        "--kill-child",
-        "sh",
-        "-c",
-        hide,
-        "sh",
-        Deno.execPath(),
-        "run",
-        "--quiet",
-        ...FLAGS,
-        MAIN,
-        ...args,
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    // nsenter execs unshare (same pid), which forks the shell that execs deno: its child.
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const kids = await output("cat", [`/proc/${child.pid}/task/${child.pid}/children`])
-        .catch(() => "");
-      const pid = Number(kids.trim().split(" ")[0]);
-      if (pid) {
-        const comm = await output("cat", [`/proc/${pid}/comm`]).catch(() => "");
-        if (comm.trim() === "deno") return new DaemonRun(child, pid);
-      }
-      if (Date.now() > deadline) {
-        child.kill("SIGKILL");
-        throw new Error("the daemon did not start");
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-
-  /** Waits until poll `n` was logged and sampled. */
-  async waitPoll(n: number): Promise<void> {
-    const deadline = Date.now() + (n + 5) * FREQUENCY_MS + 30_000;
-    while (!this.samples.has(n)) {
-      if (Date.now() > deadline) throw new Error(`no poll ${n} within the time:\n${this.log}`);
-      const st = await Promise.race([
-        this.child.status,
-        new Promise<undefined>((r) => setTimeout(() => r(undefined), 50)),
-      ]);
-      if (st) {
-        await this.reading;
-        throw new Error(`the daemon exited (${st.code}) before poll ${n}:\n${this.log}`);
-      }
-    }
-  }
-
-  /** SIGTERM to the daemon; resolves with its log once it exited. */
-  async stop(): Promise<string> {
-    Deno.kill(this.pid, "SIGTERM");
-    const st = await this.child.status;
-    await this.reading;
-    await this.sampling;
-    if (st.code !== 0) throw new Error(`the daemon exited with ${st.code}:\n${this.log}`);
-    return this.log;
-  }
-}
-
 /** The mean: for CPU, whose samples are whole clock ticks, it averages the ticks out. */
 function mean(xs: number[]): number {
   return xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length === 0 ? NaN : s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 /** What the runs of one destination measured. */
@@ -464,7 +260,9 @@ let outageStoppedMs = 0;
     for (let round = 1; round <= ROUNDS; round++) {
       for (const [label, dest] of DESTS) {
         console.error(`bench:delivery: round ${round}/${ROUNDS}: ${label}`);
-        const d = await DaemonRun.start(load.netns, daemonArgs(dest));
+        const d = await DaemonRun.start([load.netns], daemonArgs(dest), {
+          frequencyMs: FREQUENCY_MS,
+        });
         await d.waitPoll(WARMUP + POLLS);
         const log = await d.stop();
         const r = results.get(label)!;
@@ -477,8 +275,9 @@ let outageStoppedMs = 0;
       console.error(`bench:delivery: nats stopped for ${OUTAGE_POLLS} polls, queue ${queueBytes}`);
       const r = { ...emptyResult("nats, server stopped"), queueBytes };
       const d = await DaemonRun.start(
-        load.netns,
+        [load.netns],
         daemonArgs(`nats:127.0.0.1:${NATS_PORT}`, q ? ["-destQueueBytes", String(q)] : []),
+        { frequencyMs: FREQUENCY_MS },
       );
       await d.waitPoll(WARMUP);
       const t0 = performance.now();
@@ -502,7 +301,9 @@ let outageStoppedMs = 0;
 if (SMALL_CONNS > 0) {
   console.error(`bench:delivery: ${SMALL_CONNS} connections, null…`);
   await using load = await startLoad({ conns: SMALL_CONNS, bytes: 100 });
-  const d = await DaemonRun.start(load.netns, daemonArgs("null"));
+  const d = await DaemonRun.start([load.netns], daemonArgs("null"), {
+    frequencyMs: FREQUENCY_MS,
+  });
   await d.waitPoll(WARMUP + POLLS);
   await d.stop();
   collect(small, d, WARMUP + 1, WARMUP + POLLS, SMALL_CONNS);

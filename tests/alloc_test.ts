@@ -56,3 +56,8 @@ Deno.test(
   "--changesOnly --socketOwners allocate nothing per socket either (change table, owners, close records)",
   () => noExtraGc("rows"),
 );
+
+Deno.test(
+  "the hot path allocates nothing per socket either when received in the encoder's memory",
+  () => noExtraGc("inplace"),
+);

@@ -28,7 +28,7 @@ function poll(
   t.begin();
   const changed = views.filter((v) => t.changed(v)).map((v) => v.dv.getUint32(44, true));
   const closed: number[] = [];
-  t.sweep((_hdr, hdv, off) => closed.push(hdv.getUint32(off + 44, true)));
+  t.sweep((hdr, off) => closed.push(new DataView(hdr.buffer).getUint32(off + 44, true)));
   return { changed, closed: closed.sort((a, b) => a - b) };
 }
 

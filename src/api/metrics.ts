@@ -130,7 +130,7 @@ export class Metrics {
     );
     backlogGauge("xtcp_dest_spool_rows", "rows waiting on disk", (b) => b.spooled.rows);
     backlogGauge("xtcp_dest_spool_bytes", "bytes waiting on disk", (b) => b.spooled.bytes);
-    client.collectDefaultMetrics({ register: this.registry });
+    client.collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 1000 });
     // prom-client also exports its gauges of active handles, requests and resources as *_total,
     // a suffix Prometheus reserves for counters (promtool says so); the same values stay under
     // nodejs_active_handles, nodejs_active_requests and nodejs_active_resources.

@@ -80,6 +80,11 @@ export interface DumperOptions {
   onDatagram?: (bytes: Uint8Array, outgoing: boolean) => void;
   /** Pipelined: receive into the pipe's buffers and let its consumer decode (the sink's onSocket is not called). */
   pipe?: DatagramPipe;
+  /**
+   * Where to receive and locate (default: a buffer of `bufferSize` and a view of the dumper's
+   * own): the encoder's memory, which then reads each socket in place.
+   */
+  source?: { recv: Uint8Array; view: SocketView };
 }
 
 /** Minimum receive buffer: the kernel fills up to 32 KiB per dump datagram. */
@@ -116,13 +121,13 @@ export class Dumper {
   private readonly bytecode: Uint8Array | undefined;
   /** Transports on which the compat request was refused: they get the v2 requests. */
   private readonly twoWalk = new WeakSet<NetlinkTransport>();
-  private readonly view = new SocketView();
+  private readonly view: SocketView;
   private readonly opts: DumperOptions;
   private readonly families: readonly number[];
 
   /** @param opts see {@link DumperOptions} */
   constructor(opts: DumperOptions) {
-    const size = opts.bufferSize ?? MIN_RECV_BUFFER;
+    const size = opts.source?.recv.length ?? opts.bufferSize ?? MIN_RECV_BUFFER;
     if (size < MIN_RECV_BUFFER) {
       throw new RangeError(`Receive buffer must be at least ${MIN_RECV_BUFFER} bytes: got ${size}`);
     }
@@ -135,8 +140,9 @@ export class Dumper {
     );
     this.families = opts.families ?? [AF_INET, AF_INET6];
     this.seq = opts.seq ?? 666;
-    this.recvBuf = new Uint8Array(new ArrayBuffer(size));
-    this.recvDv = new DataView(this.recvBuf.buffer);
+    this.recvBuf = opts.source?.recv ?? new Uint8Array(new ArrayBuffer(size));
+    this.recvDv = new DataView(this.recvBuf.buffer, this.recvBuf.byteOffset, size);
+    this.view = opts.source?.view ?? new SocketView();
     this.recv = { u8: this.recvBuf, dv: this.recvDv };
   }
 

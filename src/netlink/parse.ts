@@ -121,7 +121,9 @@ export function locateAttributes(
 ): void {
   const attrOff = view.attrOff;
   const attrLen = view.attrLen;
-  attrOff.fill(-1);
+  // Clear only what the last message set (cheaper than a fill of every type).
+  for (let was = view.present; was !== 0; was &= was - 1) attrOff[31 - Math.clz32(was & -was)] = -1;
+  let present = 0;
   let off = start;
   while (end - off >= RTA_HDRLEN) {
     const rlen = dv.getUint16(off, true);
@@ -130,6 +132,7 @@ export function locateAttributes(
       stats.attrErrors++;
       if (rlen < RTA_HDRLEN) stats.attrLenTooSmall++;
       else stats.attrLenOverflow++;
+      view.present = present;
       return;
     }
     if (type < MAX_ATTR_TYPE && (mask & (1 << type)) !== 0) {
@@ -137,11 +140,13 @@ export function locateAttributes(
       if (plen < NOMINAL_ATTR_LEN[type]) stats.attrShort++;
       attrOff[type] = off + RTA_HDRLEN;
       attrLen[type] = plen;
+      present |= 1 << type;
     } else {
       stats.attrSkipped++;
     }
     off += (rlen + 3) & ~3;
   }
+  view.present = present;
   if (off < end) {
     // 1–3 stray bytes that cannot hold an attribute header
     stats.attrErrors++;
@@ -171,6 +176,8 @@ export function parseDatagram(
   stats.bytes += end - start;
   view.u8 = u8;
   view.dv = dv;
+  view.datagram++;
+  view.end = end;
   let off = start;
   let index = 0;
   let status = 0;
@@ -217,7 +224,15 @@ export function parseDatagram(
             const msg = off + NLMSG_HDRLEN;
             view.msg = msg;
             view.index = index++;
-            locateAttributes(view, dv, msg + INET_DIAG_MSG_LEN, off + len, opts.mask, stats);
+            const locate = view.locate;
+            const r = locate ? locate(msg + INET_DIAG_MSG_LEN, off + len, opts.mask) : 3;
+            if ((r & 3) === 0) {
+              stats.attrShort += (r >>> 2) & 0x3f;
+              stats.attrSkipped += r >>> 8;
+            } else {
+              // No fast locator, or it met a bad attribute (rare): this one counts each kind.
+              locateAttributes(view, dv, msg + INET_DIAG_MSG_LEN, off + len, opts.mask, stats);
+            }
             onSocket(view);
           }
         }

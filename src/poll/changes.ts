@@ -211,13 +211,13 @@ export class SocketChanges {
 
   /**
    * Ends a successful dump of the namespace: each socket tracked but not seen in it is passed to
-   * `onClosed` (its last inet_diag_msg at `off` in `hdr`/`hdv`) and forgotten. Returns how many.
+   * `onClosed` (its last inet_diag_msg at `off` in `hdr`) and forgotten. Returns how many.
    */
-  sweep(onClosed: (hdr: Uint8Array, hdv: DataView, off: number) => void): number {
+  sweep(onClosed: (hdr: Uint8Array, off: number) => void): number {
     let closed = 0;
     for (let e = this.count - 1; e >= 0; e--) {
       if (this.seen[e] === this.epoch) continue;
-      onClosed(this.hdr, this.hdv, e * INET_DIAG_MSG_LEN);
+      onClosed(this.hdr, e * INET_DIAG_MSG_LEN);
       this.remove(e);
       closed++;
     }

@@ -12,7 +12,7 @@ import { openDestination } from "../dest/registry.ts";
 import { marshaller } from "../format/marshal.ts";
 import { parseDatagram, ParseStats } from "../netlink/parse.ts";
 import { NetlinkCounts } from "./netlink_counts.ts";
-import { SocketView } from "../netlink/socket_view.ts";
+import type { SocketView } from "../netlink/socket_view.ts";
 import { EnvelopeWriter } from "../record/encoder.ts";
 import type { RecordExtra } from "../record/extra.ts";
 import type { StampBytes } from "../record/stamp.ts";
@@ -79,7 +79,9 @@ async function run(init: PipelineInit): Promise<void> {
   const m = marshaller(init.marshal, init.columns);
   await using dest = await openWorkerDest(init, counters, log);
   const env = new EnvelopeWriter(1 << 20);
-  const view = new SocketView();
+  // Each datagram is copied into the encoder's own memory, where it reads it in place.
+  const { recv, view } = env.source(init.slotSize);
+  const recvDv = new DataView(recv.buffer, recv.byteOffset, recv.length);
   const stats = new ParseStats();
   const counts = new NetlinkCounts(counters);
   let stamp: StampBytes = { head: new Uint8Array(0), tail: new Uint8Array(0) };
@@ -167,10 +169,11 @@ async function run(init: PipelineInit): Promise<void> {
     switch (kind) {
       case SLOT_DATA:
         try {
+          recv.set(len === u8.length ? u8 : u8.subarray(0, len));
           parseDatagram(
             view,
-            u8,
-            dv,
+            recv,
+            recvDv,
             0,
             len,
             { mask: init.mask, expectSeq: a1, expectPid: a2 },

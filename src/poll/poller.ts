@@ -143,7 +143,8 @@ export class Poller implements DumpSink, Disposable {
       ...s.dump,
       ...(deps.onDatagram ? { onDatagram: deps.onDatagram } : {}),
     };
-    this.dumper = new Dumper(dumping);
+    // The dumper receives into the encoder's memory, which reads each socket there in place.
+    this.dumper = new Dumper({ ...dumping, source: this.env.source(s.dump.bufferSize) });
     this.counts = new NetlinkCounts(deps.counters);
     this.pipedCounts = new NetlinkCounts(deps.counters);
     if (s.pipeline) {

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { INET_DIAG_MSG_LEN } from "../netlink/constants.ts";
 import { SocketView } from "../netlink/socket_view.ts";
 import type { Counters } from "../util/log.ts";
 import { RecordExtra } from "../record/extra.ts";
@@ -52,14 +53,21 @@ export class RowFilter {
   private snapshot = false;
   /** Set by a rolled-back dump: every socket of the namespace is written. */
   private forced = false;
+  /** A closed socket's last inet_diag_msg, copied out of its table: the encoder reads it. */
   private readonly ghost = new SocketView();
+  private readonly ghostBuf = new Uint8Array(INET_DIAG_MSG_LEN);
+  private readonly ghostDv = new DataView(this.ghostBuf.buffer);
   private readonly reported: number[] = [];
   private untrackedGone = 0;
-  private readonly onSwept = (hdr: Uint8Array, hdv: DataView, off: number) => {
+  private readonly onSwept = (hdr: Uint8Array, off: number) => {
     const g = this.ghost;
-    g.u8 = hdr;
-    g.dv = hdv;
-    g.msg = off;
+    const b = this.ghostBuf;
+    for (let i = 0; i < INET_DIAG_MSG_LEN; i++) b[i] = hdr[off + i]; // no subarray per socket
+    g.u8 = b;
+    g.dv = this.ghostDv;
+    g.msg = 0;
+    g.end = INET_DIAG_MSG_LEN;
+    g.datagram++; // new bytes in the same buffer: the encoder copies them in again
     const x = this.extra;
     x.clear();
     this.owners?.fill(g.inode, x, false);

@@ -1,15 +1,15 @@
 /**
  * The fast record encoder: writes `XtcpFlatRecord` wire bytes straight from the netlink receive
- * buffer into an output buffer, through code generated from the field table (encoder_gen.ts). No per-socket
- * objects: values are read with DataView into locals, 64-bit counters as two 32-bit halves.
+ * buffer into an output buffer, through a WebAssembly function assembled from the field table
+ * (encoder_wasm.ts) that copies the metadata stamp's bytes and writes the kernel fields. No
+ * per-socket objects.
  *
  * @module
  */
 import { INET_DIAG_CONG } from "../netlink/constants.ts";
-import type { SocketView } from "../netlink/socket_view.ts";
-import { encodeKernelFields } from "./encoder_gen.ts";
+import { SocketView } from "../netlink/socket_view.ts";
+import { WasmKernelEncoder } from "./encoder_wasm.ts";
 import { encodeExtra, type RecordExtra } from "./extra.ts";
-import { varint32 } from "../util/varint.ts";
 import { ROW_TAG } from "./envelope.ts";
 import { OutBuf } from "./out_buf.ts";
 import type { StampBytes } from "./stamp.ts";
@@ -28,45 +28,34 @@ const KERNEL_BYTES_BOUND = 2048;
  * ```
  */
 export class RecordEncoder {
+  private readonly kernel = new WasmKernelEncoder();
+
   /**
    * Appends one encoded XtcpFlatRecord for `view` (stamped with `stamp`, with the per-socket
-   * additions of `extra`) to `out`.
+   * additions of `extra` after the kernel fields) to `out`.
    */
   encode(view: SocketView, stamp: StampBytes, out: OutBuf, extra?: RecordExtra): void {
     const congLen = view.attrOff[INET_DIAG_CONG] >= 0 ? view.attrLen[INET_DIAG_CONG] : 0;
     const extraLen = extra ? extra.maxBytes : 0;
-    out.ensure(stamp.head.length + stamp.tail.length + KERNEL_BYTES_BOUND + congLen + extraLen);
-    const o = out.u8;
-    let p = copy(o, out.pos, stamp.head);
-    if (view.index !== 0) {
-      o[p] = 0xe0; // record_counter (60): tag e0 03
-      o[p + 1] = 0x03;
-      p = varint32(o, p + 2, view.index);
-    }
-    p = copy(o, p, stamp.tail);
-    out.pos = encodeKernelFields(
-      view.u8,
-      view.dv,
-      view.msg,
-      view.attrOff,
-      view.attrLen,
-      o,
-      out.dv,
-      p,
-    );
-    if (extra) out.pos = encodeExtra(extra, o, out.pos);
+    const room = stamp.head.length + stamp.tail.length + KERNEL_BYTES_BOUND + congLen + extraLen;
+    out.ensure(room);
+    this.kernel.encodeInto(view, stamp, out, room);
+    if (extra) out.pos = encodeExtra(extra, out.u8, out.pos);
   }
-}
 
-/** Copies `b` into `o` at `p` (a loop: cheaper than `set` for a few dozen bytes). */
-function copy(o: Uint8Array, p: number, b: Uint8Array): number {
-  const n = b.length;
-  if (n > 64) {
-    o.set(b, p);
-    return p + n;
+  /** An output buffer the kernel fields are written into in place (no copy). */
+  outBuf(capacity: number): OutBuf {
+    return this.kernel.outBuf(capacity);
   }
-  for (let i = 0; i < n; i++) o[p + i] = b[i];
-  return p + n;
+
+  /**
+   * A receive buffer of `bytes` and a socket view that the encoder reads in place, for a
+   * dumper's `source` option (netlink/dump.ts), once per encoder.
+   */
+  source(bytes: number): { recv: Uint8Array; view: SocketView } {
+    const p = this.kernel.pin(bytes);
+    return { recv: p.recv, view: new SocketView(p) };
+  }
 }
 
 /** A position in an {@link EnvelopeWriter}, from {@link EnvelopeWriter.mark}. */
@@ -93,9 +82,14 @@ export class EnvelopeWriter {
 
   /** @param capacity initial buffer size */
   constructor(capacity = 1 << 20, encoder = new RecordEncoder()) {
-    this.out = new OutBuf(capacity);
+    this.out = encoder.outBuf(capacity);
     this.encoder = encoder;
     this.reset();
+  }
+
+  /** See {@link RecordEncoder.source}: where a dumper receives for this writer to read in place. */
+  source(bytes: number): { recv: Uint8Array; view: SocketView } {
+    return this.encoder.source(bytes);
   }
 
   /** Empties the envelope. */

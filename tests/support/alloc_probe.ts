@@ -3,7 +3,9 @@
  * two markers; run with `--v8-flags=--trace-gc`, the garbage collections printed between the
  * markers show whether the hot path allocates.
  *
- *   alloc_probe.ts CAPTURE PASSES [plain|rows]
+ *   alloc_probe.ts CAPTURE PASSES [plain|rows|inplace]
+ *
+ * `inplace`: each datagram received in the encoder's own memory, as the poller does.
  *
  * `rows`: through the RowFilter as `--changesOnly --socketOwners` use it: each pass is a poll
  * (every other one a snapshot), one socket in seven is missing from it in turn (close records,
@@ -27,13 +29,23 @@ for (const p of pcapPackets(bytes, path)) {
   u8.set(bytes.subarray(p.offset, p.end));
   dgs.push({ u8, dv: new DataView(u8.buffer) });
 }
-const view = new SocketView();
 const stats = new ParseStats();
 const opts = { mask: -1, expectSeq: -1, expectPid: -1 };
 const stamp = new Stamp({ hostname: "h", netns: "default", timestamp_ns: 1n });
 const env = new EnvelopeWriter(1 << 24);
+// "inplace": as the poller does, each datagram in the encoder's own receive buffer.
+const inPlace = mode === "inplace" ? env.source(1 << 16) : undefined;
+const view = inPlace?.view ?? new SocketView();
+const recvDv = inPlace && new DataView(inPlace.recv.buffer, inPlace.recv.byteOffset);
 const walk = (onSocket: (v: SocketView) => void) => {
-  for (const d of dgs) parseDatagram(view, d.u8, d.dv, 0, d.u8.length, opts, stats, onSocket);
+  for (const d of dgs) {
+    if (inPlace && recvDv) {
+      inPlace.recv.set(d.u8);
+      parseDatagram(view, inPlace.recv, recvDv, 0, d.u8.length, opts, stats, onSocket);
+    } else {
+      parseDatagram(view, d.u8, d.dv, 0, d.u8.length, opts, stats, onSocket);
+    }
+  }
 };
 let pass: () => void;
 if (mode === "rows") {
