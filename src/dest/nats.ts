@@ -7,7 +7,9 @@
  * straight from the delivery queue's bytes. The server's own PINGs are answered at once.
  *
  * Fails at startup without a server. Afterwards a lost connection fails the send in flight (the
- * delivery queue retries, with backoff) and the next send reconnects. Messages above the server's
+ * delivery queue retries, with backoff) and the next send reconnects, then waits
+ * {@link RECONNECT_GRACE_MS} before it publishes, as the NATS clients do between reconnect
+ * attempts: what a subscriber that is not back yet would miss is lost in core NATS. Messages above the server's
  * `max_payload` are split at rows (protobufList) or lines. Servers that require TLS or
  * authentication are refused with a message (the original connects without either).
  *
@@ -24,6 +26,14 @@ const CRLF = enc.encode("\r\n");
 const PING = enc.encode("PING\r\n");
 const PONG = enc.encode("PONG\r\n");
 const CRLF_PING = enc.encode("\r\nPING\r\n");
+
+/**
+ * After a reconnect, how long the first send waits: the NATS clients' default reconnect wait
+ * (nats.go and nats.js: 2 s). Core NATS hands a message only to the subscribers connected at
+ * that moment; subscribers that lost the server with us are back by then, and the backlog does
+ * not flow into a server nobody listens to yet.
+ */
+export const RECONNECT_GRACE_MS = 2000;
 
 /** A NATS server's default max_payload. */
 const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
@@ -54,6 +64,8 @@ export class NatsDest implements Destination {
   private maxPayload = DEFAULT_MAX_PAYLOAD;
   /** The handshake of the current connection is done (a later INFO is the server's news). */
   private ready = false;
+  /** Connections made (the first at startup). */
+  private connections = 0;
   private readonly head: string;
 
   private constructor(private readonly addr: string, private readonly opts: DestOptions) {
@@ -110,6 +122,10 @@ export class NatsDest implements Destination {
     await c.write(enc.encode(`CONNECT ${JSON.stringify(connect)}\r\n`), PING);
     await this.pong(c);
     this.ready = true;
+    if (this.connections++ > 0) {
+      this.opts.log.info(`${peer}: connected again; sending in ${RECONNECT_GRACE_MS} ms`);
+      await new Promise((r) => setTimeout(r, RECONNECT_GRACE_MS));
+    }
   }
 
   /** Waits for the PONG that acknowledges everything written before the PING. */
