@@ -79,9 +79,8 @@ if (ask.reader === "duckdb") {
     ? lines(`SELECT _path, any(_size), count() FROM ${src} GROUP BY _path ORDER BY _path`)
     : [];
   console.log(JSON.stringify({ count, rows, types, extra }));
-  // libchdb's static destructors race its thread pools at a normal exit (SIGSEGV after the
-  // output was complete, one exit in three): the output is written (console.log writes at once),
-  // so leave without them.
-  ch[Symbol.dispose]();
+  // libchdb's threads outlive the queries and crash the process as it tears down (SIGSEGV after
+  // the output was complete, at the session's close or at exit, one run in three): the output is
+  // written (console.log writes at once), so leave at once, closing nothing.
   sysExitNow(0);
 }
