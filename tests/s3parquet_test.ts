@@ -662,6 +662,26 @@ Deno.test({
         },
       );
 
+      await t.step(
+        "-pipeline: the worker's envelopes become the same objects, every row collected in S3",
+        async () => {
+          await curl(rgw, "PUT", `${rgw.endpoint}/pipeline`);
+          const d = daemon(
+            `s3parquet:${rgw.endpoint}`,
+            "protobufList",
+            s3Flags(rgw, "pipeline", ["-pipeline", "-s3FlushInterval", "2s"]),
+          );
+          await morePolls(d, 4);
+          const log = await stopDaemon(d);
+          assert.doesNotMatch(log, /pipeline worker|Decoding in the main thread/i, log);
+          const objects = await listKeys(rgw, "pipeline");
+          assert.ok(objects.length >= 2, `objects at the staleness timer and at SIGTERM:\n${log}`);
+          assert.ok(objects.every((o) => KEY.test(o.key)), JSON.stringify(objects));
+          const s3 = await fromS3("pipeline");
+          assert.equal(s3.count, collected(log), log);
+        },
+      );
+
       await t.step("RGW stopped mid-run and restarted: no row lost", async () => {
         await curl(rgw, "PUT", `${rgw.endpoint}/outage`);
         const httpPort = freePort();
