@@ -70,7 +70,10 @@ Deno.test({
         stdout: "piped",
         stderr: "piped",
       }).output();
-      assert.ok(out.success, new TextDecoder().decode(out.stderr));
+      assert.ok(
+        out.success,
+        `exit ${out.code}, signal ${out.signal}: ${new TextDecoder().decode(out.stderr)}`,
+      );
       const ch = JSON.parse(new TextDecoder().decode(out.stdout)) as {
         count: number;
         rows: string[][];
@@ -171,7 +174,7 @@ Deno.test({
         stderr: "piped",
       }).output();
       const err = new TextDecoder().decode(out.stderr);
-      assert.ok(out.success, err);
+      assert.ok(out.success, `exit ${out.code}, signal ${out.signal}: ${err}`);
       const res = JSON.parse(new TextDecoder().decode(out.stdout));
       assert.equal(res.v1, sent, JSON.stringify(res));
       assert.equal(res.v0, 0);

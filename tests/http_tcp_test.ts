@@ -238,7 +238,10 @@ Deno.test({
         stdout: "piped",
         stderr: "piped",
       }).output();
-      assert.ok(out.success, new TextDecoder().decode(out.stderr));
+      assert.ok(
+        out.success,
+        `exit ${out.code}, signal ${out.signal}: ${new TextDecoder().decode(out.stderr)}`,
+      );
       const ch = JSON.parse(new TextDecoder().decode(out.stdout)) as {
         requests: number;
         rows: string[];

@@ -4,10 +4,11 @@
  * sane). Usage: clickhouse_check.ts LIB PROTO DIR_OF_BINPB SCRATCH; prints one JSON object.
  */
 import { Chdb } from "../../ffi/chdb.ts";
+import { answerAndExit } from "./chdb_answer.ts";
 import { clickhouseDdl } from "../../src/record/clickhouse.ts";
 
 const [lib, proto, dir, scratch] = Deno.args;
-using ch = new Chdb(lib, scratch);
+const ch = new Chdb(lib, scratch);
 const src =
   `file('${dir}/*.binpb', 'ProtobufList') SETTINGS format_schema = '${proto}:XtcpFlatRecord'`;
 const count = Number(ch.query(`SELECT count() FROM ${src}`));
@@ -37,7 +38,7 @@ for (const e of Deno.readDirSync(dir)) {
   q.set(body, head.length);
   ch.queryBytes(q);
 }
-console.log(JSON.stringify({
+answerAndExit({
   count,
   rows,
   v1: Number(ch.query("SELECT count() FROM xtcp.xtcp_flat_records_v1")),
@@ -46,4 +47,4 @@ console.log(JSON.stringify({
   ts: ch.query(
     "SELECT min(timestamp_ns) > now() - INTERVAL 1 HOUR, max(timestamp_ns) <= now64(9) FROM xtcp.xtcp_flat_records",
   ).trim(),
-}));
+});

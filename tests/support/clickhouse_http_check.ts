@@ -7,10 +7,11 @@
  * Usage: clickhouse_http_check.ts LIB DIR SCRATCH; DIR holds N.url (the request URL) and N.body.
  */
 import { Chdb } from "../../ffi/chdb.ts";
+import { answerAndExit } from "./chdb_answer.ts";
 import { clickhouseDdl } from "../../src/record/clickhouse.ts";
 
 const [lib, dir, scratch] = Deno.args;
-using ch = new Chdb(lib, scratch);
+const ch = new Chdb(lib, scratch);
 const ddl = clickhouseDdl().split(";\n\n").map((s) => s.trim().replace(/;$/, "")).filter((s) => s)
   .filter((s) => !s.includes("xtcp_flat_records_errors_mv"))
   .map((s) =>
@@ -39,8 +40,8 @@ const rows = ch.query(
           inet_diag_msg_socket_source_port
    FROM xtcp.xtcp_flat_records`,
 ).trimEnd().split("\n").filter((l) => l).map((l) => l.split("\t").join("/"));
-console.log(JSON.stringify({
+answerAndExit({
   requests: names.length,
   rows,
   v1: Number(ch.query("SELECT count() FROM xtcp.xtcp_flat_records_v1")),
-}));
+});

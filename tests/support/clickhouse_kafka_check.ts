@@ -5,10 +5,11 @@
  * Usage: clickhouse_kafka_check.ts LIB PROTO BROKER TOPIC SCRATCH EXPECTED
  */
 import { Chdb } from "../../ffi/chdb.ts";
+import { answerAndExit } from "./chdb_answer.ts";
 import { clickhouseDdl } from "../../src/record/clickhouse.ts";
 
 const [lib, proto, broker, topic, scratch, expected] = Deno.args;
-using ch = new Chdb(lib, scratch);
+const ch = new Chdb(lib, scratch);
 // A server finds the schema by name in its format_schema_path; here it is given by path.
 const ddl = clickhouseDdl().split(";\n\n").map((s) => s.trim().replace(/;$/, "")).filter((s) => s)
   .map((s) =>
@@ -25,7 +26,7 @@ const deadline = Date.now() + 60_000;
 while (count("xtcp_flat_records_v1") < Number(expected) && Date.now() < deadline) {
   await new Promise((r) => setTimeout(r, 250));
 }
-console.log(JSON.stringify({
+answerAndExit({
   v1: count("xtcp_flat_records_v1"),
   v0: count("xtcp_flat_records_v0"),
   errors: count("xtcp_flat_records_errors"),
@@ -34,4 +35,4 @@ console.log(JSON.stringify({
     "SELECT uniqExact(hostname), countIf(tcp_info_rtt > 0) > 0 FROM xtcp.xtcp_flat_records",
   )
     .trim(),
-}));
+});

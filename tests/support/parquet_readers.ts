@@ -10,7 +10,7 @@
  * partition columns DuckDB saw, the `_path` and `_size` of each S3 object ClickHouse read).
  */
 import { Chdb } from "../../ffi/chdb.ts";
-import { sysExitNow } from "../../ffi/libc.ts";
+import { answerAndExit } from "./chdb_answer.ts";
 
 interface Ask {
   reader: "chdb-file" | "chdb-s3" | "duckdb";
@@ -78,9 +78,5 @@ if (ask.reader === "duckdb") {
   const extra = ask.reader === "chdb-s3"
     ? lines(`SELECT _path, any(_size), count() FROM ${src} GROUP BY _path ORDER BY _path`)
     : [];
-  console.log(JSON.stringify({ count, rows, types, extra }));
-  // libchdb's threads outlive the queries and crash the process as it tears down (SIGSEGV after
-  // the output was complete, at the session's close or at exit, one run in three): the output is
-  // written (console.log writes at once), so leave at once, closing nothing.
-  sysExitNow(0);
+  answerAndExit({ count, rows, types, extra });
 }
