@@ -5,6 +5,7 @@
  * end to end, ClickHouse's Kafka engine consumes what the daemon produced to a Kafka broker.
  */
 import assert from "node:assert/strict";
+import { askChdb } from "./support/chdb_answer.ts";
 import { unframe } from "./support/records.ts";
 import { fromBinary } from "@bufbuild/protobuf";
 import {
@@ -13,7 +14,7 @@ import {
 } from "../src/gen/xtcp_flat_record/v1/xtcp_flat_record_pb.ts";
 import { clickhouseDdl } from "../src/record/clickhouse.ts";
 import { startLoad } from "./support/loadgen/loadgen.ts";
-import { xtcp2 } from "./support/run.ts";
+import { EVERY_SECOND, xtcp2 } from "./support/run.ts";
 import { RDKAFKA, startMockKafka } from "./support/kafka_mock.ts";
 
 const CHECK = new URL("./support/clickhouse_check.ts", import.meta.url).pathname;
@@ -65,23 +66,14 @@ Deno.test({
       const rows: XtcpFlatRecord[] = files.flatMap((f) =>
         fromBinary(EnvelopeSchema, unframe(Deno.readFileSync(f))).row
       );
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "--quiet", "--allow-all", CHECK, LIB, PROTO, `${dir}/out`, `${dir}/ch`],
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      assert.ok(
-        out.success,
-        `exit ${out.code}, signal ${out.signal}: ${new TextDecoder().decode(out.stderr)}`,
-      );
-      const ch = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+      const ch = await askChdb<{
         count: number;
         rows: string[][];
         v1: number;
         v0: number;
         merged: number;
         ts: string;
-      };
+      }>(CHECK, [LIB, PROTO, `${dir}/out`, `${dir}/ch`]);
       assert.equal(ch.count, rows.length);
       const byCookie = new Map(rows.map((r) => [`${r.netns}/${r.inetDiagMsgSocketCookie}`, r]));
       assert.equal(ch.rows.length, rows.length);
@@ -136,12 +128,7 @@ Deno.test({
     const r = await xtcp2([
       "-maxLoops",
       "2",
-      "-frequency",
-      "1s",
-      "-timeout",
-      "900ms",
-      "-pollJitterPct",
-      "0",
+      ...EVERY_SECOND,
       "-dest",
       `kafka:${mock.bootstrap}`,
       "-topic",
@@ -157,25 +144,14 @@ Deno.test({
     assert.ok(sent >= 400, r.stderr);
     const dir = Deno.makeTempDirSync();
     try {
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "--quiet",
-          "--allow-all",
-          KAFKA_CHECK,
-          LIB,
-          PROTO,
-          mock.bootstrap,
-          "xtcp-ch",
-          `${dir}/ch`,
-          String(sent),
-        ],
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const err = new TextDecoder().decode(out.stderr);
-      assert.ok(out.success, `exit ${out.code}, signal ${out.signal}: ${err}`);
-      const res = JSON.parse(new TextDecoder().decode(out.stdout));
+      const res = await askChdb<Record<string, unknown>>(KAFKA_CHECK, [
+        LIB,
+        PROTO,
+        mock.bootstrap,
+        "xtcp-ch",
+        `${dir}/ch`,
+        String(sent),
+      ]);
       assert.equal(res.v1, sent, JSON.stringify(res));
       assert.equal(res.v0, 0);
       assert.equal(res.errors, 0);

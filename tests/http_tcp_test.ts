@@ -8,6 +8,7 @@
  * them (`INSERT INTO … FORMAT ProtobufList`, the project's schema): the same rows land.
  */
 import assert from "node:assert/strict";
+import { askChdb } from "./support/chdb_answer.ts";
 import { fromBinary } from "@bufbuild/protobuf";
 import {
   EnvelopeSchema,
@@ -233,20 +234,11 @@ Deno.test({
         Deno.writeTextFileSync(`${dir}/posts/${i}.url`, p.url);
         Deno.writeFileSync(`${dir}/posts/${i}.body`, p.body);
       });
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "--quiet", "--allow-all", CH_CHECK, CHDB_LIB, `${dir}/posts`, `${dir}/ch`],
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      assert.ok(
-        out.success,
-        `exit ${out.code}, signal ${out.signal}: ${new TextDecoder().decode(out.stderr)}`,
-      );
-      const ch = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+      const ch = await askChdb<{
         requests: number;
         rows: string[];
         v1: number;
-      };
+      }>(CH_CHECK, [CHDB_LIB, `${dir}/posts`, `${dir}/ch`]);
       assert.equal(ch.requests, rec.posts.length);
       assert.equal(ch.v1, rows.length, "every row routed to xtcp_flat_records_v1");
       const ours = rows.map((r) => `${rowKey(r)}/${r.tcpInfoRtt}/${r.inetDiagMsgSocketSourcePort}`)

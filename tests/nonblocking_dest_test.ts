@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { AF_UNIX, SOCK_CLOEXEC, SOCK_DGRAM, sysBind, sysClose, sysSocket } from "../ffi/libc.ts";
 import { sockaddrUn } from "../ffi/unix_dgram.ts";
 import { type DaemonProc, sample, scrape, startDaemon } from "./support/daemon.ts";
-import { until } from "./support/run.ts";
+import { EVERY_SECOND, until } from "./support/run.ts";
 import { startLoad } from "./support/loadgen/loadgen.ts";
 
 const CONNS = 2000;
@@ -20,12 +20,7 @@ const WATCH_MS = 12_000;
 /** The daemon polling every second (no jitter) into `dest`. */
 function pollingInto(dest: string): DaemonProc {
   return startDaemon([
-    "-frequency",
-    "1s",
-    "-timeout",
-    "900ms",
-    "-pollJitterPct",
-    "0",
+    ...EVERY_SECOND,
     "-dest",
     dest,
     "-marshal",

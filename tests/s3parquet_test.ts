@@ -5,6 +5,7 @@
  * end to end: keys, sizes, rows, an RGW outage, SetS3Upload through gRPC, SIGTERM.
  */
 import assert from "node:assert/strict";
+import { askChdb } from "./support/chdb_answer.ts";
 import { create, toBinary } from "@bufbuild/protobuf";
 import {
   EnvelopeSchema,
@@ -62,17 +63,7 @@ interface ReadBack {
 async function readBack(ask: Record<string, unknown>): Promise<ReadBack> {
   const scratch = await Deno.makeTempDir();
   try {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "--quiet", "-A", READERS, JSON.stringify({ lib: LIB, scratch, ...ask })],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const err = new TextDecoder().decode(out.stderr);
-    assert.ok(
-      out.success,
-      `reader ${ask.reader} failed (exit ${out.code}, signal ${out.signal}, ${out.stdout.length} bytes out): ${err}`,
-    );
-    return JSON.parse(new TextDecoder().decode(out.stdout));
+    return await askChdb<ReadBack>(READERS, [JSON.stringify({ lib: LIB, scratch, ...ask })]);
   } finally {
     await Deno.remove(scratch, { recursive: true });
   }

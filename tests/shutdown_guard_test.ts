@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { startDaemon } from "./support/daemon.ts";
-import { freePort, until } from "./support/run.ts";
+import { EVERY_SECOND, freePort, until } from "./support/run.ts";
 import { missing, NATS, startServer } from "./support/servers.ts";
 
 Deno.test({
@@ -24,12 +24,7 @@ Deno.test({
     };
     try {
       await using d = startDaemon([
-        "-frequency",
-        "1s",
-        "-timeout",
-        "900ms",
-        "-pollJitterPct",
-        "0",
+        ...EVERY_SECOND,
         "-dest",
         `nats:127.0.0.1:${nats.port}`,
         "-marshal",

@@ -14,3 +14,24 @@ export function answerAndExit(answer: unknown): never {
   console.log(JSON.stringify(answer));
   return sysExitNow(0);
 }
+
+/**
+ * The test's side: runs `script args…` (a process that answers through
+ * {@link answerAndExit}) with every permission, and returns its answer; a failure names the
+ * script, its exit code and signal, and its stderr.
+ */
+export async function askChdb<T>(script: string, args: string[]): Promise<T> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", "--allow-all", script, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) {
+    throw new Error(
+      `${script} failed (exit ${out.code}, signal ${out.signal}, ${out.stdout.length} bytes out): ${
+        new TextDecoder().decode(out.stderr)
+      }`,
+    );
+  }
+  return JSON.parse(new TextDecoder().decode(out.stdout)) as T;
+}

@@ -11,7 +11,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { freePort, until, xtcp2Argv } from "./run.ts";
+import { EVERY_SECOND, freePort, until, xtcp2Argv } from "./run.ts";
 
 /**
  * An argv prefix: what follows runs seeing only the namespace bind-mounted as
@@ -116,12 +116,7 @@ export function daemon(
   const httpPort = freePort();
   const proc = spawnIsolated(
     xtcp2Argv([
-      "-frequency",
-      "1s",
-      "-timeout",
-      "900ms",
-      "-pollJitterPct",
-      "0",
+      ...EVERY_SECOND,
       "-dest",
       dest,
       "-marshal",

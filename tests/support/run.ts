@@ -32,7 +32,17 @@ export function xtcp2Argv(args: string[], netns?: string): string[] {
   ];
 }
 
-/** Starts the daemon with piped stdout and stderr. */
+/** A poll every second, each allowed 900 ms, no jitter: the cadence of the daemon tests. */
+export const EVERY_SECOND: readonly string[] = [
+  "-frequency",
+  "1s",
+  "-timeout",
+  "900ms",
+  "-pollJitterPct",
+  "0",
+];
+
+/** Starts the daemon with piped stdout and stderr */
 export function spawnXtcp2(
   args: string[],
   opts: { netns?: string; env?: Record<string, string> } = {},
