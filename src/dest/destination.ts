@@ -34,6 +34,13 @@ export interface Destination extends AsyncDisposable {
    * acknowledged (a client that may still retry an earlier attempt on its own) copies them.
    */
   send(bytes: Uint8Array, framing: Framing): Promise<void>;
+  /**
+   * Whether `send` takes views of a SharedArrayBuffer (socket writes do; `crypto.subtle` and
+   * some clients refuse them) and reads the bytes only until its promise settled (a failed
+   * write closes the connection at once): the delivery queue then holds the poller's flushes on
+   * loan instead of copying them, and gives each back once its send settled for good.
+   */
+  readonly sharedViews?: boolean;
 }
 
 /**

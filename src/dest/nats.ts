@@ -60,6 +60,8 @@ function serverError(line: string, peer: string): Error {
 export class NatsDest implements Destination {
   /** Always "nats". */
   readonly scheme = "nats";
+  /** Socket writes take views of shared memory. */
+  readonly sharedViews = true;
   private readonly conn: ReplyConnection<string>;
   private maxPayload = DEFAULT_MAX_PAYLOAD;
   /** The handshake of the current connection is done (a later INFO is the server's news). */

@@ -54,6 +54,8 @@ function parseFrame(buf: Uint8Array, start: number, end: number): Parsed<NsqFram
 export class NsqDest implements Destination {
   /** Always "nsq". */
   readonly scheme = "nsq";
+  /** Socket writes take views of shared memory. */
+  readonly sharedViews = true;
   private readonly conn: ReplyConnection<NsqFrame>;
   private readonly head: Uint8Array;
 

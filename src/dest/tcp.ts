@@ -24,6 +24,8 @@ import { frame, StreamConnection } from "./stream.ts";
 export class TcpDest implements Destination {
   /** Always "tcp". */
   readonly scheme = "tcp";
+  /** Socket writes take views of shared memory. */
+  readonly sharedViews = true;
   private readonly stream: StreamConnection;
 
   private constructor(addr: string, opts: DestOptions) {

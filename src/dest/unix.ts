@@ -12,6 +12,8 @@ import { frame, StreamConnection } from "./stream.ts";
 export class UnixDest implements Destination {
   /** Always "unix". */
   readonly scheme = "unix";
+  /** Socket writes take views of shared memory. */
+  readonly sharedViews = true;
   private readonly stream: StreamConnection;
 
   private constructor(path: string, opts: DestOptions) {

@@ -92,6 +92,8 @@ function commandHead(args: string[], lastLen: number): Uint8Array {
 
 /** Publishes flushes to a Valkey or Redis server. */
 export class ValkeyDest implements Destination {
+  /** Socket writes take views of shared memory. */
+  readonly sharedViews = true;
   private readonly conn: ReplyConnection<RespReply>;
   private readonly stream: boolean;
   private readonly peer: string;

@@ -23,8 +23,15 @@ import type { Marshaller } from "../format/marshal.ts";
 import type { NamespaceRegistry, NsState } from "../netns/registry.ts";
 import { errorMessage, isFatal, releaseAfter, type Suppressing } from "../util/errors.ts";
 import type { Counters, Logger } from "../util/log.ts";
+import type { Lease } from "../util/lease.ts";
 import { RowFilter } from "./rows.ts";
 import { freezeSettings, type PollSettings } from "./settings.ts";
+
+/**
+ * Room for one more row past the flush threshold, kept free in front of each envelope when
+ * flushes are lent (a larger row moves the envelope to where it fits).
+ */
+const LEND_ROW_ROOM = 64 * 1024;
 
 /** What one poll did. */
 export interface PollSummary {
@@ -274,24 +281,39 @@ export class Poller implements DumpSink, Disposable {
 
   /**
    * Marshals the current envelope (if not empty) and hands it over: a destination that writes in
-   * place gets the bytes in place (nothing copied, nothing held); the delivery queue keeps a copy.
+   * place gets the bytes in place (nothing copied, nothing held); the delivery queue holds them
+   * on loan where the writer can lend them (they stay where they were written until the queue
+   * is done with them: the next envelope is written elsewhere), else it keeps a copy.
    */
   flush(reason: FlushReason): void {
-    if (this.env.rows === 0) return;
-    this.deps.onEnvelope?.(this.env.envelope(), this.env.rows);
-    this.send(this.deps.marshaller.marshal(this.env), this.env.rows, reason, false);
-    this.env.reset();
+    const env = this.env;
+    if (env.rows === 0) return;
+    this.deps.onEnvelope?.(env.envelope(), env.rows);
+    const bytes = this.deps.marshaller.marshal(env);
+    const most = this.deps.delivery.lends;
+    const lease = most > 0 ? env.lend(bytes, this.maxBytes + LEND_ROW_ROOM, most) : undefined;
+    this.send(bytes, env.rows, reason, false, lease);
+    env.reset();
   }
 
-  /** Counts one flush and delivers it; `owned`: the bytes are given away (else borrowed). */
-  private send(bytes: Uint8Array, rows: number, reason: FlushReason, owned: boolean): void {
+  /**
+   * Counts one flush and delivers it; `owned`: the bytes are given away (else lent with
+   * `lease`, else borrowed).
+   */
+  private send(
+    bytes: Uint8Array,
+    rows: number,
+    reason: FlushReason,
+    owned: boolean,
+    lease?: Lease,
+  ): void {
     const c = this.deps.counters;
     this.flushCount++;
     this.pollFlushes++;
     this.pollBytes += bytes.length;
     c.inc("Poller", "envelopeFlush", reason);
     c.inc("Poller", "envelopeRows", "count", rows);
-    this.deps.delivery.deliver(bytes, rows, owned);
+    this.deps.delivery.deliver(bytes, rows, owned, lease);
   }
 
   /** The worker failed: what it held of this poll is lost; later polls decode in this thread. */

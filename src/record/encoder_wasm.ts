@@ -633,8 +633,9 @@ export function encoderWasm(): Uint8Array<ArrayBuffer> {
       ...name("e"),
       ...name("o"),
       0x02,
-      0x00,
+      0x03, // shared, with a maximum
       1,
+      ...uleb(OUT_MAX_PAGES),
       ...name("e"),
       ...name("m"),
       0x02,
@@ -650,6 +651,12 @@ export function encoderWasm(): Uint8Array<ArrayBuffer> {
 let compiled: WebAssembly.Module | undefined;
 
 const PAGE = 65536;
+/**
+ * The output memory's most pages (4 GiB, all of wasm32): address space reserved, not memory.
+ * It is shared memory so that growing it never detaches a view of it: the envelopes a delivery
+ * queue holds are such views (EnvelopeWriter.lend), read while the next poll writes further on.
+ */
+const OUT_MAX_PAGES = 65536;
 /** The attribute table's size (attrOff then attrLen), at 0 of the source memory. */
 const TABLE_BYTES = 8 * C.MAX_ATTR_TYPE;
 /** parse.ts NOMINAL_ATTR_LEN, for the locate function, after the table. */
@@ -735,7 +742,7 @@ export class WasmKernelEncoder {
   constructor() {
     compiled ??= new WebAssembly.Module(encoderWasm());
     this.src = new WebAssembly.Memory({ initial: 2 });
-    this.dst = new WebAssembly.Memory({ initial: 1 });
+    this.dst = new WebAssembly.Memory({ initial: 1, maximum: OUT_MAX_PAGES, shared: true });
     const inst = new WebAssembly.Instance(compiled, { e: { m: this.src, o: this.dst } });
     this.fn = inst.exports.encode as Encode;
     this.locateFn = inst.exports.locate as Locate;
