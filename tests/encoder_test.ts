@@ -49,11 +49,12 @@ function extraFor(n: number, extra: RecordExtra): RecordExtra | undefined {
   return extra;
 }
 
-function checkCapture(path: string): number {
-  const enc = new RecordEncoder();
+/** `shared`: the encoders' output memory is shared memory (as for a writer that lends). */
+function checkCapture(path: string, shared = false): number {
+  const enc = new RecordEncoder(shared);
   const extra = new RecordExtra();
   const out = new OutBuf(4096);
-  const env = new EnvelopeWriter(4096);
+  const env = new EnvelopeWriter(4096, new RecordEncoder(shared));
   const expected: ReturnType<typeof recordMessage>[] = [];
   let n = 0;
   decodeCapture(Deno.readFileSync(path), path, -1, (view) => {
@@ -101,7 +102,10 @@ Deno.test({
 Deno.test("fast encoder equals create+toBinary for the project's own captures", () => {
   const own = ownCaptures();
   assert.ok(own.length > 0, "tests/captures holds no capture");
-  for (const c of own) assert.ok(checkCapture(c.pcap) > 0);
+  for (const c of own) {
+    assert.ok(checkCapture(c.pcap) > 0);
+    assert.ok(checkCapture(c.pcap, true) > 0, "with shared memory too");
+  }
 });
 
 Deno.test("row lengths of 1, 2 and 3 varint bytes all frame correctly", () => {

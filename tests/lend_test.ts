@@ -13,7 +13,7 @@ import type { Destination } from "../src/dest/destination.ts";
 import { DeliveryQueue } from "../src/dest/queue.ts";
 import { parseDatagram, ParseStats } from "../src/netlink/parse.ts";
 import { SocketView } from "../src/netlink/socket_view.ts";
-import { EnvelopeWriter } from "../src/record/encoder.ts";
+import { EnvelopeWriter, RecordEncoder } from "../src/record/encoder.ts";
 import { Stamp } from "../src/record/stamp.ts";
 import type { Lease } from "../src/util/lease.ts";
 import { Counters, Logger } from "../src/util/log.ts";
@@ -51,8 +51,18 @@ interface Loan {
   lease: Lease;
 }
 
-Deno.test("envelope writer: lent flushes stay as written until released, in any order, past big rows and growth", () => {
+/** A writer that can lend: its encoder's output memory is shared memory. */
+const lender = () => new EnvelopeWriter(4096, new RecordEncoder(true));
+
+Deno.test("envelope writer: one whose memory is not shared lends nothing (growing it would detach the loans)", () => {
   const env = new EnvelopeWriter(4096);
+  rows(env, 2, "bbr");
+  assert.equal(env.lend(env.framed(), 1024, 1 << 20), undefined);
+  assert.deepEqual(env.lent, { bytes: 0, regions: 0 });
+});
+
+Deno.test("envelope writer: lent flushes stay as written until released, in any order, past big rows and growth", () => {
+  const env = lender();
   const rnd = lcg(7);
   const RESERVE = 8192;
   const MOST = 64 * 1024;
@@ -121,7 +131,7 @@ Deno.test("envelope writer: lent flushes stay as written until released, in any 
 });
 
 Deno.test("envelope writer: a row larger than the room before the next loan moves the envelope, rows and marks intact", () => {
-  const env = new EnvelopeWriter(4096);
+  const env = lender();
   // Loans of small flushes, two held at a time, in a span of 4 KiB + 2 × 1 KiB: the writer
   // goes round, until its envelope starts just below a loan.
   const held: Loan[] = [];

@@ -15,7 +15,7 @@ import { NetlinkCounts } from "./netlink_counts.ts";
 import { Dumper, type DumpSink, type NetlinkTransport } from "../netlink/dump.ts";
 import { NetlinkError } from "../netlink/errors.ts";
 import type { SocketView } from "../netlink/socket_view.ts";
-import { EnvelopeWriter } from "../record/encoder.ts";
+import { EnvelopeWriter, RecordEncoder } from "../record/encoder.ts";
 import type { RecordExtra } from "../record/extra.ts";
 import { Stamp, type StampValue } from "../record/stamp.ts";
 import type { Backlog, Delivery } from "../dest/queue.ts";
@@ -111,10 +111,10 @@ export class Poller implements DumpSink, Disposable {
   /** True while the loop runs (readiness). */
   running = false;
   private settingsNow: PollSettings;
-  private readonly env = new EnvelopeWriter(1 << 20);
+  private readonly env: EnvelopeWriter;
   private readonly dumper: Dumper;
   private stamp = new Stamp({});
-  private mark = this.env.mark();
+  private mark = { pos: 0, rows: 0 };
   private flushesAtMark = 0;
   private flushCount = 0;
   private pollBytes = 0;
@@ -142,6 +142,9 @@ export class Poller implements DumpSink, Disposable {
   constructor(private readonly deps: PollerDeps) {
     const s = deps.settings;
     this.settingsNow = s;
+    // Flushes are lent to a delivery that takes loans: the encoder's memory must be shared.
+    this.env = new EnvelopeWriter(1 << 20, new RecordEncoder(deps.delivery.lends > 0));
+    this.mark = this.env.mark();
     const r = s.rows;
     this.rows = r.changesOnly || r.socketOwners
       ? new RowFilter(r, (view, extra) => this.addRow(view, extra))

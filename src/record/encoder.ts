@@ -29,7 +29,15 @@ const KERNEL_BYTES_BOUND = 2048;
  * ```
  */
 export class RecordEncoder {
-  private readonly kernel = new WasmKernelEncoder();
+  private readonly kernel: WasmKernelEncoder;
+
+  /**
+   * @param shared whether the output buffer ({@link RecordEncoder.outBuf}) is shared memory, as
+   * an {@link EnvelopeWriter} needs to lend its flushes
+   */
+  constructor(shared = false) {
+    this.kernel = new WasmKernelEncoder(shared);
+  }
 
   /**
    * Appends one encoded XtcpFlatRecord for `view` (stamped with `stamp`, with the per-socket
@@ -159,13 +167,15 @@ export class EnvelopeWriter {
    * Lends the flush `bytes` (what the marshaller made of this envelope: a view of it, from
    * {@link EnvelopeWriter.framed} or {@link EnvelopeWriter.envelope}) instead of letting the
    * next envelope overwrite it: the next one starts where `reserve` bytes are free. Undefined,
-   * and nothing lent, when `bytes` is not such a view or when more than `most` bytes would be
-   * lent. Call {@link EnvelopeWriter.reset} after, as after any flush.
+   * and nothing lent, when `bytes` is not such a view, when growing the buffer would detach it
+   * (an encoder made without `shared`), or when more than `most` bytes would be lent. Call
+   * {@link EnvelopeWriter.reset} after, as after any flush.
    */
   lend(bytes: Uint8Array, reserve: number, most: number): Lease | undefined {
     const out = this.out;
     const start = bytes.byteOffset;
     const end = start + bytes.length;
+    if (!out.keepsViews) return undefined;
     if (bytes.buffer !== out.u8.buffer || start < this.base || end > out.pos) return undefined;
     if (this.lentBytes + bytes.length > most) return undefined;
     const r: Region = { start, end };

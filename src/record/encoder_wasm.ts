@@ -591,9 +591,9 @@ const name = (s: string) => [...uleb(s.length), ...new TextEncoder().encode(s)];
 /**
  * The module's bytes: `encode(delta, msg, out, index, stamp, headLen, tailLen) → out'` (the
  * stamp's bytes at `stamp` of the source memory), the source memory imported as `e.m`,
- * the output memory as `e.o` (multi-memory).
+ * the output memory as `e.o` (multi-memory), shared memory if `shared`.
  */
-export function encoderWasm(): Uint8Array<ArrayBuffer> {
+export function encoderWasm(shared = false): Uint8Array<ArrayBuffer> {
   const locals = [2, 8, I32, 1, I64]; // 8 i32 (b, n, v, k, c0…c3), 1 i64 (w)
   const fn = [...locals, ...body()];
   const loc = [1, 6, I32, ...locateBody()]; // off, rlen, type, errors, short, skipped
@@ -633,9 +633,7 @@ export function encoderWasm(): Uint8Array<ArrayBuffer> {
       ...name("e"),
       ...name("o"),
       0x02,
-      0x03, // shared, with a maximum
-      1,
-      ...uleb(OUT_MAX_PAGES),
+      ...(shared ? [0x03, 1, ...uleb(OUT_MAX_PAGES)] : [0x00, 1]), // shared memory has a maximum
       ...name("e"),
       ...name("m"),
       0x02,
@@ -648,13 +646,16 @@ export function encoderWasm(): Uint8Array<ArrayBuffer> {
   ]);
 }
 
-let compiled: WebAssembly.Module | undefined;
+/** The module, compiled once for each kind of output memory. */
+const compiled: { plain?: WebAssembly.Module; shared?: WebAssembly.Module } = {};
 
 const PAGE = 65536;
 /**
- * The output memory's most pages (4 GiB, all of wasm32): address space reserved, not memory.
- * It is shared memory so that growing it never detaches a view of it: the envelopes a delivery
- * queue holds are such views (EnvelopeWriter.lend), read while the next poll writes further on.
+ * The most pages of a shared output memory (4 GiB, all of wasm32): address space reserved, not
+ * memory. Shared memory, because growing it never detaches a view of it: the envelopes a delivery
+ * queue holds on loan are such views (EnvelopeWriter.lend), read while the next poll writes
+ * further on. It costs the encoder a few per cent (measured: 1.2–1.3 ms against 1.1–1.2 for the
+ * bench's 4,904 sockets), so only writers that lend have one.
  */
 const OUT_MAX_PAGES = 65536;
 /** The attribute table's size (attrOff then attrLen), at 0 of the source memory. */
@@ -674,9 +675,14 @@ const SOURCE_AT = STAMP_AT + STAMP_ROOM;
  */
 export class WasmOutBuf extends OutBuf {
   /** @internal */
-  constructor(private readonly memory: WebAssembly.Memory, capacity: number) {
+  constructor(
+    private readonly memory: WebAssembly.Memory,
+    capacity: number,
+    shared: boolean,
+  ) {
     super(0);
     this.at(capacity);
+    this.keepsViews = shared;
   }
 
   /** @internal Points the views at the first `capacity` bytes of the memory (grown to fit). */
@@ -739,11 +745,15 @@ export class WasmKernelEncoder {
   /** Whether the last stamp is in the source memory (else its bytes are written here). */
   private stampIn = false;
 
-  constructor() {
-    compiled ??= new WebAssembly.Module(encoderWasm());
+  /** @param shared whether the output memory is shared memory (see OUT_MAX_PAGES) */
+  constructor(readonly shared = false) {
+    const kind = shared ? "shared" : "plain";
+    const module = compiled[kind] ??= new WebAssembly.Module(encoderWasm(shared));
     this.src = new WebAssembly.Memory({ initial: 2 });
-    this.dst = new WebAssembly.Memory({ initial: 1, maximum: OUT_MAX_PAGES, shared: true });
-    const inst = new WebAssembly.Instance(compiled, { e: { m: this.src, o: this.dst } });
+    this.dst = shared
+      ? new WebAssembly.Memory({ initial: 1, maximum: OUT_MAX_PAGES, shared: true })
+      : new WebAssembly.Memory({ initial: 1 });
+    const inst = new WebAssembly.Instance(module, { e: { m: this.src, o: this.dst } });
     this.fn = inst.exports.encode as Encode;
     this.locateFn = inst.exports.locate as Locate;
     new Int32Array(this.src.buffer, NOMINAL_AT, C.MAX_ATTR_TYPE).set(NOMINAL_ATTR_LEN);
@@ -753,7 +763,7 @@ export class WasmKernelEncoder {
 
   /** The output buffer in the output memory (one per encoder: the same one each call). */
   outBuf(capacity: number): WasmOutBuf {
-    this.out ??= new WasmOutBuf(this.dst, capacity);
+    this.out ??= new WasmOutBuf(this.dst, capacity, this.shared);
     return this.out;
   }
 

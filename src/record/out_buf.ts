@@ -14,6 +14,12 @@ export class OutBuf {
   dv: DataView;
   /** Write position. */
   pos = 0;
+  /**
+   * Whether views of the bytes stay valid when the buffer grows (true here: growing replaces the
+   * buffer and leaves the old one to its views; a WebAssembly memory's views are detached unless
+   * it is shared memory).
+   */
+  keepsViews = true;
 
   /** @param capacity initial size in bytes */
   constructor(capacity = 1 << 16) {
