@@ -7,7 +7,7 @@
     let
       system = "x86_64-linux";
       pkgs = nixpkgs.legacyPackages.${system};
-      # The permission flags of the deno.json tasks of the same names.
+      # The flags of the deno.json tasks of the same names.
       bin = name: flags: script: pkgs.writeShellApplication {
         inherit name;
         runtimeInputs = [ pkgs.deno ];
@@ -16,12 +16,12 @@
         '';
       };
       xtcp2 = bin "xtcp2"
-        "--allow-ffi --allow-read --allow-write --allow-env --allow-net --allow-sys=hostname --allow-run=lldpcli"
+        "--v8-flags=--expose-gc --allow-ffi --allow-read --allow-write --allow-env --allow-net --allow-sys=hostname --allow-run=lldpcli"
         "src/cmd/xtcp2.ts";
       xtcp2client = bin "xtcp2client" "--allow-net" "src/cmd/xtcp2client.ts";
       xtcp2ctl = bin "xtcp2ctl" "--allow-net --allow-read" "src/cmd/xtcp2ctl.ts";
       xtcp2_minimal = bin "xtcp2_minimal"
-        "--allow-ffi --allow-read --allow-write --allow-env --allow-net --allow-sys=hostname --allow-run=lldpcli"
+        "--v8-flags=--expose-gc --allow-ffi --allow-read --allow-write --allow-env --allow-net --allow-sys=hostname --allow-run=lldpcli"
         "src/cmd/xtcp2_minimal.ts";
       ns = bin "ns" "--allow-ffi --allow-read --allow-net" "src/cmd/ns.ts";
       nstest = bin "nstest" "--allow-run=ip --allow-ffi" "src/cmd/nstest.ts";

@@ -15,7 +15,7 @@ import { CAPS } from "../src/daemon/caps.ts";
 import { parseListen } from "../src/util/address.ts";
 import { scrape } from "./support/daemon.ts";
 import { daemon, morePolls, stopDaemon } from "./support/delivery.ts";
-import { freePort, MAIN, PERMS, until } from "./support/run.ts";
+import { freePort, MAIN, PERMS, until, V8_FLAGS } from "./support/run.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const UNIT = `${ROOT}contrib/systemd/xtcp2.service`;
@@ -29,7 +29,7 @@ async function binaryScript(dir: string): Promise<string> {
   const path = `${dir}/xtcp2`;
   await Deno.writeTextFile(
     path,
-    `#!/bin/sh\nexec ${Deno.execPath()} run --quiet ${PERMS.join(" ")} ${MAIN} "$@"\n`,
+    `#!/bin/sh\nexec ${Deno.execPath()} run --quiet ${V8_FLAGS} ${PERMS.join(" ")} ${MAIN} "$@"\n`,
   );
   await Deno.chmod(path, 0o755);
   return path;

@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { onlyNamespaces } from "./support/delivery.ts";
-import { freePort, PERMS } from "./support/run.ts";
+import { freePort, PERMS, V8_FLAGS } from "./support/run.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const MINIMAL = `${ROOT}src/cmd/xtcp2_minimal.ts`;
@@ -66,7 +66,7 @@ Deno.test("xtcp2_minimal's module graph has no broker destination nor client; th
   }
 });
 
-Deno.test("compile tasks: each flavor compiles its entrypoint with the run task's permission flags and the pipeline worker", async () => {
+Deno.test("compile tasks: each flavor compiles its entrypoint with the run task's permission and V8 flags and the pipeline worker", async () => {
   const tasks = (JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`)) as {
     tasks: Record<string, string | { command: string }>;
   }).tasks;
@@ -86,10 +86,14 @@ Deno.test("compile tasks: each flavor compiles its entrypoint with the run task'
     const cmd = text(task);
     assert.match(cmd, /^deno compile /);
     assert.deepEqual(flags(cmd), PERMS, task);
+    assert.ok(cmd.includes(` ${V8_FLAGS} `), `${task}: gc between polls`);
     assert.ok(cmd.includes("--include src/poll/pipeline_worker.ts"), task);
     assert.ok(cmd.endsWith(`-o ${out} ${entry}`), task);
   }
   assert.deepEqual(flags(text("xtcp2:minimal")), PERMS);
+  for (const task of ["xtcp2", "start", "xtcp2:minimal"]) {
+    assert.ok(text(task).startsWith(`deno run ${V8_FLAGS} `), `${task}: gc between polls`);
+  }
   for (const sub of ["compile:full", "compile:minimal", "compile:tools"]) {
     assert.ok(text("compile").includes(`deno task ${sub}`));
   }

@@ -7,6 +7,7 @@
  * @module
  */
 /// <reference lib="deno.worker" />
+import { collectYoung } from "../util/idle_gc.ts";
 import { isSync, type SyncDestination } from "../dest/destination.ts";
 import { openDestination } from "../dest/registry.ts";
 import { marshaller } from "../format/marshal.ts";
@@ -222,6 +223,7 @@ async function run(init: PipelineInit): Promise<void> {
           decodeErrors: decodeErrors.splice(0),
           counters: counters.takeDeltas(),
         });
+        collectYoung(); // idle until the next poll: collect now rather than in it
         break;
       }
     }

@@ -23,6 +23,7 @@ import type { Marshaller } from "../format/marshal.ts";
 import type { NamespaceRegistry, NsState } from "../netns/registry.ts";
 import { errorMessage, isFatal, releaseAfter, type Suppressing } from "../util/errors.ts";
 import type { Counters, Logger } from "../util/log.ts";
+import { collectYoung } from "../util/idle_gc.ts";
 import type { Lease } from "../util/lease.ts";
 import { RowFilter } from "./rows.ts";
 import { freezeSettings, type PollSettings } from "./settings.ts";
@@ -560,6 +561,7 @@ export class Poller implements DumpSink, Disposable {
       while (!signal.aborted) {
         this.triggered = 0;
         if (this.settingsNow.reconcileBeforePoll) beforePoll();
+        collectYoung(); // the poll starts with room for what it allocates: no scavenge in it
         await this.pollOnce();
         const { maxLoops, frequencyMs } = this.settingsNow;
         if (maxLoops > 0 && this.loops >= maxLoops) break;

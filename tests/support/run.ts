@@ -19,6 +19,9 @@ export const PERMS = [
   "--allow-run=lldpcli",
 ];
 
+/** The `xtcp2` task's V8 flag: `gc` for the collections between polls (src/util/idle_gc.ts). */
+export const V8_FLAGS = "--v8-flags=--expose-gc";
+
 /** argv of `deno run` on the daemon; `netns` runs it inside `ip netns exec`. */
 export function xtcp2Argv(args: string[], netns?: string): string[] {
   return [
@@ -26,6 +29,7 @@ export function xtcp2Argv(args: string[], netns?: string): string[] {
     Deno.execPath(),
     "run",
     "--quiet",
+    V8_FLAGS,
     ...PERMS,
     MAIN,
     ...args,
