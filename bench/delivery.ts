@@ -24,7 +24,7 @@
  * (every other namespace would cost it a whole dump of the host's TCP hash table per poll).
  * Prints the tables and rewrites the README's `delivery` section.
  *
- *   deno task bench:delivery [--conns 50000] [--smallConns 2500] [--rounds 2] [--polls 5]
+ *   deno task bench:delivery [--conns 50000] [--smallConns 2500] [--rounds 4] [--polls 5]
  *                            [--warmup 2] [--frequency 3] [--outagePolls 4]
  *                            [--outageQueueBytes 0,25165824,16777216,41943040] [--no-readme]
  *
@@ -40,7 +40,7 @@ const { values } = parseArgs({
   options: {
     conns: { type: "string", default: "50000" },
     smallConns: { type: "string", default: "2500" },
-    rounds: { type: "string", default: "2" },
+    rounds: { type: "string", default: "4" },
     polls: { type: "string", default: "5" },
     warmup: { type: "string", default: "2" },
     frequency: { type: "string", default: "3" },
@@ -52,7 +52,7 @@ const { values } = parseArgs({
 });
 if (values.help) {
   console.log(
-    "usage: deno task bench:delivery [--conns 50000] [--smallConns 2500] [--rounds 2] [--polls 5] [--warmup 2] [--frequency 3] [--outagePolls 4] [--outageQueueBytes 0,25165824,16777216,41943040] [--no-readme]",
+    "usage: deno task bench:delivery [--conns 50000] [--smallConns 2500] [--rounds 4] [--polls 5] [--warmup 2] [--frequency 3] [--outagePolls 4] [--outageQueueBytes 0,25165824,16777216,41943040] [--no-readme]",
   );
   Deno.exit(0);
 }

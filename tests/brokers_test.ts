@@ -25,6 +25,7 @@ import {
   stopDaemon,
 } from "./support/delivery.ts";
 import { unframe } from "./support/records.ts";
+import { quietKafkajsTimers } from "../src/dest/kafka.ts";
 import { RDKAFKA, startMockKafka } from "./support/kafka_mock.ts";
 import { missing, NATS, REDIS, redisArgs, startServer, stop } from "./support/servers.ts";
 
@@ -348,6 +349,7 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     const { Kafka, logLevel } = await import("kafkajs");
+    quietKafkajsTimers(); // kafkajs's negative-timeout warning, as the daemon does
     const refused = await xtcp2([
       ...freeListenArgs(),
       "-maxLoops",

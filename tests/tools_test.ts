@@ -17,6 +17,7 @@ import {
   spawnIsolated,
   stopDaemon,
 } from "./support/delivery.ts";
+import { quietKafkajsTimers } from "../src/dest/kafka.ts";
 import { RDKAFKA, startMockKafka } from "./support/kafka_mock.ts";
 import { freePort, taskArgv as taskFlags, until } from "./support/run.ts";
 
@@ -244,6 +245,7 @@ Deno.test({
 
     // Something else on a topic: said, and the exit status is 1.
     const { Kafka, logLevel } = await import("kafkajs");
+    quietKafkajsTimers(); // kafkajs's negative-timeout warning, as the daemon does
     const producer = new Kafka({ brokers: [mock.bootstrap], logLevel: logLevel.NOTHING })
       .producer();
     await producer.connect();
