@@ -422,9 +422,20 @@ function body(): number[] {
   ];
   for (const { src, fields } of kernelGroups()) {
     const inner: number[] = [];
-    for (const s of fields) {
-      if (src === F.SRC_MSG) inner.push(...field(s));
-      else inner.push(...get(N), ...i32(s.off + s.width), I32_GE_U, IF, VOID, ...field(s), END);
+    if (src === F.SRC_MSG) {
+      for (const s of fields) inner.push(...field(s));
+    } else {
+      // Each field is read only if the attribute holds it. Where it holds them all (always, on
+      // the kernels of today), one test instead of one per field: if (n >= end) all, else each.
+      const end = Math.max(...fields.map((s) => s.off + s.width));
+      const checked: number[] = [];
+      const all: number[] = [];
+      for (const s of fields) {
+        const code = field(s);
+        all.push(...code);
+        checked.push(...get(N), ...i32(s.off + s.width), I32_GE_U, IF, VOID, ...code, END);
+      }
+      inner.push(...get(N), ...i32(end), I32_GE_U, IF, VOID, ...all, ELSE, ...checked, END);
     }
     if (src === F.SRC_MSG) {
       code.push(...get(M), ...get(DELTA), ADD, ...set(B), ...inner);
