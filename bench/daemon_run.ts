@@ -113,6 +113,36 @@ const HIDE = [
   'exec "$@"',
 ].join("\n");
 
+/**
+ * The daemon's flags in a bench: `dest`, protobufList, a poll every `frequencyMs` with no jitter
+ * (timeout 0.8 of it), the gRPC and metrics listeners on the bench's ports, then `extra`.
+ */
+export function benchArgs(o: {
+  dest: string;
+  frequencyMs: number;
+  grpcPort: number;
+  promPort: number;
+  extra?: string[];
+}): string[] {
+  return [
+    "-dest",
+    o.dest,
+    "-marshal",
+    "protobufList",
+    "-frequency",
+    `${o.frequencyMs}ms`,
+    "-timeout",
+    `${Math.round(o.frequencyMs * 0.8)}ms`,
+    "-pollJitterPct",
+    "0",
+    "-grpcPort",
+    String(o.grpcPort),
+    "-promListen",
+    `127.0.0.1:${o.promPort}`,
+    ...(o.extra ?? []),
+  ];
+}
+
 /** Options of {@link DaemonRun.start}. */
 export interface DaemonRunOptions {
   /** The poll cadence given to the daemon (`-frequency`): samples are taken half-way. */

@@ -32,7 +32,7 @@
  */
 import { parseArgs } from "node:util";
 import { startLoad } from "../tests/support/loadgen/loadgen.ts";
-import { CLK_TCK, DaemonRun, median } from "./daemon_run.ts";
+import { benchArgs, CLK_TCK, DaemonRun, median } from "./daemon_run.ts";
 import { machineLine, rewriteReadmeSection } from "./machine.ts";
 
 const { values } = parseArgs({
@@ -219,25 +219,14 @@ function account(r: Result, log: string): void {
   r.droppedFull += Number(/queue_full (\d+)/.exec(m[3] ?? "")?.[1] ?? 0);
 }
 
-const daemonArgs = (dest: string, extra: string[] = []) => [
-  "-dest",
-  dest,
-  "-marshal",
-  "protobufList",
-  "-topic",
-  "xtcp-bench",
-  "-frequency",
-  `${FREQUENCY_MS}ms`,
-  "-timeout",
-  `${Math.round(FREQUENCY_MS * 0.8)}ms`,
-  "-pollJitterPct",
-  "0",
-  "-grpcPort",
-  String(GRPC_PORT),
-  "-promListen",
-  `127.0.0.1:${PROM_PORT}`,
-  ...extra,
-];
+const daemonArgs = (dest: string, extra: string[] = []) =>
+  benchArgs({
+    dest,
+    frequencyMs: FREQUENCY_MS,
+    grpcPort: GRPC_PORT,
+    promPort: PROM_PORT,
+    extra: ["-topic", "xtcp-bench", ...extra],
+  });
 
 const DESTS: [label: string, dest: string][] = [
   ["null", "null"],

@@ -27,7 +27,7 @@
  */
 import { parseArgs } from "node:util";
 import { startLoad, startManyNamespaces } from "../tests/support/loadgen/loadgen.ts";
-import { DaemonRun, median, output } from "./daemon_run.ts";
+import { benchArgs, DaemonRun, median, output } from "./daemon_run.ts";
 import { machineLine, rewriteReadmeSection } from "./machine.ts";
 
 const { values } = parseArgs({
@@ -153,23 +153,8 @@ interface CaseResult {
   replayNs: number;
 }
 
-const daemonArgs = (frequencyMs: number, extra: string[]) => [
-  "-dest",
-  "null",
-  "-marshal",
-  "protobufList",
-  "-frequency",
-  `${frequencyMs}ms`,
-  "-timeout",
-  `${Math.round(frequencyMs * 0.8)}ms`,
-  "-pollJitterPct",
-  "0",
-  "-grpcPort",
-  String(GRPC_PORT),
-  "-promListen",
-  `127.0.0.1:${PROM_PORT}`,
-  ...extra,
-];
+const daemonArgs = (frequencyMs: number, extra: string[]) =>
+  benchArgs({ dest: "null", frequencyMs, grpcPort: GRPC_PORT, promPort: PROM_PORT, extra });
 
 /**
  * Runs the daemon once per variant over `names`, the floors after each measured poll, then the
