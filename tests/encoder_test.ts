@@ -19,7 +19,7 @@ import { OutBuf } from "../src/record/out_buf.ts";
 import { Stamp } from "../src/record/stamp.ts";
 import { recordMessage } from "../src/record/values.ts";
 import { allSharedPcaps, HAVE_FIXTURES, ownCaptures } from "./support/fixtures.ts";
-import { buildDatagram } from "./support/synth.ts";
+import { buildDatagram, parseAll } from "./support/synth.ts";
 
 const STAMP = new Stamp({
   daemon_version: "xtcp2 test 0.1.0",
@@ -122,18 +122,14 @@ Deno.test("row lengths of 1, 2 and 3 varint bytes all frame correctly", () => {
     const dg = buildDatagram([{
       attrs: c.cong ? [[4, new TextEncoder().encode(c.cong + "\0")]] : [],
     }]);
-    parseDatagram(
-      view,
+    parseAll(
       dg,
-      new DataView(dg.buffer),
-      0,
-      dg.length,
-      { mask: -1, expectSeq: -1, expectPid: -1 },
-      stats,
       (v) => {
         env.add(v, c.stamp);
         expected.push(recordMessage(v, c.stamp));
       },
+      view,
+      stats,
     );
   }
   const e = fromBinary(EnvelopeSchema, env.envelope());
@@ -169,14 +165,8 @@ Deno.test("the WebAssembly encoder: every congestion name, odd bytes, short stru
     const env = new EnvelopeWriter(64);
     const expected: ReturnType<typeof recordMessage>[] = [];
     let n = 0;
-    parseDatagram(
-      view,
+    parseAll(
       dg,
-      new DataView(dg.buffer),
-      0,
-      dg.length,
-      { mask: -1, expectSeq: -1, expectPid: -1 },
-      stats,
       (v) => {
         out.pos = 0;
         enc.encode(v, stamp, out);
@@ -191,6 +181,8 @@ Deno.test("the WebAssembly encoder: every congestion name, odd bytes, short stru
         expected.push(slowRoundTrip);
         n++;
       },
+      view,
+      stats,
     );
     assert.equal(n, sockets.length);
     const e = fromBinary(EnvelopeSchema, env.envelope());

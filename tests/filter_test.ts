@@ -9,6 +9,7 @@ import { startLoad } from "./support/loadgen/loadgen.ts";
 import { daemon, morePolls, stopDaemon } from "./support/delivery.ts";
 import { type Rec, recKey, RecSink } from "./support/records.ts";
 import { parseSs, ssAddrKey } from "./support/ss_text.ts";
+import { parseAll } from "./support/synth.ts";
 import { COMPAT_REQUEST_LEN, DUMP_REQUEST_LEN } from "../src/netlink/constants.ts";
 import { idiagExt, parseDeserializers } from "../src/netlink/deserializers.ts";
 import { NetlinkError } from "../src/netlink/errors.ts";
@@ -24,7 +25,7 @@ import {
 } from "../src/netlink/filter.ts";
 import { writeCompatDumpRequest, writeDumpRequest } from "../src/netlink/request.ts";
 import { Dumper } from "../src/netlink/dump.ts";
-import { PARSE_DONE, parseDatagram, ParseStats } from "../src/netlink/parse.ts";
+import { PARSE_DONE, ParseStats } from "../src/netlink/parse.ts";
 import { SocketView } from "../src/netlink/socket_view.ts";
 import { collectOnce } from "../src/poll/collect.ts";
 import { ConfigError } from "../src/config/config_error.ts";
@@ -164,15 +165,11 @@ Deno.test("--filter: the bytecode rides both requests as INET_DIAG_REQ_BYTECODE"
     assert.equal(out[n], 0xee, "nothing written past the request");
     // In a capture (--writeFiles), the longer request is still one message, skipped as a request.
     const stats = new ParseStats();
-    const got = parseDatagram(
-      new SocketView(),
-      out,
-      dv,
-      0,
-      n,
-      { mask: -1, expectSeq: -1, expectPid: -1 },
-      stats,
+    const got = parseAll(
+      out.subarray(0, n),
       () => assert.fail("a request is not a socket"),
+      new SocketView(),
+      stats,
     );
     assert.equal(got & PARSE_DONE, 0);
     assert.deepEqual([stats.messages, stats.requests, stats.sockets], [1, 1, 0]);

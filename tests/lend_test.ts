@@ -2,22 +2,16 @@
  * Flushes on loan instead of copied: the envelope writer lends a flush's bytes where they were
  * written and writes the next envelopes elsewhere; lent bytes are never written over until they
  * are released, whatever the order of the releases, however large a row, however far the
- * buffer grows (its memory is shared: growing it leaves every view valid). The delivery queue
- * releases each loan once its send settled for good: at the acknowledgement, at a drop, and, for
- * an envelope left at shutdown with its send still pending, once the destination is disposed.
+ * buffer grows (its memory is shared: growing it leaves every view valid). How the delivery
+ * queue releases the loans: tests/queue_test.ts.
  */
 import assert from "node:assert/strict";
 import { fromBinary } from "@bufbuild/protobuf";
 import { EnvelopeSchema } from "../src/gen/xtcp_flat_record/v1/xtcp_flat_record_pb.ts";
-import type { Destination } from "../src/dest/destination.ts";
-import { DeliveryQueue } from "../src/dest/queue.ts";
-import { parseDatagram, ParseStats } from "../src/netlink/parse.ts";
-import { SocketView } from "../src/netlink/socket_view.ts";
 import { EnvelopeWriter, RecordEncoder } from "../src/record/encoder.ts";
 import { Stamp } from "../src/record/stamp.ts";
 import type { Lease } from "../src/util/lease.ts";
-import { Counters, Logger } from "../src/util/log.ts";
-import { buildDatagram } from "./support/synth.ts";
+import { buildDatagram, parseAll } from "./support/synth.ts";
 
 const STAMP = new Stamp({ hostname: "lend.example", netns_inode: 4026531840n, label: "l" });
 
@@ -26,16 +20,7 @@ function rows(env: EnvelopeWriter, n: number, cong: string): void {
   const dg = buildDatagram(
     Array.from({ length: n }, () => ({ attrs: [[4, new TextEncoder().encode(cong + "\0")]] })),
   );
-  parseDatagram(
-    new SocketView(),
-    dg,
-    new DataView(dg.buffer),
-    0,
-    dg.length,
-    { mask: -1, expectSeq: -1, expectPid: -1 },
-    new ParseStats(),
-    (v) => env.add(v, STAMP),
-  );
+  parseAll(dg, (v) => env.add(v, STAMP));
 }
 
 /** A small deterministic generator (the test's choices are the same every run). */
@@ -161,100 +146,4 @@ Deno.test("envelope writer: a row larger than the room before the next loan move
   const e = fromBinary(EnvelopeSchema, env.envelope());
   assert.deepEqual(e.row.map((r) => r.congestionAlgorithmString), ["cubic"]);
   for (const l of held) l.lease.release();
-});
-
-/** Records what it was given, as the bytes were then; fails while `failing`; hangs while `hanging`. */
-class FakeDest implements Destination {
-  readonly scheme = "fake";
-  readonly sharedViews = true;
-  failing = false;
-  hanging = false;
-  readonly attempts: { text: string; ok: boolean }[] = [];
-  send(bytes: Uint8Array): Promise<void> {
-    if (this.hanging) {
-      this.attempts.push({ text: new TextDecoder().decode(bytes), ok: false });
-      return new Promise(() => {});
-    }
-    const ok = !this.failing;
-    this.attempts.push({ text: new TextDecoder().decode(bytes), ok });
-    return ok ? Promise.resolve() : Promise.reject(new Error("Connection refused: fake"));
-  }
-  [Symbol.asyncDispose](): Promise<void> {
-    return Promise.resolve();
-  }
-}
-
-async function until(what: string, cond: () => boolean): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
-
-/** A loan that counts its releases. */
-function loan(): Lease & { released: number } {
-  const l = { released: 0, release: () => void l.released++ };
-  return l;
-}
-
-const flush = (n: number) => new TextEncoder().encode(`envelope ${n} `.repeat(2000));
-
-Deno.test("delivery queue: each loan is released once its send settled for good: acknowledged, dropped, or left at shutdown", async () => {
-  const dest = new FakeDest();
-  const counters = new Counters();
-  const q = new DeliveryQueue(dest, {
-    maxBytes: 100_000,
-    full: "drop_oldest",
-    retryInitialMs: 5,
-    retryMaxMs: 10,
-    framing: "message",
-    counters,
-    log: new Logger(0, () => {}),
-  });
-  assert.ok(q.lends > 0, "a destination that takes shared views is lent flushes");
-  // Delivered: released once acknowledged, not before.
-  dest.failing = true;
-  const a = loan();
-  q.deliver(flush(0), 1, false, a);
-  await until("a failed attempt", () => dest.attempts.length >= 2);
-  assert.equal(a.released, 0, "held while it is retried");
-  dest.failing = false;
-  await until("acknowledged", () => a.released === 1);
-  // Failed, then dropped for newer polls: released at the drop (its sends settled).
-  dest.failing = true;
-  const failed = loan();
-  q.beginPoll();
-  q.deliver(flush(1), 1, false, failed);
-  const sent = dest.attempts.length;
-  await until("a failed attempt", () => dest.attempts.length > sent);
-  const later = Array.from({ length: 8 }, () => loan());
-  later.forEach((l, i) => {
-    q.beginPoll();
-    q.deliver(flush(2 + i), 1, false, l);
-  });
-  assert.ok(counters.get("destQueue", "drop_queue_full", "envelopes") > 0, "the queue overflowed");
-  assert.equal(failed.released, 1, "dropped: released");
-  assert.ok(later.some((l) => l.released === 1), "dropped envelopes never sent: released");
-  dest.failing = false;
-  await until("the queue drained", () => q.backlog().envelopes === 0);
-  for (const l of later) assert.equal(l.released, 1, "every loan released exactly once");
-  // Left at shutdown (no spool): dropped and released, but the one whose send is still pending
-  // only once the destination is disposed.
-  dest.hanging = true;
-  const left = [loan(), loan()];
-  q.beginPoll();
-  left.forEach((l, i) => q.deliver(flush(20 + i), 1, false, l));
-  await until(
-    "a send pending",
-    () => dest.attempts.length > 0 && dest.attempts.at(-1)!.ok === false,
-  );
-  await q.close(20);
-  assert.equal(left[1]!.released, 1, "never sent: released at close");
-  assert.equal(left[0]!.released, 0, "its send pending: the destination may still read it");
-  await q[Symbol.asyncDispose]();
-  assert.equal(left[0]!.released, 1, "released once the destination is disposed");
-  const after = loan();
-  q.deliver(flush(30), 1, false, after);
-  assert.equal(after.released, 1, "a flush handed over after close is dropped and released");
 });

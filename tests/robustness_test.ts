@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { fromBinary } from "@bufbuild/protobuf";
 import { XtcpFlatRecordSchema } from "../src/gen/xtcp_flat_record/v1/xtcp_flat_record_pb.ts";
 import { DecodeError, NetlinkError } from "../src/netlink/errors.ts";
-import { parseDatagram, ParseStats } from "../src/netlink/parse.ts";
+import { ParseStats } from "../src/netlink/parse.ts";
+import { parseAll } from "./support/synth.ts";
 import { NETLINK_SOCK_DIAG, pcapPackets } from "../src/netlink/pcap.ts";
 import { decodeCapture } from "../src/netlink/capture.ts";
 import { SocketView } from "../src/netlink/socket_view.ts";
@@ -54,14 +55,8 @@ function exercise(dg: Uint8Array, view: SocketView, stats: ParseStats, out: OutB
   const exact = new Uint8Array(new ArrayBuffer(dg.length));
   exact.set(dg);
   try {
-    parseDatagram(
-      view,
+    parseAll(
       exact,
-      new DataView(exact.buffer),
-      0,
-      exact.length,
-      { mask: -1, expectSeq: -1, expectPid: -1 },
-      stats,
       (v) => {
         out.pos = 0;
         enc.encode(v, stamp, out);
@@ -70,6 +65,8 @@ function exercise(dg: Uint8Array, view: SocketView, stats: ParseStats, out: OutB
         const json = recordJson(v, stamp);
         if (/undefined|NaN/.test(json)) throw new Error(`bad value in ${json}`);
       },
+      view,
+      stats,
     );
     return "ok";
   } catch (err) {

@@ -4,7 +4,23 @@
  * @module
  */
 import { INET_DIAG_INFO } from "../../src/netlink/constants.ts";
+import { parseDatagram, ParseStats } from "../../src/netlink/parse.ts";
 import { SocketView } from "../../src/netlink/socket_view.ts";
+
+/**
+ * Parses all of datagram `dg` (every attribute type wanted, any seq and port id), calling
+ * `onSocket` for each socket with `view` on it; returns parseDatagram's status bits.
+ */
+export function parseAll(
+  dg: Uint8Array,
+  onSocket: (v: SocketView) => void,
+  view = new SocketView(),
+  stats = new ParseStats(),
+): number {
+  const dv = new DataView(dg.buffer, dg.byteOffset, dg.length);
+  const opts = { mask: -1, expectSeq: -1, expectPid: -1 };
+  return parseDatagram(view, dg, dv, 0, dg.length, opts, stats, onSocket);
+}
 
 /** One synthetic socket message. */
 export interface SynthSocket {
