@@ -15,7 +15,7 @@ import { NetlinkCounts } from "./netlink_counts.ts";
 import { Dumper, type DumpSink, type NetlinkTransport } from "../netlink/dump.ts";
 import { NetlinkError } from "../netlink/errors.ts";
 import type { SocketView } from "../netlink/socket_view.ts";
-import { EnvelopeWriter, RecordEncoder } from "../record/encoder.ts";
+import { type EnvelopeMark, EnvelopeWriter, RecordEncoder } from "../record/encoder.ts";
 import type { RecordExtra } from "../record/extra.ts";
 import { Stamp, type StampValue } from "../record/stamp.ts";
 import type { Backlog, Delivery } from "../dest/queue.ts";
@@ -115,7 +115,7 @@ export class Poller implements DumpSink, Disposable {
   private readonly env: EnvelopeWriter;
   private readonly dumper: Dumper;
   private stamp = new Stamp({});
-  private mark = { pos: 0, rows: 0 };
+  private mark: EnvelopeMark;
   private flushesAtMark = 0;
   private flushCount = 0;
   private pollBytes = 0;
