@@ -62,6 +62,13 @@ function checkCapture(path: string, shared = false): number {
     const x = extraFor(n, extra);
     enc.encode(view, STAMP, out, x);
     const fast = fromBinary(XtcpFlatRecordSchema, out.u8.slice(0, out.pos));
+    // Canonical bytes: no field written that @bufbuild leaves out (a 0 without presence), no
+    // varint longer than it needs.
+    assert.equal(
+      out.pos,
+      toBinary(XtcpFlatRecordSchema, fast).length,
+      `${path}: socket ${n} (index ${view.index}) is not written as @bufbuild writes it`,
+    );
     const slow = recordMessage(view, STAMP, x);
     const slowRoundTrip = fromBinary(XtcpFlatRecordSchema, toBinary(XtcpFlatRecordSchema, slow));
     assert.ok(

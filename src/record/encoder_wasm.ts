@@ -50,7 +50,7 @@ const I32_LOAD = 0x28, I64_LOAD = 0x29, LOAD8 = 0x2d, LOAD16 = 0x2f;
 const I32_STORE = 0x36, I64_STORE = 0x37, STORE8 = 0x3a, STORE16 = 0x3b, I64_STORE8 = 0x3c;
 const I32_CONST = 0x41, I32_EQZ = 0x45, I32_EQ = 0x46, I32_LT_S = 0x48, I32_GT_S = 0x4a;
 const I32_LT_U = 0x49, I32_GE_U = 0x4f, I32_LE_U = 0x4d;
-const I64_EQZ = 0x50, I64_LE_U = 0x58;
+const I64_EQZ = 0x50, I64_LE_U = 0x58, I64_LT_U = 0x54, I32_WRAP_I64 = 0xa7;
 const ADD = 0x6a, AND = 0x71, OR = 0x72, SHL = 0x74, SHR_U = 0x76;
 const I64_AND = 0x83, I64_OR = 0x84, I64_SHR_U = 0x88, I64_CONST = 0x42, SELECT = 0x1b;
 
@@ -296,13 +296,53 @@ const ASCII_BYTES = [
   ]),
 ];
 
+/**
+ * A value below 128 (most of them) and the field's tag of 1 or 2 bytes in one store, then `p`
+ * past both. The store writes up to one byte past them, inside the room the caller ensured
+ * (KERNEL_BYTES_BOUND). `value32` leaves the value (as i32) on the stack.
+ */
+function smallField(s: F.FieldSpec, value32: number[]): number[] {
+  const t = tagBytes(s);
+  const tag = t.reduce((acc, b, i) => acc + b * 2 ** (8 * i), 0);
+  return [
+    ...get(P),
+    ...value32,
+    ...i32(8 * t.length),
+    SHL,
+    ...i32(tag),
+    OR,
+    ...out(t.length === 1 ? STORE16 : I32_STORE, 0),
+    ...incP(t.length + 1),
+  ];
+}
+
+/**
+ * A varint field: nothing for a 0 without presence; `small` (one store) when `isSmall` (the
+ * value below 128) and the tag is of 1 or 2 bytes, else the tag and the varint loop (`big`).
+ */
+function varintField(
+  s: F.FieldSpec,
+  nonZero: number[],
+  isSmall: number[],
+  small: number[],
+  big: number[],
+): number[] {
+  const body = tagBytes(s).length <= 2 ? [...isSmall, IF, VOID, ...small, ELSE, ...big, END] : big;
+  return s.optional ? body : [...nonZero, IF, VOID, ...body, END];
+}
+
 /** One u32-valued field whose value the code in `value` leaves on the stack. */
 function u32Field(s: F.FieldSpec, value: number[]): number[] {
-  const body = [...writeTag(s), ...VARINT32];
   return [
     ...value,
     ...set(V),
-    ...(s.optional ? body : [...get(V), IF, VOID, ...body, END]),
+    ...varintField(
+      s,
+      get(V),
+      [...get(V), ...i32(0x80), I32_LT_U],
+      smallField(s, get(V)),
+      [...writeTag(s), ...VARINT32],
+    ),
   ];
 }
 
@@ -327,15 +367,19 @@ function field(s: F.FieldSpec): number[] {
       return u32Field(s, [...u8At(o), ...i32(1), SHR_U, ...i32(3), AND]);
     case F.READ_CONG_ENUM:
       return u32Field(s, [...congestionEnum(), ...get(V)]);
-    case F.READ_U64: {
-      const body = [...writeTag(s), ...VARINT64];
+    case F.READ_U64:
       return [
         ...get(B),
         ...mem(I64_LOAD, o),
         ...set(W),
-        ...(s.optional ? body : [...get(W), I64_EQZ, I32_EQZ, IF, VOID, ...body, END]),
+        ...varintField(
+          s,
+          [...get(W), I64_EQZ, I32_EQZ],
+          [...get(W), I64_CONST, ...sleb(0x80), I64_LT_U],
+          smallField(s, [...get(W), I32_WRAP_I64]),
+          [...writeTag(s), ...VARINT64],
+        ),
       ];
-    }
     case F.READ_ADDR16:
       return [
         ...writeTag(s),
