@@ -10,7 +10,6 @@ import {
   XtcpFlatRecordSchema,
 } from "../src/gen/xtcp_flat_record/v1/xtcp_flat_record_pb.ts";
 import { decodeCapture } from "../src/netlink/capture.ts";
-import { NETLINK_SOCK_DIAG, pcapPackets } from "../src/netlink/pcap.ts";
 import { parseDatagram, ParseStats } from "../src/netlink/parse.ts";
 import { SocketView } from "../src/netlink/socket_view.ts";
 import { EnvelopeWriter, RecordEncoder } from "../src/record/encoder.ts";
@@ -18,7 +17,7 @@ import { RecordExtra } from "../src/record/extra.ts";
 import { OutBuf } from "../src/record/out_buf.ts";
 import { Stamp } from "../src/record/stamp.ts";
 import { recordMessage } from "../src/record/values.ts";
-import { allSharedPcaps, HAVE_FIXTURES, ownCaptures } from "./support/fixtures.ts";
+import { allSharedPcaps, datagrams, HAVE_FIXTURES, ownCaptures } from "./support/fixtures.ts";
 import { buildDatagram, parseAll } from "./support/synth.ts";
 
 const STAMP = new Stamp({
@@ -196,14 +195,6 @@ Deno.test("the WebAssembly encoder: every congestion name, odd bytes, short stru
     assert.ok(equals(EnvelopeSchema, e, create(EnvelopeSchema, { row: expected })));
   }
 });
-
-/** Each sock_diag datagram of a capture, as its own bytes. */
-function datagrams(path: string): Uint8Array[] {
-  const bytes = Deno.readFileSync(path);
-  return [...pcapPackets(bytes, path)]
-    .filter((p) => p.protocol === NETLINK_SOCK_DIAG)
-    .map((p) => bytes.slice(p.offset, p.end));
-}
 
 Deno.test("received in place (the poller's way) equals the plain path: records and parse counters, damaged datagrams too", () => {
   const inPlace = new EnvelopeWriter(4096);

@@ -10,7 +10,14 @@
 import { AF_INET, AF_INET6, AF_UNSPEC, COMPAT_REQUEST_LEN, DUMP_REQUEST_LEN } from "./constants.ts";
 import { NetlinkError, TruncatedDatagramError } from "./errors.ts";
 import { releaseAfter } from "../util/errors.ts";
-import { PARSE_DONE, PARSE_INTR, parseDatagram, type ParseOptions, ParseStats } from "./parse.ts";
+import {
+  PARSE_DONE,
+  PARSE_INTR,
+  parseDatagram,
+  type ParseOptions,
+  ParseStats,
+  type SocketRun,
+} from "./parse.ts";
 import { bytecodeAttrLen, writeCompatDumpRequest, writeDumpRequest } from "./request.ts";
 import { SocketView } from "./socket_view.ts";
 
@@ -32,6 +39,8 @@ export interface NetlinkTransport {
 export interface DumpSink {
   /** One socket; `view` is only valid during the call. */
   onSocket(view: SocketView): void;
+  /** Takes runs of plain socket messages in one call each (parse.ts SocketRun), if it can. */
+  onSockets?: SocketRun;
   /** Called before each family's dump: remember the position to roll back to. */
   checkpoint(): void;
   /** Drop what was received since the last checkpoint (the dump is retried). */
@@ -243,6 +252,7 @@ export class Dumper {
     const stats = this.stats;
     const before = stats.sockets;
     const onSocket = (v: SocketView) => sink.onSocket(v);
+    const run = pipe ? undefined : sink.onSockets?.bind(sink);
     let intr = false;
     for (;;) {
       const { u8, dv } = pipe ? pipe.acquire() : this.recv;
@@ -257,7 +267,7 @@ export class Dumper {
       }
       if (t.lastTruncated) throw new TruncatedDatagramError(u8.length);
       this.opts.onDatagram?.(u8.subarray(0, n), false);
-      const status = parseDatagram(this.view, u8, dv, 0, n, popts, stats, onSocket);
+      const status = parseDatagram(this.view, u8, dv, 0, n, popts, stats, onSocket, run);
       pipe?.publish(n, seq, t.portId);
       if (status & PARSE_INTR) intr = true;
       if (status & PARSE_DONE) break;

@@ -107,6 +107,21 @@ export const PARSE_DONE = 1;
 export const PARSE_INTR = 2;
 
 /**
+ * Decodes a run of plain socket messages of the view's datagram from `off` up to `end`, in
+ * place of one `onSocket` call each (a sink's fast path: the poller writes them in one call of
+ * its encoder). Returns the offset of the first message it leaves to {@link parseDatagram}
+ * (`off` when it takes none). It sets `view.index` past the sockets it took and counts them in
+ * `stats` (messages, sockets, attrShort, attrSkipped) as parseDatagram would have.
+ */
+export type SocketRun = (
+  view: SocketView,
+  off: number,
+  end: number,
+  opts: ParseOptions,
+  stats: ParseStats,
+) => number;
+
+/**
  * Locates the attributes of one inet_diag message (payload `[start, end)` after the 72-byte
  * header) into `view`. Malformed attributes never throw: they are counted, and the ones that can
  * not be framed end the walk.
@@ -156,7 +171,8 @@ export function locateAttributes(
 
 /**
  * Walks one datagram `[start, end)` of `u8`/`dv` and calls `onSocket` for each inet_diag reply
- * message, with `view` pointing at it. Returns a bitmask of {@link PARSE_DONE} and
+ * message, with `view` pointing at it; `run`, if given, takes the runs of plain socket messages
+ * it can (onSocket gets the rest). Returns a bitmask of {@link PARSE_DONE} and
  * {@link PARSE_INTR}. Parsing stops at NLMSG_DONE.
  *
  * Throws {@link DecodeError} when the netlink framing itself is broken, and {@link NetlinkError}
@@ -171,6 +187,7 @@ export function parseDatagram(
   opts: ParseOptions,
   stats: ParseStats,
   onSocket: (view: SocketView) => void,
+  run?: SocketRun,
 ): number {
   stats.datagrams++;
   stats.bytes += end - start;
@@ -182,6 +199,12 @@ export function parseDatagram(
   let index = 0;
   let status = 0;
   while (off < end) {
+    if (run !== undefined && !opts.countOnly) {
+      view.index = index;
+      off = run(view, off, end, opts, stats);
+      index = view.index;
+      if (off >= end) break;
+    }
     if (end - off < NLMSG_HDRLEN) {
       stats.truncatedHeader++;
       throw new DecodeError(

@@ -14,8 +14,10 @@ import { Pipeline, type WorkerReply } from "./pipeline.ts";
 import { NetlinkCounts } from "./netlink_counts.ts";
 import { Dumper, type DumpSink, type NetlinkTransport } from "../netlink/dump.ts";
 import { NetlinkError } from "../netlink/errors.ts";
+import type { ParseOptions, ParseStats } from "../netlink/parse.ts";
 import type { SocketView } from "../netlink/socket_view.ts";
 import { type EnvelopeMark, EnvelopeWriter, RecordEncoder } from "../record/encoder.ts";
+import type { WalkExpect } from "../record/encoder_wasm.ts";
 import type { RecordExtra } from "../record/extra.ts";
 import { Stamp, type StampValue } from "../record/stamp.ts";
 import type { Backlog, Delivery } from "../dest/queue.ts";
@@ -121,6 +123,8 @@ export class Poller implements DumpSink, Disposable {
   private pollBytes = 0;
   private pollFlushes = 0;
   private modulusCount = 0;
+  /** What {@link Poller.run} passes on of the dump's parse options. */
+  private readonly expect: WalkExpect = { seq: 0, pid: 0, mask: 0 };
   // Per-poll copies of settings read for every socket.
   private modulus = 1;
   private maxRows = 10_000;
@@ -258,6 +262,41 @@ export class Poller implements DumpSink, Disposable {
       return;
     }
     this.addRow(view, rows?.extraFor(view));
+  }
+
+  /**
+   * @internal DumpSink: a run of plain socket messages in one call of the writer
+   * (EnvelopeWriter.run), with the flushes addRow makes, where no row filter or modulus looks at
+   * each socket.
+   */
+  onSockets(
+    view: SocketView,
+    off: number,
+    end: number,
+    opts: ParseOptions,
+    stats: ParseStats,
+  ): number {
+    if (this.rows !== undefined || this.modulus > 1 || opts.expectSeq < 0 || opts.expectPid < 0) {
+      return off;
+    }
+    const env = this.env;
+    const expect = this.expect;
+    expect.seq = opts.expectSeq;
+    expect.pid = opts.expectPid;
+    expect.mask = opts.mask;
+    for (;;) {
+      off = env.run(view, off, end, expect, this.stamp, this.maxRows, this.maxBytes);
+      const w = env.walked;
+      if (w.rows === 0) return off;
+      stats.messages += w.rows;
+      stats.sockets += w.rows;
+      stats.attrShort += w.attrShort;
+      stats.attrSkipped += w.attrSkipped;
+      this.counts.appended += w.rows;
+      if (env.rows >= this.maxRows) this.flush("rows_cap");
+      else if (env.byteLength > this.maxBytes) this.flush("size_cap");
+      if (off >= end) return off;
+    }
   }
 
   private addRow(view: SocketView, extra: RecordExtra | undefined): void {

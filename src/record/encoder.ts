@@ -8,15 +8,17 @@
  */
 import { INET_DIAG_CONG } from "../netlink/constants.ts";
 import { SocketView } from "../netlink/socket_view.ts";
-import { WasmKernelEncoder } from "./encoder_wasm.ts";
+import {
+  KERNEL_BYTES_BOUND,
+  type WalkCounts,
+  type WalkExpect,
+  WasmKernelEncoder,
+} from "./encoder_wasm.ts";
 import { encodeExtra, type RecordExtra } from "./extra.ts";
 import { ROW_TAG } from "./envelope.ts";
 import { OutBuf } from "./out_buf.ts";
 import type { StampBytes } from "./stamp.ts";
 import type { Lease } from "../util/lease.ts";
-
-/** Room reserved per record for the kernel fields, excluding strings (their length is added). */
-const KERNEL_BYTES_BOUND = 2048;
 
 /**
  * Encodes records. Build one and reuse it for every socket.
@@ -53,6 +55,26 @@ export class RecordEncoder {
     out.ensure(room);
     this.kernel.encodeInto(view, stamp, out, room);
     if (extra) out.pos = encodeExtra(extra, out.u8, out.pos);
+  }
+
+  /** See {@link WasmKernelEncoder.walk}. */
+  walk(
+    view: SocketView,
+    stamp: StampBytes,
+    out: OutBuf,
+    off: number,
+    end: number,
+    expect: WalkExpect,
+    limit: number,
+    flushAt: number,
+    rowsLeft: number,
+  ): number {
+    return this.kernel.walk(view, stamp, out, off, end, expect, limit, flushAt, rowsLeft);
+  }
+
+  /** What the last {@link RecordEncoder.walk} wrote and counted. */
+  get walked(): WalkCounts {
+    return this.kernel.walked;
   }
 
   /** The most bytes {@link RecordEncoder.encode} writes for these. */
@@ -244,6 +266,44 @@ export class EnvelopeWriter {
     this.base = to;
     this.limit = this.limitFrom(to);
     out.pos = end;
+  }
+
+  /**
+   * Appends the rows of the plain socket messages of `view`'s datagram from `off` up to `end`,
+   * in one call ({@link RecordEncoder.walk}): the rows {@link EnvelopeWriter.add} would append
+   * for them one by one, byte for byte, until a message it leaves to the caller, until the
+   * envelope holds `maxRows` rows or more than `maxBytes` bytes (flush it, and run on), or until
+   * a row might need the buffer moved or grown (add does that). Returns the offset it stopped
+   * at; {@link EnvelopeWriter.walked} counts what it did.
+   */
+  run(
+    view: SocketView,
+    off: number,
+    end: number,
+    expect: WalkExpect,
+    stamp: StampBytes,
+    maxRows: number,
+    maxBytes: number,
+  ): number {
+    const out = this.out;
+    const next = this.encoder.walk(
+      view,
+      stamp,
+      out,
+      off,
+      end,
+      expect,
+      Math.min(this.limit, out.u8.length) - ROW_OVERHEAD,
+      this.base + PREFIX_ROOM + maxBytes,
+      maxRows - this.rows,
+    );
+    this.rows += this.encoder.walked.rows;
+    return next;
+  }
+
+  /** What the last {@link EnvelopeWriter.run} wrote and counted. */
+  get walked(): WalkCounts {
+    return this.encoder.walked;
   }
 
   /** Appends one row for `view` (with the per-socket additions of `extra`). */

@@ -15,6 +15,7 @@ import * as F from "./fields.ts";
 import * as C from "../netlink/constants.ts";
 import { NOMINAL_ATTR_LEN } from "../netlink/parse.ts";
 import type { AttributeLocator, SocketView } from "../netlink/socket_view.ts";
+import { ROW_TAG } from "./envelope.ts";
 import { OutBuf } from "./out_buf.ts";
 import type { StampBytes } from "./stamp.ts";
 import { varint32 } from "../util/varint.ts";
@@ -608,6 +609,208 @@ function locateBody(): number[] {
   ];
 }
 
+/** Room reserved per record for the kernel fields, excluding strings (their length is added). */
+export const KERNEL_BYTES_BOUND = 2048;
+
+/** The walk function's results, in the source memory: out', rows, index', short, skipped. */
+const RESULTS = 5;
+
+/**
+ * The body of `walk(delta, off, end, seq, pid, mask, out, limit, flushAt, rowsLeft, index,
+ * stamp, headLen, tailLen) → off'`: parse.ts parseDatagram, locate and encode fused, for a run
+ * of plain socket messages of the datagram at `delta` from `off` on. Each becomes an
+ * Envelope.row at `out` (tag, length, record: as EnvelopeWriter.add writes it). It stops at the
+ * first message it leaves to the caller: one that is not a socket reply of this dump (another
+ * type, a request, NLM_F_DUMP_INTR, another seq or port id, short or broken framing), one with
+ * a bad attribute, one whose congestion name is longer than 4 KiB, one whose row may not fit
+ * below `limit` (an `out` past which a row of `limit`'s bound may not start; the caller
+ * subtracts the bound but the name's length), after `rowsLeft` rows, and after the row that
+ * ends past `flushAt`. Returns the offset of the message it stopped at (or `end`).
+ */
+function walkBody(): number[] {
+  const [D, OFF, E, SEQ, PID, MASK, P_, LIMIT, FLUSH_AT, LEFT, IDX, STAMP_, HEAD_, TAIL_] = [
+    0,
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+    11,
+    12,
+    13,
+  ];
+  const [LEN, R, Q, BODY, ROWS, SHORT, SKIP, CONG] = [14, 15, 16, 17, 18, 19, 20, 21];
+  const CALL = 0x10, SUB = 0x6b, I32_NE = 0x47, I32_GT_U = 0x4b, MIN_LEN = 16 + 72;
+  const MEMORY_COPY_OUT = [0xfc, 10, 0, 0];
+  const at = (off: number) => [...get(D), ...get(OFF), ADD, ...mem(I32_LOAD, off)];
+  const at16 = (off: number) => [...get(D), ...get(OFF), ADD, ...mem(LOAD16, off)];
+  const inc = (l: number, by: number[]) => [...get(l), ...by, ADD, ...set(l)];
+  const exitIf = (cond: number[]) => [...cond, BR_IF, 1];
+  const result = (
+    i: number,
+    l: number,
+  ) => [...i32(0), ...get(l), ...mem(I32_STORE_SRC, RESULT_AT + 4 * i)];
+  return [
+    ...loop(
+      [...get(E), ...get(OFF), SUB, ...i32(C.NLMSG_HDRLEN), I32_LT_S],
+      [
+        ...at(0),
+        TEE,
+        LEN,
+        ...i32(MIN_LEN),
+        I32_LT_U,
+        ...get(LEN),
+        ...get(E),
+        ...get(OFF),
+        SUB,
+        I32_GT_U,
+        OR,
+        BR_IF,
+        1,
+        ...at16(4),
+        TEE,
+        R,
+        ...i32(C.SOCK_DIAG_BY_FAMILY),
+        I32_EQ,
+        ...get(R),
+        ...i32(C.TCPDIAG_GETSOCK),
+        I32_EQ,
+        OR,
+        I32_EQZ,
+        ...exitIf([]),
+        ...exitIf([...at16(6), ...i32(C.NLM_F_REQUEST | C.NLM_F_DUMP_INTR), AND]),
+        ...exitIf([...at(8), ...get(SEQ), I32_NE]),
+        ...exitIf([...at(12), ...get(PID), I32_NE]),
+        ...exitIf([...get(LEFT), I32_EQZ]),
+        // The attributes: a bad one is left to the caller, who counts each kind.
+        ...get(D),
+        ...get(OFF),
+        ...i32(MIN_LEN),
+        ADD,
+        ...get(OFF),
+        ...get(LEN),
+        ADD,
+        ...get(MASK),
+        CALL,
+        1,
+        TEE,
+        R,
+        ...i32(3),
+        AND,
+        ...exitIf([]),
+        // cong = the name's length, if any
+        ...i32(0),
+        ...i32(0),
+        ...mem(I32_LOAD, 4 * (C.MAX_ATTR_TYPE + C.INET_DIAG_CONG)),
+        ...i32(0),
+        ...mem(I32_LOAD, 4 * C.INET_DIAG_CONG),
+        ...i32(0),
+        I32_LT_S,
+        SELECT,
+        TEE,
+        CONG,
+        ...i32(4096),
+        I32_GT_U,
+        ...exitIf([]),
+        ...exitIf([...get(P_), ...get(CONG), ADD, ...get(LIMIT), I32_GT_S]),
+        ...inc(SHORT, [...get(R), ...i32(2), SHR_U, ...i32(0x3f), AND]),
+        ...inc(SKIP, [...get(R), ...i32(8), SHR_U]),
+        // The row: its tag, 2 bytes for its length, the record.
+        ...get(P_),
+        ...i32(ROW_TAG),
+        ...out(STORE8, 0),
+        ...get(D),
+        ...get(OFF),
+        ...i32(C.NLMSG_HDRLEN),
+        ADD,
+        ...get(P_),
+        ...i32(3),
+        ADD,
+        TEE,
+        BODY,
+        ...get(IDX),
+        ...get(STAMP_),
+        ...get(HEAD_),
+        ...get(TAIL_),
+        CALL,
+        0,
+        TEE,
+        Q,
+        ...get(BODY),
+        SUB,
+        TEE,
+        R,
+        ...i32(0x80),
+        I32_LT_U,
+        IF,
+        VOID,
+        // one length byte: the record moves back by one
+        ...get(P_),
+        ...get(R),
+        ...out(STORE8, 1),
+        ...get(P_),
+        ...i32(2),
+        ADD,
+        ...get(BODY),
+        ...get(R),
+        ...MEMORY_COPY_OUT,
+        ...get(Q),
+        ...i32(1),
+        SUB,
+        ...set(P_),
+        ELSE,
+        ...get(P_),
+        ...get(R),
+        ...i32(0x7f),
+        AND,
+        ...i32(0x80),
+        OR,
+        ...out(STORE8, 1),
+        ...get(P_),
+        ...get(R),
+        ...i32(7),
+        SHR_U,
+        ...out(STORE8, 2),
+        ...get(Q),
+        ...set(P_),
+        END,
+        ...inc(IDX, i32(1)),
+        ...inc(ROWS, i32(1)),
+        ...inc(LEFT, i32(-1)),
+        // off = min(end, off + align4(len))
+        ...get(OFF),
+        ...get(LEN),
+        ...i32(3),
+        ADD,
+        ...i32(-4),
+        AND,
+        ADD,
+        TEE,
+        OFF,
+        ...get(E),
+        ...get(OFF),
+        ...get(E),
+        I32_LT_S,
+        SELECT,
+        ...set(OFF),
+        ...exitIf([...get(P_), ...get(FLUSH_AT), I32_GT_S]),
+      ],
+    ),
+    ...result(0, P_),
+    ...result(1, ROWS),
+    ...result(2, IDX),
+    ...result(3, SHORT),
+    ...result(4, SKIP),
+    ...get(OFF),
+    END,
+  ];
+}
+
 function section(id: number, content: number[]): number[] {
   return [id, ...uleb(content.length), ...content];
 }
@@ -622,6 +825,7 @@ export function encoderWasm(shared = false): Uint8Array<ArrayBuffer> {
   const locals = [2, 8, I32, 1, I64]; // 8 i32 (b, n, v, k, c0…c3), 1 i64 (w)
   const fn = [...locals, ...body()];
   const loc = [1, 6, I32, ...locateBody()]; // off, rlen, type, errors, short, skipped
+  const walk = [1, 8, I32, ...walkBody()]; // len, r, q, body, rows, short, skipped, cong
   return new Uint8Array([
     0x00,
     0x61,
@@ -632,7 +836,7 @@ export function encoderWasm(shared = false): Uint8Array<ArrayBuffer> {
     0,
     0,
     ...section(1, [
-      2,
+      3,
       0x60,
       7,
       I32,
@@ -652,6 +856,11 @@ export function encoderWasm(shared = false): Uint8Array<ArrayBuffer> {
       I32,
       1,
       I32,
+      0x60,
+      14,
+      ...new Array(14).fill(I32),
+      1,
+      I32,
     ]),
     ...section(2, [
       2,
@@ -665,9 +874,28 @@ export function encoderWasm(shared = false): Uint8Array<ArrayBuffer> {
       0x00,
       1,
     ]),
-    ...section(3, [2, 0, 1]),
-    ...section(7, [2, ...name("encode"), 0x00, 0, ...name("locate"), 0x00, 1]),
-    ...section(10, [2, ...uleb(fn.length), ...fn, ...uleb(loc.length), ...loc]),
+    ...section(3, [3, 0, 1, 2]),
+    ...section(7, [
+      3,
+      ...name("encode"),
+      0x00,
+      0,
+      ...name("locate"),
+      0x00,
+      1,
+      ...name("walk"),
+      0x00,
+      2,
+    ]),
+    ...section(10, [
+      3,
+      ...uleb(fn.length),
+      ...fn,
+      ...uleb(loc.length),
+      ...loc,
+      ...uleb(walk.length),
+      ...walk,
+    ]),
   ]);
 }
 
@@ -687,8 +915,10 @@ const OUT_MAX_PAGES = 65536;
 const TABLE_BYTES = 8 * C.MAX_ATTR_TYPE;
 /** parse.ts NOMINAL_ATTR_LEN, for the locate function, after the table. */
 const NOMINAL_AT = TABLE_BYTES;
+/** Where the walk function leaves its results, after that. */
+const RESULT_AT = NOMINAL_AT + 4 * C.MAX_ATTR_TYPE;
 /** Where the stamp's bytes are in the source memory, and their room. */
-const STAMP_AT = NOMINAL_AT + 4 * C.MAX_ATTR_TYPE;
+const STAMP_AT = RESULT_AT + 4 * RESULTS;
 const STAMP_ROOM = 8192;
 /** Where datagrams are in the source memory. */
 const SOURCE_AT = STAMP_AT + STAMP_ROOM;
@@ -747,6 +977,23 @@ export interface PinnedSource {
 
 /** The locate function's signature (see {@link locateBody}). */
 type Locate = (delta: number, start: number, end: number, mask: number) => number;
+/** The walk function's signature (see {@link walkBody}). */
+type Walk = (
+  delta: number,
+  off: number,
+  end: number,
+  seq: number,
+  pid: number,
+  mask: number,
+  out: number,
+  limit: number,
+  flushAt: number,
+  rowsLeft: number,
+  index: number,
+  stamp: number,
+  headLen: number,
+  tailLen: number,
+) => number;
 
 /**
  * One instance of the function, with its two memories: the source (the attribute table at 0,
@@ -760,6 +1007,10 @@ export class WasmKernelEncoder {
   private readonly dst: WebAssembly.Memory;
   private readonly fn: Encode;
   private readonly locateFn: Locate;
+  private readonly walkFn: Walk;
+  private results: Int32Array;
+  /** What the last {@link WasmKernelEncoder.walk} wrote and counted. */
+  readonly walked: WalkCounts = { rows: 0, attrShort: 0, attrSkipped: 0 };
   private srcU8: Uint8Array;
   private table: Int32Array;
   private out: WasmOutBuf | undefined;
@@ -781,6 +1032,8 @@ export class WasmKernelEncoder {
     const inst = new WebAssembly.Instance(module, { e: { m: this.src, o: this.dst } });
     this.fn = inst.exports.encode as Encode;
     this.locateFn = inst.exports.locate as Locate;
+    this.walkFn = inst.exports.walk as Walk;
+    this.results = new Int32Array(this.src.buffer, RESULT_AT, RESULTS);
     new Int32Array(this.src.buffer, NOMINAL_AT, C.MAX_ATTR_TYPE).set(NOMINAL_ATTR_LEN);
     this.srcU8 = new Uint8Array(this.src.buffer);
     this.table = new Int32Array(this.src.buffer, 0, 2 * C.MAX_ATTR_TYPE);
@@ -816,6 +1069,7 @@ export class WasmKernelEncoder {
     if (this.pinned) throw new Error("Pinned source memory cannot grow");
     this.srcU8 = new Uint8Array(this.src.buffer);
     this.table = new Int32Array(this.src.buffer, 0, 2 * C.MAX_ATTR_TYPE);
+    this.results = new Int32Array(this.src.buffer, RESULT_AT, RESULTS);
     this.lastSrc = undefined;
   }
 
@@ -839,20 +1093,78 @@ export class WasmKernelEncoder {
     return at;
   }
 
+  /** Puts the stamp's bytes in the source memory, where they fit (`stampIn`). */
+  private useStamp(stamp: StampBytes): void {
+    if (stamp === this.lastStamp) return;
+    this.lastStamp = stamp;
+    this.stampIn = stamp.head.length + stamp.tail.length <= STAMP_ROOM;
+    if (this.stampIn) {
+      this.srcU8.set(stamp.head, STAMP_AT);
+      this.srcU8.set(stamp.tail, STAMP_AT + stamp.head.length);
+    }
+  }
+
+  /**
+   * Writes Envelope rows (as EnvelopeWriter.add does) for the plain socket messages of the
+   * view's datagram from `off` on, up to `end`, in one call: the framing checks of parse.ts
+   * parseDatagram, locate and encode in one WebAssembly function (see walkBody for where it
+   * stops: at the first message it leaves to the caller, after `rowsLeft` rows, after a row that
+   * ends past `flushAt`, before a row that might not end below `limit`). Only for the pinned
+   * receive buffer and this encoder's own output buffer, and a stamp that fits its room;
+   * elsewhere it writes nothing. Moves `out.pos` and `view.index` on; returns the offset it
+   * stopped at, and its counts in {@link WasmKernelEncoder.walked}.
+   */
+  walk(
+    view: SocketView,
+    stamp: StampBytes,
+    out: OutBuf,
+    off: number,
+    end: number,
+    expect: WalkExpect,
+    limit: number,
+    flushAt: number,
+    rowsLeft: number,
+  ): number {
+    const w = this.walked;
+    w.rows = w.attrShort = w.attrSkipped = 0;
+    if (view.u8 !== this.pinned?.recv || out !== this.out) return off;
+    this.useStamp(stamp);
+    if (!this.stampIn) return off;
+    const head = stamp.head.length;
+    // The bound of a row but its name's length, from the last place a row may start.
+    const last = Math.min(limit, out.u8.length) - KERNEL_BYTES_BOUND - head - stamp.tail.length;
+    const next = this.walkFn(
+      SOURCE_AT,
+      off,
+      end,
+      expect.seq,
+      expect.pid,
+      expect.mask,
+      out.pos,
+      last,
+      flushAt,
+      rowsLeft,
+      view.index,
+      STAMP_AT,
+      head,
+      stamp.tail.length,
+    );
+    const r = this.results;
+    out.pos = r[0];
+    w.rows = r[1];
+    view.index = r[2];
+    w.attrShort = r[3];
+    w.attrSkipped = r[4];
+    return next;
+  }
+
   /**
    * Writes the record of `view` (the stamp's bytes, record_counter, the kernel fields) into
    * `out` at its position (any OutBuf; `room`: bytes it needs, ensured by the caller).
    */
   encodeInto(view: SocketView, stamp: StampBytes, out: OutBuf, room: number): void {
     const delta = this.load(view);
-    if (stamp !== this.lastStamp) {
-      this.lastStamp = stamp;
-      this.stampIn = stamp.head.length + stamp.tail.length <= STAMP_ROOM;
-      if (this.stampIn) {
-        this.srcU8.set(stamp.head, STAMP_AT);
-        this.srcU8.set(stamp.tail, STAMP_AT + stamp.head.length);
-      }
-    }
+    this.useStamp(stamp);
     let p = out.pos;
     let index = view.index;
     let head = stamp.head.length;
@@ -882,6 +1194,26 @@ export class WasmKernelEncoder {
     out.u8.set(new Uint8Array(this.dst.buffer, scratch, end - scratch), p);
     out.pos = p + end - scratch;
   }
+}
+
+/** What {@link WasmKernelEncoder.walk} takes: the dump's nlmsg_seq and port id, the attributes. */
+export interface WalkExpect {
+  /** nlmsg_seq of the dump's replies. */
+  seq: number;
+  /** nlmsg_pid of the dump's replies (the socket's port id). */
+  pid: number;
+  /** Attribute types to locate (parse.ts ParseOptions.mask). */
+  mask: number;
+}
+
+/** What {@link WasmKernelEncoder.walk} did besides moving `out.pos` and `view.index` on. */
+export interface WalkCounts {
+  /** Rows written (one per socket message). */
+  rows: number;
+  /** Attributes shorter than their struct (parse.ts ParseStats.attrShort). */
+  attrShort: number;
+  /** Attributes no decoder wants (ParseStats.attrSkipped). */
+  attrSkipped: number;
 }
 
 /** The function's signature (see {@link encoderWasm}). */

@@ -5,6 +5,7 @@
  * @module
  */
 import { fileURLToPath as fromFileUrl } from "node:url";
+import { NETLINK_SOCK_DIAG, pcapPackets } from "../../src/netlink/pcap.ts";
 
 /** Directory of the shared captures (override with XTCP2_FIXTURES). */
 export const FIXTURE_DIR: string = Deno.env.get("XTCP2_FIXTURES") ??
@@ -95,4 +96,12 @@ export function ownCaptures(): CapturePair[] {
     });
   }
   return out.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** Each sock_diag datagram of a capture (requests and replies), as its own bytes. */
+export function datagrams(path: string): Uint8Array[] {
+  const bytes = Deno.readFileSync(path);
+  return [...pcapPackets(bytes, path)]
+    .filter((p) => p.protocol === NETLINK_SOCK_DIAG)
+    .map((p) => bytes.slice(p.offset, p.end));
 }
