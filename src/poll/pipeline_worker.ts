@@ -11,12 +11,10 @@ import { collectYoung } from "../util/idle_gc.ts";
 import { isSync, type SyncDestination } from "../dest/destination.ts";
 import { openDestination } from "../dest/registry.ts";
 import { marshaller } from "../format/marshal.ts";
-import { parseDatagram, ParseStats } from "../netlink/parse.ts";
+import { parseDatagram, ParseStats, type SocketRun } from "../netlink/parse.ts";
 import { NetlinkCounts } from "./netlink_counts.ts";
 import type { SocketView } from "../netlink/socket_view.ts";
 import { EnvelopeWriter } from "../record/encoder.ts";
-import type { RecordExtra } from "../record/extra.ts";
-import type { StampBytes } from "../record/stamp.ts";
 import { errorMessage } from "../util/errors.ts";
 import { Counters, Logger } from "../util/log.ts";
 import {
@@ -38,7 +36,7 @@ import {
   WANT_ENVELOPES,
   type WorkerReply,
 } from "./pipeline.ts";
-import { RowFilter } from "./rows.ts";
+import { RowBatcher } from "./batch.ts";
 
 function reply(m: WorkerReply, transfer: Transferable[] = []): void {
   self.postMessage(m, transfer);
@@ -85,11 +83,6 @@ async function run(init: PipelineInit): Promise<void> {
   const recvDv = new DataView(recv.buffer, recv.byteOffset, recv.length);
   const stats = new ParseStats();
   const counts = new NetlinkCounts(counters);
-  let stamp: StampBytes = { head: new Uint8Array(0), tail: new Uint8Array(0) };
-  let maxRows = 10_000;
-  let maxBytes = 786_432;
-  let modulus = 1;
-  let modulusCount = 0;
   let mark = env.mark();
   let flushesAtMark = 0;
   let flushes = 0;
@@ -131,24 +124,10 @@ async function run(init: PipelineInit): Promise<void> {
     }
     env.reset();
   };
-  const addRow = (v: SocketView, extra: RecordExtra | undefined) => {
-    env.add(v, stamp, extra);
-    counts.appended++;
-    if (env.rows >= maxRows) flush("rows_cap");
-    else if (env.byteLength > maxBytes) flush("size_cap");
-  };
-  const rowOpts = init.rows;
-  const rows = rowOpts.changesOnly || rowOpts.socketOwners
-    ? new RowFilter(rowOpts, addRow)
-    : undefined;
-  const onSocket = (v: SocketView) => {
-    if (rows !== undefined && !rows.wanted(v)) return;
-    if (modulus > 1 && (modulusCount++ % modulus) !== 1) {
-      rows?.leftOut();
-      return;
-    }
-    addRow(v, rows?.extraFor(v));
-  };
+  const batch = new RowBatcher(env, init.rows, counts, flush);
+  const rows = batch.rows;
+  const onSocket = (v: SocketView) => batch.onSocket(v);
+  const onSockets: SocketRun = (v, off, end, opts, st) => batch.onSockets(v, off, end, opts, st);
 
   reply({ t: "ready" });
   let tail = 0;
@@ -180,6 +159,7 @@ async function run(init: PipelineInit): Promise<void> {
             { mask: init.mask, expectSeq: a1, expectPid: a2 },
             stats,
             onSocket,
+            onSockets,
           );
         } catch (err) {
           // The receiving thread checked the framing already; report, never stop.
@@ -187,7 +167,7 @@ async function run(init: PipelineInit): Promise<void> {
         }
         break;
       case SLOT_STAMP:
-        stamp = { head: u8.slice(0, a1), tail: u8.slice(a1, len) };
+        batch.stamp = { head: u8.slice(0, a1), tail: u8.slice(a1, len) };
         rows?.beginNamespace(a2);
         break;
       case SLOT_NS_END:
@@ -206,10 +186,7 @@ async function run(init: PipelineInit): Promise<void> {
         rows?.rollback();
         break;
       case SLOT_CONFIG:
-        maxRows = a1;
-        maxBytes = a2;
-        modulus = dv.getInt32(0, true);
-        modulusCount = 0;
+        batch.beginPoll(a1, a2, dv.getInt32(0, true));
         rows?.beginPoll(dv.getInt32(4, true) === 1);
         break;
       case SLOT_END_POLL: {

@@ -17,8 +17,6 @@ import { NetlinkError } from "../netlink/errors.ts";
 import type { ParseOptions, ParseStats } from "../netlink/parse.ts";
 import type { SocketView } from "../netlink/socket_view.ts";
 import { type EnvelopeMark, EnvelopeWriter, RecordEncoder } from "../record/encoder.ts";
-import type { WalkExpect } from "../record/encoder_wasm.ts";
-import type { RecordExtra } from "../record/extra.ts";
 import { Stamp, type StampValue } from "../record/stamp.ts";
 import type { Backlog, Delivery } from "../dest/queue.ts";
 import type { Marshaller } from "../format/marshal.ts";
@@ -27,7 +25,8 @@ import { errorMessage, isFatal, releaseAfter, type Suppressing } from "../util/e
 import type { Counters, Logger } from "../util/log.ts";
 import { collectYoung } from "../util/idle_gc.ts";
 import type { Lease } from "../util/lease.ts";
-import { RowFilter } from "./rows.ts";
+import type { RowFilter } from "./rows.ts";
+import { type FlushReason, RowBatcher } from "./batch.ts";
 import { freezeSettings, type PollSettings } from "./settings.ts";
 
 /**
@@ -67,8 +66,7 @@ function backlogText(b: Backlog | undefined, flushes: number): string {
   } s)${disk}`;
 }
 
-/** Why an envelope was flushed (the original's counter names). */
-export type FlushReason = "poll_end" | "poll_timeout" | "rows_cap" | "size_cap" | "shutdown";
+export type { FlushReason } from "./batch.ts";
 
 /** The key of a namespace in the row filter and the pipeline's messages (its inode, 32 bits). */
 function nsKey(st: NsState): number {
@@ -116,15 +114,11 @@ export class Poller implements DumpSink, Disposable {
   private settingsNow: PollSettings;
   private readonly env: EnvelopeWriter;
   private readonly dumper: Dumper;
-  private stamp = new Stamp({});
   private mark: EnvelopeMark;
   private flushesAtMark = 0;
   private flushCount = 0;
   private pollBytes = 0;
   private pollFlushes = 0;
-  private modulusCount = 0;
-  /** What {@link Poller.run} passes on of the dump's parse options. */
-  private readonly expect: WalkExpect = { seq: 0, pid: 0, mask: 0 };
   // Per-poll copies of settings read for every socket.
   private modulus = 1;
   private maxRows = 10_000;
@@ -138,8 +132,10 @@ export class Poller implements DumpSink, Disposable {
   /** The original's Netlinker/Deserialize counters of each dumper (one per receiving path). */
   private readonly counts: NetlinkCounts;
   private readonly pipedCounts: NetlinkCounts;
-  /** `--changesOnly`, `--socketOwners` (undefined without either). */
+  /** `--changesOnly`, `--socketOwners` (undefined without either): the batcher's. */
   private readonly rows: RowFilter | undefined;
+  /** Sockets into rows, and the flushes they call for. */
+  private readonly batch: RowBatcher;
   /** Namespaces whose dumps the row filter (or the pipeline's) has seen. */
   private readonly nsKeys = new Set<number>();
 
@@ -151,16 +147,15 @@ export class Poller implements DumpSink, Disposable {
     this.env = new EnvelopeWriter(1 << 20, new RecordEncoder(deps.delivery.lends > 0));
     this.mark = this.env.mark();
     const r = s.rows;
-    this.rows = r.changesOnly || r.socketOwners
-      ? new RowFilter(r, (view, extra) => this.addRow(view, extra))
-      : undefined;
+    this.counts = new NetlinkCounts(deps.counters);
+    this.batch = new RowBatcher(this.env, r, this.counts, (reason) => this.flush(reason));
+    this.rows = this.batch.rows;
     const dumping = {
       ...s.dump,
       ...(deps.onDatagram ? { onDatagram: deps.onDatagram } : {}),
     };
     // The dumper receives into the encoder's memory, which reads each socket there in place.
     this.dumper = new Dumper({ ...dumping, source: this.env.source(s.dump.bufferSize) });
-    this.counts = new NetlinkCounts(deps.counters);
     this.pipedCounts = new NetlinkCounts(deps.counters);
     if (s.pipeline) {
       this.pipe = new Pipeline({
@@ -251,24 +246,12 @@ export class Poller implements DumpSink, Disposable {
     return this.dumper;
   }
 
-  // DumpSink
+  // DumpSink: rows through the batcher (the pipeline's worker has its own).
   /** @internal */
   onSocket(view: SocketView): void {
-    const rows = this.rows;
-    if (rows !== undefined && !rows.wanted(view)) return;
-    const modulus = this.modulus;
-    if (modulus > 1 && (this.modulusCount++ % modulus) !== 1) {
-      rows?.leftOut();
-      return;
-    }
-    this.addRow(view, rows?.extraFor(view));
+    this.batch.onSocket(view);
   }
-
-  /**
-   * @internal DumpSink: a run of plain socket messages in one call of the writer
-   * (EnvelopeWriter.run), with the flushes addRow makes, where no row filter or modulus looks at
-   * each socket.
-   */
+  /** @internal */
   onSockets(
     view: SocketView,
     off: number,
@@ -276,34 +259,7 @@ export class Poller implements DumpSink, Disposable {
     opts: ParseOptions,
     stats: ParseStats,
   ): number {
-    if (this.rows !== undefined || this.modulus > 1 || opts.expectSeq < 0 || opts.expectPid < 0) {
-      return off;
-    }
-    const env = this.env;
-    const expect = this.expect;
-    expect.seq = opts.expectSeq;
-    expect.pid = opts.expectPid;
-    expect.mask = opts.mask;
-    for (;;) {
-      off = env.run(view, off, end, expect, this.stamp, this.maxRows, this.maxBytes);
-      const w = env.walked;
-      if (w.rows === 0) return off;
-      stats.messages += w.rows;
-      stats.sockets += w.rows;
-      stats.attrShort += w.attrShort;
-      stats.attrSkipped += w.attrSkipped;
-      this.counts.appended += w.rows;
-      if (env.rows >= this.maxRows) this.flush("rows_cap");
-      else if (env.byteLength > this.maxBytes) this.flush("size_cap");
-      if (off >= end) return off;
-    }
-  }
-
-  private addRow(view: SocketView, extra: RecordExtra | undefined): void {
-    this.env.add(view, this.stamp, extra);
-    this.counts.appended++;
-    if (this.env.rows >= this.maxRows) this.flush("rows_cap");
-    else if (this.env.byteLength > this.maxBytes) this.flush("size_cap");
+    return this.batch.onSockets(view, off, end, opts, stats);
   }
   /** @internal */
   checkpoint(): void {
@@ -420,10 +376,10 @@ export class Poller implements DumpSink, Disposable {
     this.deps.delivery.beginPoll();
     this.pollBytes = 0;
     this.pollFlushes = 0;
-    this.modulusCount = 0;
     this.modulus = s.modulus;
     this.maxRows = s.envelopeRows;
     this.maxBytes = s.envelopeBytes;
+    this.batch.beginPoll(this.maxRows, this.maxBytes, this.modulus);
     let sockets = 0;
     let namespaces = 0;
     let timedOut = false;
@@ -461,7 +417,7 @@ export class Poller implements DumpSink, Disposable {
         c.inc("Poller", "namespacesNotPolled", "count", states.length - namespaces);
         break;
       }
-      this.stamp = new Stamp({
+      const nsStamp = new Stamp({
         daemon_version: stamp.daemonVersion,
         timestamp_ns: nowNs(),
         hostname: stamp.hostname,
@@ -474,6 +430,7 @@ export class Poller implements DumpSink, Disposable {
         ...(st.nsid === undefined ? {} : { nsid: st.nsid }),
         ...this.deps.stampFields?.(st),
       });
+      this.batch.stamp = nsStamp;
       const d0 = performance.now();
       const key = nsKey(st);
       if (this.rows) this.nsKeys.add(key);
@@ -481,7 +438,7 @@ export class Poller implements DumpSink, Disposable {
       let ok = false;
       try {
         if (pipe && this.pipedDumper) {
-          pipe.stamp(this.stamp, key);
+          pipe.stamp(nsStamp, key);
           sockets += this.pipedDumper.dump(this.transport(st.socket), pipe);
         } else {
           this.rows?.beginNamespace(key);
