@@ -1,13 +1,20 @@
 /**
- * The kernel fields of {@link F.FIELDS} as a WebAssembly function, assembled here from the field
- * table when the module loads (no build step, no binary to keep in sync): straight-line code,
- * one load, one zero test and one tag store per field, constants folded, the varints as inline
- * loops. It replaced straight-line JavaScript generated from the same table, which wrote the
- * same bytes at about twice the cost per socket (570 against 345 ns per socket with parsing, on
- * a 20,000-socket loopback dump).
+ * The kernel fields of {@link F.FIELDS} as a WebAssembly module, assembled here from the field
+ * table when the module loads (no build step, no binary to keep in sync). Three functions:
+ *
+ * - `encode` writes one record: straight-line code, one load and one zero test per field, a
+ *   value below 128 written with its tag in one store, the varint loops inline, constants
+ *   folded. It replaced straight-line JavaScript generated from the same table, which wrote the
+ *   same bytes at about twice the cost per socket (570 against 345 ns per socket with parsing,
+ *   on a 20,000-socket loopback dump).
+ * - `locate` fills the attribute table of one message (parse.ts locateAttributes).
+ * - `walk` takes a run of plain socket replies of a datagram in one call: the framing checks of
+ *   parse.ts parseDatagram, `locate`, `encode` and the row's tag and length, until the first
+ *   message it leaves to the TypeScript parser ({@link WasmKernelEncoder.walk}).
  *
  * Memories of an instance: the source (the attribute table, `attrOff` then `attrLen`, i32 × 32
- * each, at 0; then the datagram) and the output (see {@link WasmKernelEncoder}).
+ * each, at 0; the nominal attribute sizes, the walk's results and the stamp's bytes after it;
+ * then the datagram) and the output (see {@link WasmKernelEncoder}).
  *
  * @module
  */
