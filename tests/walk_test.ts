@@ -30,10 +30,14 @@ import {
   NLMSG_NOOP,
 } from "../src/netlink/constants.ts";
 import type { NetlinkTransport } from "../src/netlink/dump.ts";
-import type { ParseOptions, ParseStats } from "../src/netlink/parse.ts";
+import { parseDatagram, type ParseOptions, ParseStats } from "../src/netlink/parse.ts";
 import type { SocketView } from "../src/netlink/socket_view.ts";
 import { NamespaceRegistry } from "../src/netns/registry.ts";
+import { RowBatcher } from "../src/poll/batch.ts";
+import { NetlinkCounts } from "../src/poll/netlink_counts.ts";
 import { Poller, type PollerDeps } from "../src/poll/poller.ts";
+import { EnvelopeWriter } from "../src/record/encoder.ts";
+import { Stamp } from "../src/record/stamp.ts";
 import { msToDuration } from "../src/util/duration.ts";
 import type { Lease } from "../src/util/lease.ts";
 import { Counters, Logger } from "../src/util/log.ts";
@@ -340,3 +344,61 @@ for (
     },
   });
 }
+
+Deno.test({
+  name:
+    "a run stops where the writer's buffer ends (one WebAssembly page, no flush), and leaves it to add to grow it: the rows are add's",
+  ignore: !HAVE_FIXTURES && ownCaptures().length === 0,
+  fn() {
+    const stamp = new Stamp({ hostname: "walk-test", netns: "replay", timestamp_ns: 1n });
+    // Its buffer is the whole of its memory: a row written past its end would trap.
+    const envelopes = (fast: boolean) => {
+      const env = new EnvelopeWriter(65_536);
+      const { recv, view } = env.source(1 << 16);
+      const dv = new DataView(recv.buffer, recv.byteOffset, recv.length);
+      const batch = new RowBatcher(
+        env,
+        { changesOnly: false, socketOwners: false },
+        new NetlinkCounts(new Counters()),
+        () => assert.fail("no flush: the thresholds are out of reach"),
+      );
+      batch.beginPoll(1e9, 1e9, 1);
+      batch.stamp = stamp;
+      const stats = new ParseStats();
+      let grew = 0;
+      for (const dump of captureDumps()) {
+        for (const dg of dump) {
+          if (dg.length > recv.length) continue;
+          recv.set(dg);
+          const first = new DataView(dg.buffer);
+          const opts = {
+            mask: -1,
+            expectSeq: first.getUint32(8, true),
+            expectPid: first.getUint32(12, true),
+          };
+          const before = env.out.u8.length;
+          parseDatagram(
+            view,
+            recv,
+            dv,
+            0,
+            dg.length,
+            opts,
+            stats,
+            (v) => batch.onSocket(v),
+            fast ? (v, off, end, o, st) => batch.onSockets(v, off, end, o, st) : undefined,
+          );
+          if (env.out.u8.length > before) grew++;
+        }
+      }
+      return { bytes: env.envelope().slice(), rows: env.rows, stats: { ...stats }, grew };
+    };
+    const slow = envelopes(false);
+    const fast = envelopes(true);
+    assert.ok(fast.grew >= 5, `the buffer grew ${fast.grew} times`);
+    assert.ok(fast.rows > 4000, `${fast.rows} rows`);
+    assert.equal(fast.rows, slow.rows);
+    assert.deepEqual(fast.stats, slow.stats);
+    assert.deepEqual(fast.bytes, slow.bytes);
+  },
+});

@@ -724,7 +724,7 @@ function walkBody(): number[] {
         ...i32(4096),
         I32_GT_U,
         ...exitIf([]),
-        ...exitIf([...get(P_), ...get(CONG), ADD, ...get(LIMIT), I32_GT_S]),
+        ...exitIf([...get(P_), ...get(CONG), ADD, ...get(LIMIT), I32_GT_U]),
         ...inc(SHORT, [...get(R), ...i32(2), SHR_U, ...i32(0x3f), AND]),
         ...inc(SKIP, [...get(R), ...i32(8), SHR_U]),
         // The row: its tag, 2 bytes for its length, the record.
@@ -805,7 +805,7 @@ function walkBody(): number[] {
         I32_LT_S,
         SELECT,
         ...set(OFF),
-        ...exitIf([...get(P_), ...get(FLUSH_AT), I32_GT_S]),
+        ...exitIf([...get(P_), ...get(FLUSH_AT), I32_GT_U]),
       ],
     ),
     ...result(0, P_),
@@ -1015,7 +1015,7 @@ export class WasmKernelEncoder {
   private readonly fn: Encode;
   private readonly locateFn: Locate;
   private readonly walkFn: Walk;
-  private results: Int32Array;
+  private results: Uint32Array;
   /** What the last {@link WasmKernelEncoder.walk} wrote and counted. */
   readonly walked: WalkCounts = { rows: 0, attrShort: 0, attrSkipped: 0 };
   private srcU8: Uint8Array;
@@ -1040,7 +1040,7 @@ export class WasmKernelEncoder {
     this.fn = inst.exports.encode as Encode;
     this.locateFn = inst.exports.locate as Locate;
     this.walkFn = inst.exports.walk as Walk;
-    this.results = new Int32Array(this.src.buffer, RESULT_AT, RESULTS);
+    this.results = new Uint32Array(this.src.buffer, RESULT_AT, RESULTS);
     new Int32Array(this.src.buffer, NOMINAL_AT, C.MAX_ATTR_TYPE).set(NOMINAL_ATTR_LEN);
     this.srcU8 = new Uint8Array(this.src.buffer);
     this.table = new Int32Array(this.src.buffer, 0, 2 * C.MAX_ATTR_TYPE);
@@ -1076,7 +1076,7 @@ export class WasmKernelEncoder {
     if (this.pinned) throw new Error("Pinned source memory cannot grow");
     this.srcU8 = new Uint8Array(this.src.buffer);
     this.table = new Int32Array(this.src.buffer, 0, 2 * C.MAX_ATTR_TYPE);
-    this.results = new Int32Array(this.src.buffer, RESULT_AT, RESULTS);
+    this.results = new Uint32Array(this.src.buffer, RESULT_AT, RESULTS);
     this.lastSrc = undefined;
   }
 
@@ -1140,6 +1140,8 @@ export class WasmKernelEncoder {
     const head = stamp.head.length;
     // The bound of a row but its name's length, from the last place a row may start.
     const last = Math.min(limit, out.u8.length) - KERNEL_BYTES_BOUND - head - stamp.tail.length;
+    // Addresses are unsigned in the function (a shared output memory may pass 2 GiB).
+    if (last < out.pos) return off;
     const next = this.walkFn(
       SOURCE_AT,
       off,
@@ -1149,8 +1151,8 @@ export class WasmKernelEncoder {
       expect.mask,
       out.pos,
       last,
-      flushAt,
-      rowsLeft,
+      Math.min(flushAt, 0xffff_ffff),
+      Math.min(rowsLeft, 0x7fff_ffff),
       view.index,
       STAMP_AT,
       head,
@@ -1191,13 +1193,13 @@ export class WasmKernelEncoder {
       index = head = tail = 0;
     }
     if (out === this.out) {
-      out.pos = this.fn(delta, view.msg, p, index, STAMP_AT, head, tail);
+      out.pos = this.fn(delta, view.msg, p, index, STAMP_AT, head, tail) >>> 0;
       return;
     }
     // Another buffer: through scratch room past the output buffer, then copied.
     const scratch = this.out?.u8.length ?? 0;
     if (grow(this.dst, scratch + room)) this.out?.at(this.out.u8.length);
-    const end = this.fn(delta, view.msg, scratch, index, STAMP_AT, head, tail);
+    const end = this.fn(delta, view.msg, scratch, index, STAMP_AT, head, tail) >>> 0;
     out.u8.set(new Uint8Array(this.dst.buffer, scratch, end - scratch), p);
     out.pos = p + end - scratch;
   }
