@@ -123,7 +123,7 @@ function replay(): { sockets: number; nsPerSocket: number } {
   const first = new DataView(recorded[0]!.buffer);
   const popts = { mask, expectSeq: first.getUint32(8, true), expectPid: first.getUint32(12, true) };
   const onSocket = (v: SocketView) => batch.onSocket(v);
-  const onSockets: SocketRun = (v, off, end, o, st) => batch.onSockets(v, off, end, o, st);
+  const onSockets: SocketRun = batch.onSockets.bind(batch);
   const pass = () => {
     for (const b of recorded) {
       recv.set(b);

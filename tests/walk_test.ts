@@ -30,8 +30,7 @@ import {
   NLMSG_NOOP,
 } from "../src/netlink/constants.ts";
 import type { NetlinkTransport } from "../src/netlink/dump.ts";
-import { parseDatagram, type ParseOptions, ParseStats } from "../src/netlink/parse.ts";
-import type { SocketView } from "../src/netlink/socket_view.ts";
+import { parseDatagram, ParseStats, type SocketRun } from "../src/netlink/parse.ts";
 import { NamespaceRegistry } from "../src/netns/registry.ts";
 import { RowBatcher } from "../src/poll/batch.ts";
 import { NetlinkCounts } from "../src/poll/netlink_counts.ts";
@@ -135,13 +134,7 @@ class Recording implements Delivery {
 
 /** The poller with its fast path refused: every socket goes through onSocket. */
 class PerSocketPoller extends Poller {
-  override onSockets(
-    _view: SocketView,
-    off: number,
-    _end: number,
-    _opts: ParseOptions,
-    _stats: ParseStats,
-  ): number {
+  override onSockets(...[, off]: Parameters<SocketRun>): number {
     return off;
   }
 }
@@ -149,15 +142,10 @@ class PerSocketPoller extends Poller {
 /** The real poller, counting the sockets its fast path took. */
 class CountingPoller extends Poller {
   static taken = 0;
-  override onSockets(
-    view: SocketView,
-    off: number,
-    end: number,
-    opts: ParseOptions,
-    stats: ParseStats,
-  ): number {
+  override onSockets(...run: Parameters<SocketRun>): number {
+    const stats = run[4];
     const before = stats.sockets;
-    const next = super.onSockets(view, off, end, opts, stats);
+    const next = super.onSockets(...run);
     CountingPoller.taken += stats.sockets - before;
     return next;
   }
@@ -386,7 +374,7 @@ Deno.test({
             opts,
             stats,
             (v) => batch.onSocket(v),
-            fast ? (v, off, end, o, st) => batch.onSockets(v, off, end, o, st) : undefined,
+            fast ? batch.onSockets.bind(batch) : undefined,
           );
           if (env.out.u8.length > before) grew++;
         }

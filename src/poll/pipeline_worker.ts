@@ -127,7 +127,7 @@ async function run(init: PipelineInit): Promise<void> {
   const batch = new RowBatcher(env, init.rows, counts, flush);
   const rows = batch.rows;
   const onSocket = (v: SocketView) => batch.onSocket(v);
-  const onSockets: SocketRun = (v, off, end, opts, st) => batch.onSockets(v, off, end, opts, st);
+  const onSockets: SocketRun = batch.onSockets.bind(batch);
 
   reply({ t: "ready" });
   let tail = 0;

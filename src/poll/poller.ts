@@ -14,7 +14,7 @@ import { Pipeline, type WorkerReply } from "./pipeline.ts";
 import { NetlinkCounts } from "./netlink_counts.ts";
 import { Dumper, type DumpSink, type NetlinkTransport } from "../netlink/dump.ts";
 import { NetlinkError } from "../netlink/errors.ts";
-import type { ParseOptions, ParseStats } from "../netlink/parse.ts";
+import type { SocketRun } from "../netlink/parse.ts";
 import type { SocketView } from "../netlink/socket_view.ts";
 import { type EnvelopeMark, EnvelopeWriter, RecordEncoder } from "../record/encoder.ts";
 import { Stamp, type StampValue } from "../record/stamp.ts";
@@ -252,14 +252,8 @@ export class Poller implements DumpSink, Disposable {
     this.batch.onSocket(view);
   }
   /** @internal */
-  onSockets(
-    view: SocketView,
-    off: number,
-    end: number,
-    opts: ParseOptions,
-    stats: ParseStats,
-  ): number {
-    return this.batch.onSockets(view, off, end, opts, stats);
+  onSockets(...run: Parameters<SocketRun>): number {
+    return this.batch.onSockets(...run);
   }
   /** @internal */
   checkpoint(): void {

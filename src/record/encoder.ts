@@ -39,7 +39,11 @@ export class RecordEncoder {
    */
   constructor(shared = false) {
     this.kernel = new WasmKernelEncoder(shared);
+    this.walk = this.kernel.walk.bind(this.kernel);
   }
+
+  /** See {@link WasmKernelEncoder.walk}. */
+  readonly walk: WasmKernelEncoder["walk"];
 
   /**
    * Appends one encoded XtcpFlatRecord for `view` (stamped with `stamp`, with the per-socket
@@ -55,21 +59,6 @@ export class RecordEncoder {
     out.ensure(room);
     this.kernel.encodeInto(view, stamp, out, room);
     if (extra) out.pos = encodeExtra(extra, out.u8, out.pos);
-  }
-
-  /** See {@link WasmKernelEncoder.walk}. */
-  walk(
-    view: SocketView,
-    stamp: StampBytes,
-    out: OutBuf,
-    off: number,
-    end: number,
-    expect: WalkExpect,
-    limit: number,
-    flushAt: number,
-    rowsLeft: number,
-  ): number {
-    return this.kernel.walk(view, stamp, out, off, end, expect, limit, flushAt, rowsLeft);
   }
 
   /** What the last {@link RecordEncoder.walk} wrote and counted. */
