@@ -119,7 +119,7 @@ export class Poller implements DumpSink, Disposable {
   private flushCount = 0;
   private pollBytes = 0;
   private pollFlushes = 0;
-  // Per-poll copies of settings read for every socket.
+  // Per-poll copies of settings (the batcher, the pipeline and the flush loan get them from here).
   private modulus = 1;
   private maxRows = 10_000;
   private maxBytes = 786_432;
