@@ -106,7 +106,7 @@ Deno.test("the binary: invalid config exits 2 with one line; --conf redacts; -v"
   const bad = await xtcp2(["-frequency", "2s", "-dest", "file:/tmp/xtcp2-should-not-exist/x"]);
   assert.equal(bad.code, 2);
   assert.equal(bad.stderr.trim().split("\n").length, 1, bad.stderr);
-  assert.match(bad.stderr, /Poll timeout must be less than poll poll_frequency/);
+  assert.match(bad.stderr, /Poll timeout must be less than the poll interval \(--frequency 2s\)/);
   assert.throws(() => Deno.statSync("/tmp/xtcp2-should-not-exist"), "nothing was started");
   const conf = await xtcp2(["--conf", "-s3SecretKey", "topsecret", "-label", "L"]);
   assert.equal(conf.code, 0, conf.stderr);

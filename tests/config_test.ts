@@ -77,7 +77,10 @@ Deno.test("S3 secrets from *_FILE win and are never printed", () => {
 
 Deno.test("every validation rule names the flag, the value and the rule", () => {
   const cases: [string[], RegExp][] = [
-    [["-frequency", "2s"], /--timeout: "5s": Poll timeout must be less than poll poll_frequency/],
+    [
+      ["-frequency", "2s"],
+      /--timeout: "5s": Poll timeout must be less than the poll interval \(--frequency 2s\)/,
+    ],
     [["-netlinkers", "0"], /--netlinkers: "0": must be from 1 to 100/],
     [["-netlinkers", "101"], /--netlinkers: "101"/],
     [["-grpcPort", "0"], /--grpcPort: "0"/],

@@ -90,7 +90,9 @@ export function validateConfig(cfg: XtcpConfig): string[] {
   if (timeout >= frequency) {
     out.push(
       `Invalid value for --timeout: "${formatDuration(timeout)}": ` +
-        `Poll timeout must be less than poll poll_frequency (${formatDuration(frequency)})`,
+        `Poll timeout must be less than the poll interval (--frequency ${
+          formatDuration(frequency)
+        })`,
     );
   }
   if (cfg.csvColumns && (cfg.marshalTo === "csv" || cfg.marshalTo === "tsv")) {
