@@ -46,15 +46,21 @@ export interface ProcSample {
   userMs: number;
   /** utime + stime of V8's worker threads alive now (concurrent GC work, mostly). */
   v8WorkersMs: number;
+  /** The CPU time of each thread alive now, by thread id, in ns (schedstat: exact). */
+  threadNs: Map<number, number>;
   rssKb: number;
   hwmKb: number;
 }
 
-/** Reads /proc/<pid>/stat and status (through `cat`: Deno reads /proc only with --allow-all). */
+/**
+ * Reads /proc/<pid>/stat, status, and each thread's stat and schedstat (through `sh`: Deno
+ * reads /proc only with --allow-all).
+ */
 export async function procSample(pid: number): Promise<ProcSample> {
   const text = await output("sh", [
     "-c",
-    'cat "/proc/$1/stat" "/proc/$1/status"; cat "/proc/$1"/task/*/stat',
+    'cat "/proc/$1/stat" "/proc/$1/status"; cat "/proc/$1"/task/*/stat 2>/dev/null; ' +
+    'for t in "/proc/$1"/task/*; do echo "schedstat ${t##*/} $(cat "$t/schedstat" 2>/dev/null)"; done',
     "sh",
     String(pid),
   ]);
@@ -67,7 +73,12 @@ export async function procSample(pid: number): Promise<ProcSample> {
   const [proc = "", ...rest] = text.split("\n");
   const p = times(proc);
   let v8 = 0;
+  const threadNs = new Map<number, number>();
   for (const line of rest) {
+    // "schedstat <tid> <ns on the CPU> <ns waiting> <timeslices>"; nothing after the tid when
+    // the thread ended while it was read.
+    const m = /^schedstat (\d+) (\d+) /.exec(line);
+    if (m) threadNs.set(Number(m[1]), Number(m[2]));
     if (!line.includes("(V8 ")) continue; // "V8 DefaultWorke" (the name is cut at 15 bytes)
     const t = times(line);
     v8 += t.user + t.sys;
@@ -77,9 +88,27 @@ export async function procSample(pid: number): Promise<ProcSample> {
     cpuMs: ms(p.user + p.sys),
     userMs: ms(p.user),
     v8WorkersMs: ms(v8),
+    threadNs,
     rssKb: kb("VmRSS"),
     hwmKb: kb("VmHWM"),
   };
+}
+
+/**
+ * The process's CPU time from sample `a` to `b`, in ms: exact (the sum over its threads of
+ * their schedstat time since `a`) when every thread of `a` is still there at `b`; else (a thread
+ * ended, and its time since `a` is only in /proc/<pid>/stat) from the process's clock ticks.
+ */
+export function cpuBetween(a: ProcSample, b: ProcSample): { ms: number; exact: boolean } {
+  if (a.threadNs.size === 0) return { ms: b.cpuMs - a.cpuMs, exact: false };
+  let ns = 0;
+  for (const [tid, at] of a.threadNs) {
+    const now = b.threadNs.get(tid);
+    if (now === undefined) return { ms: b.cpuMs - a.cpuMs, exact: false };
+    ns += now - at;
+  }
+  for (const [tid, now] of b.threadNs) if (!a.threadNs.has(tid)) ns += now;
+  return { ms: ns / 1e6, exact: true };
 }
 
 /** One poll's summary line. */

@@ -6,9 +6,10 @@
  *
  * - `null` (the baseline), `nats:` (a live nats-server), `valkey:` (PUBLISH) and
  *   `valkey-stream:` (XADD) (a live redis-server), `--rounds` times in alternation, each run
- *   `--warmup` polls then `--polls` measured ones: CPU per poll (utime + stime of the whole
- *   process, every thread and GC included, from /proc/<pid>/stat, sampled half-way between polls
- *   so that each sample covers one poll and its delivery), as a ratio to null; the poll's wall
+ *   `--warmup` polls then `--polls` measured ones: CPU per poll (the CPU time of the whole
+ *   process, every thread and GC included, from each thread's /proc schedstat, sampled half-way
+ *   between polls so that each sample covers one poll and its delivery), as a ratio to null; the
+ *   poll's wall
  *   time (its log line); user CPU, and the CPU of V8's worker threads (concurrent GC, mostly);
  *   bytes and flushes per poll; peak RSS (VmHWM) and RSS between polls;
  *   and the closing account line (what the server acknowledged);
@@ -32,7 +33,7 @@
  */
 import { parseArgs } from "node:util";
 import { startLoad } from "../tests/support/loadgen/loadgen.ts";
-import { benchArgs, CLK_TCK, DaemonRun, median } from "./daemon_run.ts";
+import { benchArgs, CLK_TCK, cpuBetween, DaemonRun, median } from "./daemon_run.ts";
 import { machineLine, rewriteReadmeSection } from "./machine.ts";
 
 const { values } = parseArgs({
@@ -134,7 +135,7 @@ const startRedis = (netns: string) =>
     /Ready to accept connections/,
   );
 
-/** The mean: for CPU, whose samples are whole clock ticks, it averages the ticks out. */
+/** The mean (for user CPU, whose samples are whole clock ticks, it averages the ticks out). */
 function mean(xs: number[]): number {
   return xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length;
 }
@@ -195,7 +196,7 @@ function collect(r: Result, d: DaemonRun, from: number, to: number, conns: numbe
         } in 1: did the load go away?`,
       );
     }
-    r.cpuMs.push(s.cpuMs - before.cpuMs);
+    r.cpuMs.push(cpuBetween(before, s).ms);
     r.userMs.push(s.userMs - before.userMs);
     r.v8WorkersMs.push(s.v8WorkersMs - before.v8WorkersMs);
     r.wallMs.push(p.ms);
@@ -366,11 +367,12 @@ const body = [
   `${CONNS.toLocaleString("en")} loopback connections in one namespace, polls every ${
     FREQUENCY_MS / 1000
   } s, \`-marshal protobufList\`; ${ROUNDS} round(s) of each destination in turn, each ${WARMUP} warm-up`,
-  `then ${POLLS} measured polls. CPU: utime + stime of the daemon process (every thread,`,
-  `GC included) from one sample half-way between polls to the next, so each covers a poll and its`,
-  `delivery; the mean over the measured polls (each sample counts whole ${
+  `then ${POLLS} measured polls. CPU: the CPU time of the daemon process (every thread, GC`,
+  "included: the sum of its threads' /proc schedstat times) from one sample half-way between",
+  "polls to the next, so each covers a poll and its delivery; the mean over the measured polls;",
+  `user is its user part, from whole ${
     1000 / CLK_TCK
-  } ms ticks: the mean averages them out, a median would keep them); user is its user part (the kernel's dump is sys time),`,
+  } ms clock ticks (the mean averages them out; the kernel's dump is sys time),`,
   "V8 workers the part of V8's worker threads (concurrent GC, mostly). Wall: the poll's own line",
   "(dump, encode, enqueue). The other columns are medians.",
   `The outage rows stop nats-server after ${WARMUP} polls for ${
