@@ -28,7 +28,7 @@
  *
  *   deno task bench:e2e [--conns 50000] [--namespaces 100] [--nsConns 200] [--childEhash 1024]
  *                       [--polls 12] [--nsPolls 8] [--warmup 2] [--warmupSeconds 40] [--frequency 2000]
- *                       [--nsFrequency 6000] [--no-readme]
+ *                       [--nsFrequency 8000] [--no-readme]
  *
  * @module
  */
@@ -49,14 +49,14 @@ const { values } = parseArgs({
     warmup: { type: "string", default: "2" },
     warmupSeconds: { type: "string", default: "40" },
     frequency: { type: "string", default: "2000" },
-    nsFrequency: { type: "string", default: "6000" },
+    nsFrequency: { type: "string", default: "8000" },
     "no-readme": { type: "boolean", default: false },
     help: { type: "boolean", short: "h" },
   },
 });
 if (values.help) {
   console.log(
-    "usage: deno task bench:e2e [--conns 50000] [--namespaces 100] [--nsConns 200] [--childEhash 1024] [--polls 12] [--nsPolls 8] [--warmup 2] [--warmupSeconds 40] [--frequency 2000] [--nsFrequency 6000] [--no-readme]",
+    "usage: deno task bench:e2e [--conns 50000] [--namespaces 100] [--nsConns 200] [--childEhash 1024] [--polls 12] [--nsPolls 8] [--warmup 2] [--warmupSeconds 40] [--frequency 2000] [--nsFrequency 8000] [--no-readme]",
   );
   Deno.exit(0);
 }
