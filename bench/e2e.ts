@@ -27,7 +27,7 @@
  * idle RSS: VmRSS half-way between polls. Prints the tables, rewrites the README's `e2e` section.
  *
  *   deno task bench:e2e [--conns 50000] [--namespaces 100] [--nsConns 200] [--childEhash 1024]
- *                       [--polls 12] [--nsPolls 8] [--warmup 2] [--warmupSeconds 40] [--frequency 2000]
+ *                       [--polls 20] [--nsPolls 8] [--warmup 2] [--warmupSeconds 40] [--frequency 2000]
  *                       [--nsFrequency 8000] [--no-readme]
  *
  * @module
@@ -44,7 +44,7 @@ const { values } = parseArgs({
     namespaces: { type: "string", default: "100" },
     nsConns: { type: "string", default: "200" },
     childEhash: { type: "string", default: "1024" },
-    polls: { type: "string", default: "12" },
+    polls: { type: "string", default: "20" },
     nsPolls: { type: "string", default: "8" },
     warmup: { type: "string", default: "2" },
     warmupSeconds: { type: "string", default: "40" },
@@ -56,7 +56,7 @@ const { values } = parseArgs({
 });
 if (values.help) {
   console.log(
-    "usage: deno task bench:e2e [--conns 50000] [--namespaces 100] [--nsConns 200] [--childEhash 1024] [--polls 12] [--nsPolls 8] [--warmup 2] [--warmupSeconds 40] [--frequency 2000] [--nsFrequency 8000] [--no-readme]",
+    "usage: deno task bench:e2e [--conns 50000] [--namespaces 100] [--nsConns 200] [--childEhash 1024] [--polls 20] [--nsPolls 8] [--warmup 2] [--warmupSeconds 40] [--frequency 2000] [--nsFrequency 8000] [--no-readme]",
   );
   Deno.exit(0);
 }
