@@ -107,6 +107,16 @@ const I32_STORE_SRC = I32_STORE;
 /** A store to memory 0 (the output: the stores outnumber the loads, memory 0 is the cheaper). */
 const out = (op: number, off: number) => [op, 0, ...uleb(off)];
 const incP = (by: number) => [...get(P), ...i32(by), ADD, ...set(P)];
+/** `off + align4(len)` of two locals (netlink's NLMSG_ALIGN / RTA_ALIGN), left on the stack. */
+const plusAligned = (off: number, len: number) => [
+  ...get(off),
+  ...get(len),
+  ...i32(3),
+  ADD,
+  ...i32(-4),
+  AND,
+  ADD,
+];
 
 /**
  * `while (!exit) body`: `exit` leaves an i32 on the stack; inside `body`, `BR_IF, 1` leaves the
@@ -594,13 +604,7 @@ function locateBody(): number[] {
         ...set(SKIP),
         END,
         // off += (rlen + 3) & ~3
-        ...get(OFF),
-        ...get(RLEN),
-        ...i32(3),
-        ADD,
-        ...i32(-4),
-        AND,
-        ADD,
+        ...plusAligned(OFF, RLEN),
         ...set(OFF),
       ],
     ),
@@ -790,13 +794,7 @@ function walkBody(): number[] {
         ...inc(ROWS, i32(1)),
         ...inc(LEFT, i32(-1)),
         // off = min(end, off + align4(len))
-        ...get(OFF),
-        ...get(LEN),
-        ...i32(3),
-        ADD,
-        ...i32(-4),
-        AND,
-        ADD,
+        ...plusAligned(OFF, LEN),
         TEE,
         OFF,
         ...get(E),
